@@ -1,0 +1,1 @@
+//! podrun-procfs (issue 6).

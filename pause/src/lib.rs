@@ -1,0 +1,1 @@
+//! podrun-pause (issue 4).
