@@ -36,7 +36,7 @@ pub struct LayerStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("the layer is not a readable tar stream (truncated or corrupt?): {0}")]
+    #[error("the layer is not a readable tar stream (truncated or corrupt?)")]
     Read(#[source] io::Error),
     #[error("entry {path}: the path leaves the layer through \"..\"")]
     Escape { path: String },
@@ -44,7 +44,7 @@ pub enum LayerError {
     ThroughLink { path: String },
     #[error("entry {path}: hard link target {target} is not an earlier file of this layer")]
     LinkTarget { path: String, target: String },
-    #[error("entry {path}: {source}")]
+    #[error("entry {path}")]
     Whiteout { path: String, source: whiteout::BadWhiteout },
     #[error("entry {path}: it would replace a directory with a non-directory")]
     ReplacesDir { path: String },

@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Builds podrun's test and demo images from Debian packages; downloads nothing else.
+
+    build.py busybox OUT   OCI image layout of busybox at OUT/busybox-oci, and the same image
+                           as an OCI archive, a docker-save archive and a rootfs tarball
+    build.py hostile OUT   hostile layers and broken images at OUT/hostile (see HOSTILE)
+    build.py all OUT       both
+
+busybox comes from Debian's busybox-static package, fetched with `apt-get download` at the
+pinned version and checked against the pinned sha256 (cached in $PODRUN_FIXTURE_CACHE,
+default ~/.cache/podrun-fixtures). Output is deterministic: fixed times and owners, gzip
+without a timestamp, so digests are the same on every machine. Each fixture set is
+written to a temporary directory and renamed into place when complete.
+"""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+BUSYBOX_PACKAGE = "busybox-static"
+BUSYBOX_VERSION = "1:1.35.0-4+deb12u1+b1"
+BUSYBOX_SHA256 = "3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744"
+MTIME = 1672531200  # 2023-01-01T00:00:00Z
+CREATED = "2023-01-01T00:00:00Z"
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STAMP = "fixtures-v3"  # bump when the output changes
+
+
+def die(msg):
+    sys.exit(f"build.py: {msg}")
+
+
+def sha256(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+# --- tar building -----------------------------------------------------------------------
+
+def info(name, kind=tarfile.REGTYPE, mode=0o644, size=0, link="", uid=0, gid=0, dev=(0, 0), pax=None):
+    t = tarfile.TarInfo(name)
+    t.type, t.mode, t.size, t.linkname = kind, mode, size, link
+    t.uid, t.gid, t.uname, t.gname, t.mtime = uid, gid, "", "", MTIME
+    t.devmajor, t.devminor = dev
+    if pax:
+        t.pax_headers = pax
+    return t
+
+
+def make_tar(entries, fmt=tarfile.GNU_FORMAT):
+    """entries: (TarInfo, bytes-or-None). Names are written exactly as given."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for t, data in entries:
+            if data is not None:
+                t.size = len(data)
+                tf.addfile(t, io.BytesIO(data))
+            else:
+                tf.addfile(t)
+    return buf.getvalue()
+
+
+def gz(b):
+    return gzip.compress(b, compresslevel=6, mtime=0)
+
+
+def f(name, data, mode=0o644, **kw):
+    return (info(name, mode=mode, **kw), data)
+
+
+def d(name, mode=0o755):
+    return (info(name, tarfile.DIRTYPE, mode=mode), None)
+
+
+def sym(name, target):
+    return (info(name, tarfile.SYMTYPE, mode=0o777, link=target), None)
+
+
+def hard(name, target):
+    return (info(name, tarfile.LNKTYPE, link=target), None)
+
+
+# --- image layouts ----------------------------------------------------------------------
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def jbytes(v):
+    return json.dumps(v, separators=(",", ":"), sort_keys=True).encode()
+
+
+def image_config(diff_ids, cmd=("sh",)):
+    return {
+        "created": CREATED,
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": [PATH_ENV], "Cmd": list(cmd)},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{x}" for x in diff_ids]},
+        "history": [{"created": CREATED, "created_by": "podrun rootfs-fixtures/build.py"} for _ in diff_ids],
+    }
+
+
+def oci_layout(out, layer_tars, name, tag="latest", config=None, tamper=None):
+    """Writes an OCI image layout of gzip layers. tamper(blobs, manifest, config) may break it."""
+    blobs = {}
+    layers, diff_ids = [], []
+    for t in layer_tars:
+        g = gz(t)
+        blobs[sha256(g)] = g
+        diff_ids.append(sha256(t))
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": f"sha256:{sha256(g)}", "size": len(g)})
+    cfg = config or image_config(diff_ids)
+    if tamper:
+        tamper("config", cfg)
+    cb = jbytes(cfg)
+    blobs[sha256(cb)] = cb
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": f"sha256:{sha256(cb)}", "size": len(cb)},
+        "layers": layers,
+    }
+    mb = jbytes(manifest)
+    blobs[sha256(mb)] = mb
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": f"sha256:{sha256(mb)}",
+            "size": len(mb),
+            "annotations": {"io.containerd.image.name": f"docker.io/library/{name}:{tag}", "org.opencontainers.image.ref.name": tag},
+        }],
+    }
+    if tamper:
+        tamper("blobs", blobs)
+    for h, b in blobs.items():
+        write(os.path.join(out, "blobs", "sha256", h), b)
+    write(os.path.join(out, "oci-layout"), jbytes({"imageLayoutVersion": "1.0.0"}))
+    write(os.path.join(out, "index.json"), jbytes(index))
+    return sha256(cb)
+
+
+def tar_dir(src, dest):
+    """The directory as a deterministic tar archive (for oci-archive style inputs)."""
+    entries = []
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        rel = os.path.relpath(root, src)
+        if rel != ".":
+            entries.append(d(rel))
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            with open(p, "rb") as fh:
+                entries.append(f(os.path.normpath(os.path.join(rel, name)), fh.read()))
+    write(dest, make_tar(entries))
+
+
+def docker_save(dest, layer_tars, name, tag="latest"):
+    """A `docker save` archive (the classic layout: <id>/layer.tar, <config>.json)."""
+    diff_ids = [sha256(t) for t in layer_tars]
+    cb = jbytes(image_config(diff_ids))
+    entries, paths = [], []
+    for i, t in enumerate(layer_tars):
+        lid = sha256(f"{i}:{diff_ids[i]}".encode())
+        entries += [d(lid), f(f"{lid}/VERSION", b"1.0"), f(f"{lid}/layer.tar", t)]
+        paths.append(f"{lid}/layer.tar")
+    entries.append(f(f"{sha256(cb)}.json", cb))
+    entries.append(f("manifest.json", jbytes([{"Config": f"{sha256(cb)}.json", "RepoTags": [f"{name}:{tag}"], "Layers": paths}])))
+    entries.append(f("repositories", jbytes({name: {tag: paths[-1].split("/")[0]}})))
+    write(dest, make_tar(entries))
+
+
+# --- busybox ----------------------------------------------------------------------------
+
+def busybox_deb():
+    cache = os.environ.get("PODRUN_FIXTURE_CACHE") or os.path.expanduser("~/.cache/podrun-fixtures")
+    os.makedirs(cache, exist_ok=True)
+    deb = os.path.join(cache, f"{BUSYBOX_PACKAGE}_{BUSYBOX_VERSION.replace(':', '%3a')}_amd64.deb")
+    if not os.path.exists(deb):
+        r = subprocess.run(["apt-get", "download", f"{BUSYBOX_PACKAGE}={BUSYBOX_VERSION}"], cwd=cache, capture_output=True, text=True)
+        if r.returncode != 0:
+            die(f"apt-get download {BUSYBOX_PACKAGE}={BUSYBOX_VERSION} failed (run `apt-get update` first?):\n{r.stderr}")
+    with open(deb, "rb") as fh:
+        got = sha256(fh.read())
+    if got != BUSYBOX_SHA256:
+        os.unlink(deb)
+        die(f"{deb}: sha256 {got} is not the pinned {BUSYBOX_SHA256}")
+    return deb
+
+
+def busybox_layer(tmp):
+    deb = busybox_deb()
+    fs = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(fs)) as tf:
+        binary = tf.extractfile("./bin/busybox").read()
+    exe = os.path.join(tmp, "busybox")
+    write(exe, binary)
+    os.chmod(exe, 0o755)
+    applets = subprocess.run([exe, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    dirs = ["bin", "dev", "etc", "home", "proc", "root", "sbin", "sys", "usr", "usr/bin", "usr/sbin", "var", "var/run"]
+    entries = [d(x, 0o700 if x == "root" else 0o755) for x in dirs]
+    entries += [d("tmp", 0o1777), f("bin/busybox", binary, 0o755)]
+    entries += [sym(a, "/bin/busybox") for a in sorted(set(applets)) if a != "bin/busybox"]
+    entries += [
+        f("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        f("etc/group", b"root:x:0:\nnobody:x:65534:\n"),
+    ]
+    return make_tar(entries)
+
+
+def build_busybox(out):
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    layer = busybox_layer(tmp)
+    os.unlink(os.path.join(tmp, "busybox"))
+    oci_layout(os.path.join(tmp, "busybox-oci"), [layer], "busybox")
+    tar_dir(os.path.join(tmp, "busybox-oci"), os.path.join(tmp, "busybox-oci.tar"))
+    docker_save(os.path.join(tmp, "busybox-docker.tar"), [layer], "busybox")
+    write(os.path.join(tmp, "busybox-rootfs.tar.gz"), gz(layer))
+    return tmp
+
+
+# --- hostile layers ---------------------------------------------------------------------
+
+CANARY = "podrun-hostile-canary"  # no file of this name may ever appear outside the store
+
+HOSTILE = {
+    # name: (entries, what podrun must do)
+    "dotdot.tar": [f("ok", b"x"), f(f"../../../../../../tmp/{CANARY}-dotdot", b"pwned")],
+    "absolute.tar": [f(f"/{CANARY}-absolute", b"inside")],
+    "symlink-root.tar": [sym("escape", "/"), f(f"escape/tmp/{CANARY}-symlink", b"pwned")],
+    "symlink-chain.tar": [
+        sym("a", "b"), sym("b", "c"), sym("c", "../../../../../../tmp"),
+        f(f"a/{CANARY}-chain", b"pwned"),
+    ],
+    "symlink-replaced.tar": [sym("s", f"/tmp/{CANARY}-replaced"), f("s", b"a file, not a write through s")],
+    "hardlink-absolute.tar": [hard("passwd", "/etc/passwd")],
+    "hardlink-dotdot.tar": [hard("shadow", "../../../../../../etc/shadow")],
+    "devices.tar": [
+        d("dev"),
+        (info("dev/sda", tarfile.BLKTYPE, mode=0o660, dev=(8, 0)), None),
+        (info("dev/mem", tarfile.CHRTYPE, mode=0o640, dev=(1, 1)), None),
+        f("dev/regular", b"kept"),
+    ],
+    "setuid.tar": [d("bin"), f("bin/su", b"#!/bin/sh\n", 0o4755), f("bin/sg", b"#!/bin/sh\n", 0o2755)],
+    "xattrs.tar": [
+        (info("d", tarfile.DIRTYPE, mode=0o755, pax={"SCHILY.xattr.trusted.overlay.opaque": "y"}), None),
+        (info("d/f", mode=0o644, pax={"SCHILY.xattr.user.podrun": "kept", "SCHILY.xattr.trusted.overlay.redirect": "/etc"}), b"x"),
+    ],
+    "whiteout-dotdot.tar": [d("etc"), f("etc/.wh...", b"")],
+    "newline-name.tar": [f("line1\nline2", b"odd but legal")],
+}
+
+
+def build_hostile(out):
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name, entries in HOSTILE.items():
+        fmt = tarfile.PAX_FORMAT if name == "xattrs.tar" else tarfile.GNU_FORMAT
+        write(os.path.join(tmp, name), make_tar(entries, fmt))
+    # 10^5 tiny files in 100 directories.
+    many = [d(f"d{i:03}") for i in range(100)]
+    many += [f(f"d{i // 1000:03}/f{i:06}", b"%d\n" % i) for i in range(100_000)]
+    write(os.path.join(tmp, "many-files.tar.gz"), gz(make_tar(many)))
+    good = make_tar([d("etc"), f("etc/hostname", b"podrun\n")])
+    write(os.path.join(tmp, "truncated.tar.gz"), gz(good)[: len(gz(good)) // 2])
+
+    # Broken images: a layer blob whose bytes do not match its digest; a manifest pointing
+    # at a blob that is not there; a config whose diff_id does not match the layer.
+    def bad_blob(what, v):
+        if what == "blobs":
+            for h, b in v.items():
+                if b[:2] == b"\x1f\x8b":
+                    v[h] = gz(make_tar([f("etc/evil", b"altered")]))
+
+    def missing_blob(what, v):
+        if what == "blobs":
+            for h in [h for h, b in v.items() if b[:2] == b"\x1f\x8b"]:
+                del v[h]
+
+    def bad_diff_id(what, v):
+        if what == "config":
+            v["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]
+
+    oci_layout(os.path.join(tmp, "oci-bad-digest"), [good], "bad-digest", tamper=bad_blob)
+    oci_layout(os.path.join(tmp, "oci-missing-blob"), [good], "missing-blob", tamper=missing_blob)
+    oci_layout(os.path.join(tmp, "oci-bad-diffid"), [good], "bad-diffid", tamper=bad_diff_id)
+
+    # A legitimate two-layer image with whiteouts: upper layer deletes etc/a and makes d opaque.
+    lower = make_tar([d("etc"), f("etc/a", b"a"), f("etc/b", b"b"), d("d"), f("d/x", b"x")])
+    upper = make_tar([d("etc"), f("etc/.wh.a", b""), d("d"), f("d/.wh..wh..opq", b""), f("d/y", b"y")])
+    oci_layout(os.path.join(tmp, "whiteouts"), [lower, upper], "whiteouts")
+    # Two images sharing their bottom layer.
+    base = make_tar([d("etc"), f("etc/base", b"shared")])
+    oci_layout(os.path.join(tmp, "shared-a"), [base, make_tar([f("a", b"a")])], "shared-a")
+    oci_layout(os.path.join(tmp, "shared-b"), [base, make_tar([f("b", b"b")])], "shared-b")
+    return tmp
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("busybox", "hostile", "all"):
+        die(__doc__)
+    what, out = sys.argv[1], os.path.abspath(sys.argv[2])
+    os.makedirs(out, exist_ok=True)
+    builders = {"busybox": build_busybox, "hostile": build_hostile}
+    for name, build in builders.items():
+        if what not in (name, "all"):
+            continue
+        dest = os.path.join(out, name)
+        stamp = os.path.join(dest, ".stamp")
+        if os.path.exists(stamp) and open(stamp).read() == STAMP:
+            continue
+        tmp = build(dest)
+        write(os.path.join(tmp, ".stamp"), STAMP.encode())
+        old = dest + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(dest):
+            os.rename(dest, old)
+        os.rename(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+        print(f"build.py: wrote {dest}")
+
+
+if __name__ == "__main__":
+    main()

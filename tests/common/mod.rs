@@ -1,0 +1,120 @@
+//! Helpers shared by the black-box tests: fixtures, a private podrun root per test, and
+//! running the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The fixtures built by rootfs-fixtures/build.py (busybox from Debian's package, hostile
+/// layers), built once per test binary into target/.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = manifest.join("target").join("podrun-fixtures");
+        let st = Command::new("python3")
+            .arg(manifest.join("rootfs-fixtures/build.py"))
+            .arg("all")
+            .arg(&out)
+            .status()
+            .expect("running python3 rootfs-fixtures/build.py");
+        assert!(st.success(), "rootfs-fixtures/build.py failed: {st}");
+        out
+    })
+}
+
+pub fn busybox_oci() -> PathBuf {
+    fixtures().join("busybox/busybox-oci")
+}
+
+pub fn hostile(name: &str) -> PathBuf {
+    fixtures().join("hostile").join(name)
+}
+
+/// Whether the test can run: it needs root. Without root it fails when
+/// PODRUN_TEST_REQUIRE_ALL is set (as in CI) and is reported as skipped otherwise: a skip is
+/// never a pass.
+pub fn need_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("PODRUN_TEST_REQUIRE_ALL").is_some() {
+        panic!("{test}: needs root, and PODRUN_TEST_REQUIRE_ALL is set");
+    }
+    eprintln!("SKIPPED {test}: needs root (run the suite as root; CI sets PODRUN_TEST_REQUIRE_ALL=1)");
+    false
+}
+
+/// A podrun root of its own, removed (with anything mounted under it) when dropped, also
+/// when the test fails.
+pub struct TestRoot {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRoot {
+    pub fn new() -> TestRoot {
+        TestRoot { dir: tempfile::Builder::new().prefix("podrun-test-").tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Runs `podrun --root <store> ARGS...`.
+    pub fn podrun<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--root")
+            .arg(self.store())
+            .args(args)
+            .env_remove("PODRUN_ROOT")
+            .output()
+            .expect("running podrun")
+    }
+
+    /// Runs podrun and asserts it succeeded; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = self.podrun(args);
+        assert!(out.status.success(), "podrun failed: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs podrun and asserts it failed with podrun's own exit code 125; returns stderr.
+    pub fn fails<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = self.podrun(args);
+        assert_eq!(out.status.code(), Some(125), "expected exit 125, got {}\nstdout: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Entries of a store subdirectory (layers, tmp, containers, images).
+    pub fn entries(&self, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store().join(sub))
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        let _ = podrun::mount::overlay::unmount_all_under(self.dir.path());
+    }
+}
