@@ -5,6 +5,8 @@
                            as an OCI archive, a docker-save archive and a rootfs tarball
     build.py hostile OUT   hostile layers and broken images at OUT/hostile (see HOSTILE)
     build.py all OUT       both
+    build.py synthetic OUT a larger OCI image for bench/import.sh: about 200 MB in 20,000
+                           files over two layers (not part of `all`)
 
 busybox comes from Debian's busybox-static package, fetched with `apt-get download` at the
 pinned version and checked against the pinned sha256 (cached in $PODRUN_FIXTURE_CACHE,
@@ -308,14 +310,33 @@ def build_hostile(out):
     return tmp
 
 
+def build_synthetic(out):
+    """About 200 MB in 20,000 files, half random and half text, like a real image's mix."""
+    import random
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    rng = random.Random(42)
+    text = b"".join(b"line %d of a configuration file, with some repeated words\n" % i for i in range(4000))
+    entries = [d(f"usr/share/s{i:02}") for i in range(100)]
+    entries[:0] = [d("usr"), d("usr/share")]
+    for i in range(20_000):
+        size = rng.randint(0, 20_000)
+        data = rng.randbytes(size) if i % 2 else (text * 2)[:size]
+        entries.append(f(f"usr/share/s{i % 100:02}/file{i:05}", data, 0o755 if i % 7 == 0 else 0o644))
+    small = make_tar([d("etc"), f("etc/hostname", b"synthetic\n")])
+    oci_layout(os.path.join(tmp, "synthetic-oci"), [make_tar(entries), small], "synthetic")
+    return tmp
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("busybox", "hostile", "all"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("busybox", "hostile", "all", "synthetic"):
         die(__doc__)
     what, out = sys.argv[1], os.path.abspath(sys.argv[2])
     os.makedirs(out, exist_ok=True)
-    builders = {"busybox": build_busybox, "hostile": build_hostile}
+    builders = {"busybox": build_busybox, "hostile": build_hostile, "synthetic": build_synthetic}
     for name, build in builders.items():
-        if what not in (name, "all"):
+        if what != name and (what != "all" or name == "synthetic"):
             continue
         dest = os.path.join(out, name)
         stamp = os.path.join(dest, ".stamp")

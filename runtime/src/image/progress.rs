@@ -40,6 +40,13 @@ impl Progress {
         }
     }
 
+    /// A whole line of its own, e.g. for a step that had nothing to do.
+    pub fn note(&self, line: &str) {
+        if self.enabled {
+            let _ = writeln!(io::stderr(), "\r\x1b[2K{line}");
+        }
+    }
+
     fn draw(&mut self) {
         if self.enabled {
             let _ = write!(io::stderr(), "\r\x1b[2K{} {}", self.label, human(self.bytes));

@@ -238,13 +238,12 @@ impl Store {
         for (i, planned) in plan.layers.iter().enumerate() {
             let label = |d: &str| format!("layer {}/{total} {}", i + 1, d);
             if let Some((d, size)) = planned.diff_id.as_ref().and_then(|d| known.get(d).map(|s| (d.clone(), *s))) {
-                progress.start(label(d.short()));
-                progress.finish("already present");
+                progress.note(&format!("{}  already present", label(d.short())));
                 layers.push(LayerRecord { diff_id: d, size });
                 continue;
             }
             let what = planned.member.clone().unwrap_or_else(|| path.display().to_string());
-            progress.start(label(planned.blob.as_ref().or(planned.diff_id.as_ref()).map_or("", |d| d.short())));
+            progress.start(label(planned.diff_id.as_ref().or(planned.blob.as_ref()).map_or("", |d| d.short())));
             let dest = work.0.join(format!("layer-{i}"));
             mkdir_private(&dest)?;
             let input: Box<dyn std::io::Read> = match (&src, &planned.member) {
