@@ -98,7 +98,13 @@ fn image_rm_untags_deletes_and_collects_unused_layers() {
     }
     let t = TestRoot::new();
     t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str(), "--name".as_ref(), "localhost/bb:2".as_ref()]);
+    t.ok([
+        "image".as_ref(),
+        "import".as_ref(),
+        busybox_oci().as_os_str(),
+        "--name".as_ref(),
+        "localhost/bb:2".as_ref(),
+    ]);
     t.ok(["image".as_ref(), "import".as_ref(), hostile("shared-a").as_os_str()]);
     assert_eq!(t.entries("layers").len(), 3);
 
@@ -141,7 +147,13 @@ fn broken_images_fail_clearly_and_leave_nothing() {
         ("truncated.tar.gz", "truncated or corrupt"),
     ] {
         let t = TestRoot::new();
-        let err = t.fails(["image".as_ref(), "import".as_ref(), hostile(fixture).as_os_str(), "--name".as_ref(), "x".as_ref()]);
+        let err = t.fails([
+            "image".as_ref(),
+            "import".as_ref(),
+            hostile(fixture).as_os_str(),
+            "--name".as_ref(),
+            "x".as_ref(),
+        ]);
         assert!(err.contains(says), "{fixture}: {err}");
         assert!(err.starts_with("podrun: error: importing "), "{fixture}: {err}");
         assert_store_empty(&t);
@@ -154,7 +166,13 @@ fn bad_input_is_refused_before_anything_is_written() {
         return;
     }
     let t = TestRoot::new();
-    let err = t.fails(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str(), "--name".as_ref(), "Bad Name".as_ref()]);
+    let err = t.fails([
+        "image".as_ref(),
+        "import".as_ref(),
+        busybox_oci().as_os_str(),
+        "--name".as_ref(),
+        "Bad Name".as_ref(),
+    ]);
     assert!(err.contains("invalid image name \"Bad Name\""), "{err}");
     let err = t.fails(["image".as_ref(), "import".as_ref(), t.path().join("nope").as_os_str()]);
     assert!(err.contains("nope") && err.contains("No such file"), "{err}");
@@ -209,4 +227,87 @@ fn concurrent_imports_of_one_image_both_succeed_with_one_copy() {
     let layer = t.store().join("layers").join(&t.entries("layers")[0]);
     let out = std::process::Command::new(layer.join("bin/busybox")).arg("true").status().unwrap();
     assert!(out.success());
+}
+
+#[test]
+fn import_takes_plain_gzip_and_zstd_rootfs_tarballs_alike() {
+    if !need_root("import_takes_plain_gzip_and_zstd_rootfs_tarballs_alike") {
+        return;
+    }
+    let t = TestRoot::new();
+    let gz = fixtures().join("busybox/busybox-rootfs.tar.gz");
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()), &mut tar).unwrap();
+    let zst = ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    std::fs::write(t.path().join("bb.tar"), &tar).unwrap();
+    std::fs::write(t.path().join("bb.tar.zst"), &zst).unwrap();
+    for (file, name) in [(gz, "gz"), (t.path().join("bb.tar"), "plain"), (t.path().join("bb.tar.zst"), "zst")] {
+        let out = t.podrun(["image".as_ref(), "import".as_ref(), file.as_os_str(), "--name".as_ref(), name.as_ref()]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "not a terminal, so no progress: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Same content, same image: one record with three names, one layer.
+    let list = json(&t.ok(["image", "ls", "--format", "json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["names"], serde_json::json!(["gz:latest", "plain:latest", "zst:latest"]));
+    assert_eq!(t.entries("layers").len(), 1);
+}
+
+#[test]
+fn import_shows_progress_on_a_terminal() {
+    if !need_root("import_shows_progress_on_a_terminal") {
+        return;
+    }
+    let t = TestRoot::new();
+    let cmd = format!(
+        "{} --root {} image import {}",
+        env!("CARGO_BIN_EXE_podrun"),
+        t.store().display(),
+        busybox_oci().display()
+    );
+    // script(1) gives podrun a pseudo-terminal as stdout and stderr.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script(1) from util-linux");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("layer 1/1 ") && shown.contains("285 files"), "{shown}");
+    assert!(shown.contains("Loaded image: busybox:latest"), "{shown}");
+}
+
+#[test]
+fn import_killed_midway_leaves_no_image_or_layer() {
+    if !need_root("import_killed_midway_leaves_no_image_or_layer") {
+        return;
+    }
+    let t = TestRoot::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .arg("--root")
+        .arg(t.store())
+        .args(["image", "import", "--name", "many"])
+        .arg(hostile("many-files.tar.gz"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it is unpacking, then kill -9 (the child is ours, by pid).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let busy = t.entries("tmp").iter().any(|w| t.store().join("tmp").join(w).join("layer-0/d000").exists());
+        if busy {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the import ended before it could be killed");
+        assert!(std::time::Instant::now() < deadline, "the import never started unpacking");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(t.entries("layers").is_empty(), "{:?}", t.entries("layers"));
+    assert!(t.entries("images").is_empty());
+    assert_eq!(json(&t.ok(["image", "ls", "--format", "json"])), serde_json::json!([]));
+    // The next import cleans the dead one's work directory.
+    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
+    assert!(t.entries("tmp").is_empty(), "{:?}", t.entries("tmp"));
+    assert_eq!(t.entries("layers").len(), 1);
 }

@@ -17,7 +17,11 @@ fn assert_no_canary(t: &TestRoot) {
     let dirs: Vec<PathBuf> = vec!["/".into(), "/tmp".into(), "/etc".into(), t.path().to_owned(), std::env::temp_dir()];
     for d in dirs {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
-            assert!(!e.file_name().to_string_lossy().starts_with(CANARY), "{} appeared outside the store", e.path().display());
+            assert!(
+                !e.file_name().to_string_lossy().starts_with(CANARY),
+                "{} appeared outside the store",
+                e.path().display()
+            );
         }
     }
 }
@@ -33,7 +37,12 @@ fn refused(fixture: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(125), "{fixture} was not refused: {err}");
     assert_no_canary(&t);
-    assert!(t.entries("layers").is_empty() && t.entries("tmp").is_empty(), "{fixture} left {:?} {:?}", t.entries("layers"), t.entries("tmp"));
+    assert!(
+        t.entries("layers").is_empty() && t.entries("tmp").is_empty(),
+        "{fixture} left {:?} {:?}",
+        t.entries("layers"),
+        t.entries("tmp")
+    );
     err
 }
 
@@ -98,7 +107,10 @@ fn layer_rejects_hard_links_out_of_the_layer() {
     if need_root("layer_rejects_hard_links_out_of_the_layer") {
         for fixture in ["hardlink-absolute.tar", "hardlink-dotdot.tar"] {
             let err = refused(fixture);
-            assert!(err.contains("hard link target") && err.contains("is not an earlier file of this layer"), "{fixture}: {err}");
+            assert!(
+                err.contains("hard link target") && err.contains("is not an earlier file of this layer"),
+                "{fixture}: {err}"
+            );
         }
         // /etc/passwd was not linked into any store: its link count is what it was.
         assert_eq!(std::fs::metadata("/etc/passwd").map(|m| std::os::unix::fs::MetadataExt::nlink(&m)).unwrap(), 1);
@@ -122,8 +134,8 @@ fn layer_keeps_setuid_bits_only_as_data_in_a_private_store() {
         let (t, layer, _) = accepted("setuid.tar");
         assert_eq!(layer.join("bin/su").metadata().unwrap().permissions().mode() & 0o7777, 0o4755);
         assert_eq!(layer.join("bin/sg").metadata().unwrap().permissions().mode() & 0o7777, 0o2755);
-        // Nobody but root can reach the set-id files: the store root is 0700.
-        assert_eq!(t.store().metadata().unwrap().permissions().mode() & 0o777, 0o700);
+        // Nobody but root can reach the set-id files: the layer store is 0700.
+        assert_eq!(t.store().join("layers").metadata().unwrap().permissions().mode() & 0o777, 0o700);
     }
 }
 
@@ -188,8 +200,13 @@ fn whiteouts_become_overlay_whiteouts_and_opaque_dirs() {
         let upper = img[0]["layers"][1]["diff_id"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
         let upper = t.store().join("layers").join(upper);
         let wh = upper.join("etc/a").symlink_metadata().unwrap();
-        assert!(wh.file_type().is_char_device() && std::os::unix::fs::MetadataExt::rdev(&wh) == 0, "etc/a is not a 0:0 whiteout");
+        assert!(
+            wh.file_type().is_char_device() && std::os::unix::fs::MetadataExt::rdev(&wh) == 0,
+            "etc/a is not a 0:0 whiteout"
+        );
         assert_eq!(xattr(&upper.join("d"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
-        assert!(upper.join(".wh.a").symlink_metadata().is_err() && upper.join("d/.wh..wh..opq").symlink_metadata().is_err());
+        assert!(
+            upper.join(".wh.a").symlink_metadata().is_err() && upper.join("d/.wh..wh..opq").symlink_metadata().is_err()
+        );
     }
 }

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{busybox_oci, hostile, need_root, TestRoot};
-use nix::sched::{unshare, CloneFlags};
 use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use podrun::ids::ContainerId;
@@ -25,7 +25,8 @@ fn in_child_mount_ns(body: impl FnOnce() -> Result<(), String>) {
         ForkResult::Child => {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
-                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("make / private: {e}"))?;
+                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                    .map_err(|e| format!("make / private: {e}"))?;
                 body()
             }));
             let code = match r {
@@ -139,7 +140,10 @@ fn image_in_use_by_a_rootfs_cannot_be_removed() {
     store.create_rootfs(&cid, &store.resolve("busybox").unwrap()).unwrap();
     let err = t.fails(["image", "rm", "busybox"]);
     assert!(err.contains("in use by container(s) user"), "{err}");
-    assert!(matches!(store.create_rootfs(&cid, &store.resolve("busybox").unwrap()), Err(podrun::image::Error::RootfsExists(_))));
+    assert!(matches!(
+        store.create_rootfs(&cid, &store.resolve("busybox").unwrap()),
+        Err(podrun::image::Error::RootfsExists(_))
+    ));
     store.remove_rootfs(&cid).unwrap();
     t.ok(["image", "rm", "busybox"]);
     assert!(t.entries("layers").is_empty() && t.entries("containers").is_empty());

@@ -100,7 +100,8 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn open_store(root: &Path) -> Result<Store> {
-    Store::open(root).with_context(|| format!("opening the image store at {} (is podrun running as root?)", root.display()))
+    Store::open(root)
+        .with_context(|| format!("opening the image store at {} (is podrun running as root?)", root.display()))
 }
 
 fn image(root: &Path, cmd: ImageCommand) -> Result<()> {

@@ -88,7 +88,12 @@ impl TestRoot {
         S: AsRef<std::ffi::OsStr>,
     {
         let out = self.podrun(args);
-        assert!(out.status.success(), "podrun failed: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "podrun failed: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -99,7 +104,14 @@ impl TestRoot {
         S: AsRef<std::ffi::OsStr>,
     {
         let out = self.podrun(args);
-        assert_eq!(out.status.code(), Some(125), "expected exit 125, got {}\nstdout: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "expected exit 125, got {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 

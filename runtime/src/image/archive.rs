@@ -43,7 +43,10 @@ enum SourceKind {
 }
 
 enum Member {
-    File { offset: u64, size: u64 },
+    File {
+        offset: u64,
+        size: u64,
+    },
     /// A symlink or hard link, by the normalised path it names.
     Link(String),
 }
@@ -136,10 +139,14 @@ impl Source {
         match &self.kind {
             SourceKind::Dir(dir) => {
                 let how = OpenHow::new()
-                    .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+                    .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
                     .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
                 match openat2(dir, name.as_str(), how) {
-                    Ok(fd) => Ok(Box::new(File::from(fd))),
+                    // Only regular files: a FIFO or device in the layout would block or never end.
+                    Ok(fd) => match File::from(fd) {
+                        f if f.metadata().is_ok_and(|m| m.is_file()) => Ok(Box::new(f)),
+                        _ => Err(missing()),
+                    },
                     Err(nix::errno::Errno::ENOENT) => Err(missing()),
                     Err(e) => Err(io_err("open", self.origin.join(&name))(e.into())),
                 }
@@ -166,10 +173,7 @@ impl Source {
     /// Reads a small member (an index, manifest or config) whole.
     pub fn read_small(&self, path: &str) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        self.open(path)?
-            .take(MAX_JSON + 1)
-            .read_to_end(&mut buf)
-            .map_err(io_err("read", self.origin.join(path)))?;
+        self.open(path)?.take(MAX_JSON + 1).read_to_end(&mut buf).map_err(io_err("read", self.origin.join(path)))?;
         if buf.len() as u64 > MAX_JSON {
             return Err(Error::TooLarge { what: path.to_owned(), limit: MAX_JSON });
         }
@@ -317,12 +321,19 @@ pub fn plan_oci(src: &Source, wanted: Option<&ImageName>) -> Result<Plan> {
     let config = parse_config(&config_raw)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
-        return Err(Error::Unsupported { what: "the image".into(), why: "its manifest and config list different numbers of layers" });
+        return Err(Error::Unsupported {
+            what: "the image".into(),
+            why: "its manifest and config list different numbers of layers",
+        });
     }
     let mut layers = Vec::new();
     for (desc, diff_id) in manifest.layers().iter().zip(diff_ids) {
         let blob = Digest::parse(desc.digest().as_ref())?;
-        layers.push(PlannedLayer { member: Some(blob_path(&blob)), blob: Some(blob), diff_id: Some(Digest::parse(diff_id)?) });
+        layers.push(PlannedLayer {
+            member: Some(blob_path(&blob)),
+            blob: Some(blob),
+            diff_id: Some(Digest::parse(diff_id)?),
+        });
     }
     Ok(Plan { config: Some((config_raw, config, config_digest)), names, layers })
 }
@@ -361,7 +372,8 @@ fn choose_manifest<'a>(all: &'a [Descriptor], wanted: Option<&ImageName>) -> Res
             .iter()
             .filter(|d| {
                 let ann = d.annotations().as_ref();
-                descriptor_name(d).as_ref() == Some(w) || ann.and_then(|a| a.get(REF_NAME)).is_some_and(|r| r == w.tag())
+                descriptor_name(d).as_ref() == Some(w)
+                    || ann.and_then(|a| a.get(REF_NAME)).is_some_and(|r| r == w.tag())
             })
             .collect();
         if let [one] = matching[..] {
@@ -373,7 +385,10 @@ fn choose_manifest<'a>(all: &'a [Descriptor], wanted: Option<&ImageName>) -> Res
     }
     match candidates[..] {
         [one] => Ok(one),
-        [] => Err(Error::Unsupported { what: "the image index".into(), why: "it has no manifest for linux on this architecture" }),
+        [] => Err(Error::Unsupported {
+            what: "the image index".into(),
+            why: "it has no manifest for linux on this architecture",
+        }),
         _ => Err(Error::AmbiguousManifest { candidates: labels() }),
     }
 }
@@ -382,7 +397,8 @@ fn choose_manifest<'a>(all: &'a [Descriptor], wanted: Option<&ImageName>) -> Res
 fn resolve_manifest(src: &Source, d: &Descriptor, depth: usize) -> Result<ImageManifest> {
     let digest = Digest::parse(d.digest().as_ref())?;
     let bytes = src.read_blob(&digest)?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| malformed(blob_path(&digest))(e.into()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| malformed(blob_path(&digest))(e.into()))?;
     if value.get("manifests").is_some() {
         if depth >= MAX_INDEX_DEPTH {
             return Err(Error::Unsupported { what: blob_path(&digest), why: "image indexes are nested too deeply" });
@@ -401,7 +417,8 @@ pub fn plan_docker(src: &Source, wanted: Option<&ImageName>) -> Result<Plan> {
     let tags = |m: &DockerManifest| -> Vec<ImageName> {
         m.repo_tags.iter().flatten().filter_map(|t| ImageName::parse(t).ok()).collect()
     };
-    let labels = || all.iter().map(|m| m.repo_tags.iter().flatten().cloned().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
+    let labels =
+        || all.iter().map(|m| m.repo_tags.iter().flatten().cloned().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
     let chosen = match (wanted, &all[..]) {
         (_, [one]) => one,
         (Some(w), _) => all
@@ -426,11 +443,18 @@ pub fn plan_docker(src: &Source, wanted: Option<&ImageName>) -> Result<Plan> {
     let config = parse_config(&config_raw)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != chosen.layers.len() {
-        return Err(Error::Unsupported { what: "the image".into(), why: "its manifest and config list different numbers of layers" });
+        return Err(Error::Unsupported {
+            what: "the image".into(),
+            why: "its manifest and config list different numbers of layers",
+        });
     }
     let mut layers = Vec::new();
     for (path, diff_id) in chosen.layers.iter().zip(diff_ids) {
-        layers.push(PlannedLayer { member: Some(path.clone()), blob: digest_in_name(path), diff_id: Some(Digest::parse(diff_id)?) });
+        layers.push(PlannedLayer {
+            member: Some(path.clone()),
+            blob: digest_in_name(path),
+            diff_id: Some(Digest::parse(diff_id)?),
+        });
     }
     Ok(Plan { config: Some((config_raw, config, id)), names, layers })
 }
@@ -458,15 +482,15 @@ fn name_from_file(path: &Path) -> Option<ImageName> {
     ImageName::parse(stem).ok()
 }
 
-/// The config podrun writes for a rootfs tarball: no timestamps, so the same tarball always
-/// gets the same image id.
-pub fn rootfs_config(diff_id: &Digest, file_name: &str) -> Vec<u8> {
+/// The config podrun writes for a rootfs tarball: no timestamps and no file name, so the
+/// same content always gets the same image id, however it was compressed or named.
+pub fn rootfs_config(diff_id: &Digest) -> Vec<u8> {
     let config = serde_json::json!({
         "architecture": Arch::default().to_string(),
         "os": "linux",
         "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] },
         "rootfs": { "type": "layers", "diff_ids": [diff_id.to_string()] },
-        "history": [ { "created_by": format!("podrun image import {file_name}") } ],
+        "history": [ { "created_by": "podrun image import" } ],
     });
     // A json! value always serialises.
     serde_json::to_vec(&config).unwrap_or_default()
@@ -502,9 +526,27 @@ mod tests {
     #[test]
     fn rootfs_config_is_deterministic_and_parses() {
         let d = Digest::of(b"x");
-        let a = rootfs_config(&d, "x.tar");
-        assert_eq!(a, rootfs_config(&d, "x.tar"));
+        let a = rootfs_config(&d);
+        assert_eq!(a, rootfs_config(&d));
         let c = parse_config(&a).unwrap();
         assert_eq!(c.rootfs().diff_ids(), &vec![d.to_string()]);
+    }
+
+    /// A config as `docker save` of an image built by the classic builder writes it:
+    /// nulls, empty strings and fields outside the OCI spec.
+    #[test]
+    fn docker_style_config_with_nulls_parses() {
+        let raw = br##"{"architecture":"amd64","config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,
+            "ExposedPorts":null,"Tty":false,"Env":["PATH=/bin"],"Cmd":["sh"],"Image":"sha256:00","Volumes":null,
+            "WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"container":"abc",
+            "container_config":{"Cmd":["/bin/sh","-c","#(nop) CMD [\"sh\"]"]},"created":"2023-05-19T20:19:24.286Z",
+            "docker_version":"20.10.23","history":[{"created":"2023-05-19T20:19:24Z","created_by":"x","empty_layer":true}],
+            "os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]}}"##;
+        let c = parse_config(raw).unwrap();
+        let rc = crate::image::store::run_config(&c);
+        assert_eq!(rc.cmd, vec!["sh"]);
+        assert_eq!(rc.working_dir, None);
+        assert_eq!(rc.user, None);
+        assert!(rc.entrypoint.is_empty());
     }
 }

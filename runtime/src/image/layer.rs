@@ -17,7 +17,9 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fchmod, fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{
+    fchmod, fchmodat, fstatat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
+};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
@@ -90,7 +92,13 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>>
 
 /// Unpacks the (already decompressed) tar stream `tar` into the empty directory `root`.
 pub fn unpack<R: Read>(tar: R, root: BorrowedFd<'_>) -> Result<LayerStats, LayerError> {
-    let mut u = Unpacker { root, parents: ParentCache(None), dir_times: Vec::new(), stats: LayerStats::default(), buf: vec![0; 128 * 1024] };
+    let mut u = Unpacker {
+        root,
+        parents: ParentCache(None),
+        dir_times: Vec::new(),
+        stats: LayerStats::default(),
+        buf: vec![0; 128 * 1024],
+    };
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(LayerError::Read)? {
         let entry = entry.map_err(LayerError::Read)?;
@@ -124,7 +132,10 @@ impl<'r> Unpacker<'r> {
             return Ok(()); // the layer root itself ("./"): podrun owns the root's metadata
         };
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
             return Ok(());
         }
         self.stats.entries += 1;
@@ -157,10 +168,8 @@ impl<'r> Unpacker<'r> {
             Plan::Whiteout(target) => {
                 let target = OsStr::from_bytes(target);
                 // overlayfs(5): a whiteout is a character device with device number 0/0.
-                replacing(parent, target, || {
-                    mknodat(parent, target, SFlag::S_IFCHR, Mode::empty(), 0)
-                })
-                .map_err(fail("mknod whiteout"))?;
+                replacing(parent, target, || mknodat(parent, target, SFlag::S_IFCHR, Mode::empty(), 0))
+                    .map_err(fail("mknod whiteout"))?;
                 return Ok(());
             }
             Plan::Entry => {}
@@ -172,8 +181,13 @@ impl<'r> Unpacker<'r> {
                     Ok(()) | Err(Replace::Dir) => {} // an existing directory stays; its metadata is updated
                     Err(e) => return Err(fail("mkdir")(e)),
                 }
-                let dir = openat(parent, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(sys("open directory"))?;
+                let dir = openat(
+                    parent,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(sys("open directory"))?;
                 fchown(&dir, Some(meta.uid), Some(meta.gid)).map_err(sys("chown"))?;
                 fchmod(&dir, meta.mode).map_err(sys("chmod"))?;
                 apply_xattrs(dir.as_fd(), &xattrs).map_err(sys("setxattr"))?;
@@ -195,7 +209,8 @@ impl<'r> Unpacker<'r> {
                     if got == 0 {
                         break;
                     }
-                    file.write_all(&self.buf[..got]).map_err(|e| sys("write")(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+                    file.write_all(&self.buf[..got])
+                        .map_err(|e| sys("write")(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
                     n += got as u64;
                 }
                 self.stats.bytes += n;
@@ -214,7 +229,8 @@ impl<'r> Unpacker<'r> {
                 // The target is stored as data and never resolved here.
                 let target = OsStr::from_bytes(&target);
                 replacing(parent, name, || symlinkat(target, parent, name)).map_err(fail("symlink"))?;
-                fchownat(parent, name, Some(meta.uid), Some(meta.gid), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(sys("chown"))?;
+                fchownat(parent, name, Some(meta.uid), Some(meta.gid), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map_err(sys("chown"))?;
                 let t = TimeSpec::new(meta.mtime, 0);
                 utimensat(parent, name, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(sys("set times"))?;
             }
@@ -227,16 +243,18 @@ impl<'r> Unpacker<'r> {
                 let tparent = open_beneath(self.root, &tparents.join(&b'/')).map_err(|_| not_here())?;
                 let tname = OsStr::from_bytes(tname);
                 // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never what it names.
-                replacing(parent, name, || linkat(&tparent, tname, parent, name, AtFlags::empty()))
-                    .map_err(|e| match e {
+                replacing(parent, name, || linkat(&tparent, tname, parent, name, AtFlags::empty())).map_err(
+                    |e| match e {
                         Replace::Sys(Errno::ENOENT | Errno::EPERM) => not_here(),
                         e => fail("link")(e),
-                    })?;
+                    },
+                )?;
             }
             EntryType::Fifo => {
                 replacing(parent, name, || mknodat(parent, name, SFlag::S_IFIFO, Mode::S_IRUSR | Mode::S_IWUSR, 0))
                     .map_err(fail("mkfifo"))?;
-                fchownat(parent, name, Some(meta.uid), Some(meta.gid), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(sys("chown"))?;
+                fchownat(parent, name, Some(meta.uid), Some(meta.gid), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map_err(sys("chown"))?;
                 fchmodat(parent, name, meta.mode, FchmodatFlags::FollowSymlink).map_err(sys("chmod"))?;
             }
             EntryType::Char | EntryType::Block => self.stats.skipped_devices += 1,
@@ -283,7 +301,9 @@ impl ParentCache {
             let fd = match open_beneath(root, parent) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) => create_dirs(root, parent, path)?,
-                Err(Errno::ELOOP | Errno::ENOTDIR | Errno::EXDEV) => return Err(LayerError::ThroughLink { path: path.to_owned() }),
+                Err(Errno::ELOOP | Errno::ENOTDIR | Errno::EXDEV) => {
+                    return Err(LayerError::ThroughLink { path: path.to_owned() })
+                }
                 Err(errno) => return Err(LayerError::Sys { path: path.to_owned(), op: "open parent", errno }),
             };
             self.0 = Some((parent.to_vec(), fd));
@@ -295,9 +315,12 @@ impl ParentCache {
 /// Opens directory `path` under `root` without following any symlink or leaving `root`.
 fn open_beneath(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
     let path: &OsStr = if path.is_empty() { OsStr::new(".") } else { OsStr::from_bytes(path) };
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV);
+    let how = OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS
+            | ResolveFlag::RESOLVE_NO_XDEV,
+    );
     openat2(root, path, how)
 }
 
@@ -312,18 +335,24 @@ fn create_dirs(root: BorrowedFd<'_>, parent: &[u8], path: &str) -> Result<OwnedF
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(errno) => return Err(LayerError::Sys { path: path.to_owned(), op: "mkdir parent", errno }),
         }
-        let next = openat(at, comp, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|errno| match errno {
-                Errno::ELOOP | Errno::ENOTDIR => LayerError::ThroughLink { path: path.to_owned() },
-                errno => LayerError::Sys { path: path.to_owned(), op: "open parent", errno },
-            })?;
+        let next = openat(
+            at,
+            comp,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| match errno {
+            Errno::ELOOP | Errno::ENOTDIR => LayerError::ThroughLink { path: path.to_owned() },
+            errno => LayerError::Sys { path: path.to_owned(), op: "open parent", errno },
+        })?;
         cur = Some(next);
     }
     cur.ok_or(LayerError::Sys { path: path.to_owned(), op: "open parent", errno: Errno::EINVAL })
 }
 
 fn is_dir(parent: BorrowedFd<'_>, name: &OsStr) -> bool {
-    fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+    fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
 }
 
 enum Replace {
@@ -334,7 +363,11 @@ enum Replace {
 /// Runs `create`; if the name exists (a later entry of the same layer wins, as in tar),
 /// removes the old non-directory and tries once more. An existing directory is never
 /// removed: `Replace::Dir` lets a directory entry keep it and fails anything else.
-fn replacing<T>(parent: BorrowedFd<'_>, name: &OsStr, mut create: impl FnMut() -> Result<T, Errno>) -> Result<T, Replace> {
+fn replacing<T>(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    mut create: impl FnMut() -> Result<T, Errno>,
+) -> Result<T, Replace> {
     match create() {
         Err(Errno::EEXIST) => {}
         other => return other.map_err(Replace::Sys),

@@ -3,9 +3,9 @@
 
 pub mod archive;
 pub mod digest;
+mod error;
 pub mod progress;
 pub mod store;
-mod error;
 
 pub use error::{Error, Result};
 pub mod layer;

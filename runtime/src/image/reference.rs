@@ -47,8 +47,8 @@ impl ImageName {
             return Err(bad("the repository is longer than 255 characters"));
         }
         let mut parts: Vec<&str> = repo.split('/').collect();
-        let has_domain = parts.len() > 1
-            && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost");
+        let has_domain =
+            parts.len() > 1 && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost");
         let mut domain = None;
         if has_domain {
             let d = parts.remove(0);
@@ -64,9 +64,7 @@ impl ImageName {
             }
         }
         if parts.iter().any(|c| !valid_component(c)) {
-            return Err(bad(
-                "each path component must be lowercase letters and digits, joined by . _ __ or -",
-            ));
+            return Err(bad("each path component must be lowercase letters and digits, joined by . _ __ or -"));
         }
         parts.splice(0..0, domain);
         Ok(ImageName { repo: parts.join("/"), tag: tag.to_owned() })

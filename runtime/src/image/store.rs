@@ -137,7 +137,13 @@ fn mkdir_private(path: &Path) -> Result<()> {
 /// Writes `bytes` to `path` atomically and durably: temp file, fsync, rename, fsync dir.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err("create", &tmp))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err("write", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("rename", path))?;
     if let Some(dir) = path.parent() {
@@ -156,13 +162,13 @@ impl Drop for WorkDir {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`. Directories podrun creates are 0700,
+    /// so set-id files inside layers are data nobody else can reach; an existing `root` keeps
+    /// its mode (it may be a directory podrun does not own).
     pub fn open(root: &Path) -> Result<Store> {
         for sub in ["layers", "images", "containers", "tmp"] {
             mkdir_private(&root.join(sub))?;
         }
-        // The root itself too: set-id files inside layers must not be reachable by others.
-        fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io_err("chmod", root))?;
         Ok(Store { root: root.to_owned() })
     }
 
@@ -184,14 +190,22 @@ impl Store {
 
     fn lock(&self, name: &str, arg: FlockArg) -> Result<Flock<File>> {
         let path = self.root.join(name);
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(io_err("open lock", &path))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open lock", &path))?;
         Flock::lock(f, arg).map_err(|(_, e)| Error::Sys { op: "flock", path, errno: e })
     }
 
     fn load_index(&self) -> Result<Index> {
         let path = self.root.join(IMAGES_JSON);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Malformed { what: path.display().to_string(), source: e.into() }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Malformed { what: path.display().to_string(), source: e.into() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(io_err("read", path)(e)),
         }
@@ -222,7 +236,12 @@ impl Store {
 
     /// Imports the image (or rootfs tarball) at `path`, returning the stored record and the
     /// names this import gave it.
-    pub fn import(&self, path: &Path, name: Option<&ImageName>, progress: &mut Progress) -> Result<(ImageRecord, Vec<ImageName>)> {
+    pub fn import(
+        &self,
+        path: &Path,
+        name: Option<&ImageName>,
+        progress: &mut Progress,
+    ) -> Result<(ImageRecord, Vec<ImageName>)> {
         let _shared = self.lock_for_import()?;
         let work = self.work_dir()?;
         let plan = match archive::detect(path, &work.0)? {
@@ -256,7 +275,11 @@ impl Store {
             })?;
             progress.finish(&format!("{} files", stats.entries));
             if stats.skipped_devices > 0 {
-                eprintln!("podrun: layer {}/{total}: skipped {} device node(s); containers get /dev from podrun", i + 1, stats.skipped_devices);
+                eprintln!(
+                    "podrun: layer {}/{total}: skipped {} device node(s); containers get /dev from podrun",
+                    i + 1,
+                    stats.skipped_devices
+                );
             }
             layers.push(LayerRecord { diff_id: diff_id.clone(), size: stats.bytes });
             unpacked.push((diff_id, dest));
@@ -264,9 +287,9 @@ impl Store {
         let (config_raw, config, id) = match plan.config {
             Some(c) => c,
             None => {
-                let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                let raw = archive::rootfs_config(&layers[0].diff_id, &file_name);
-                let config = ImageConfiguration::from_reader(&raw[..]).map_err(|e| Error::Malformed { what: "podrun's rootfs config".into(), source: e.into() })?;
+                let raw = archive::rootfs_config(&layers[0].diff_id);
+                let config = ImageConfiguration::from_reader(&raw[..])
+                    .map_err(|e| Error::Malformed { what: "podrun's rootfs config".into(), source: e.into() })?;
                 let id = Digest::of(&raw);
                 (raw, config, id)
             }
@@ -297,7 +320,11 @@ impl Store {
         match self.lock("lock", FlockArg::LockExclusiveNonblock) {
             Ok(excl) => {
                 self.clean_tmp();
-                excl.relock(FlockArg::LockShared).map_err(|e| Error::Sys { op: "flock", path: self.root.join("lock"), errno: e })?;
+                excl.relock(FlockArg::LockShared).map_err(|e| Error::Sys {
+                    op: "flock",
+                    path: self.root.join("lock"),
+                    errno: e,
+                })?;
                 Ok(excl)
             }
             Err(Error::Sys { errno: nix::errno::Errno::EWOULDBLOCK, .. }) => self.lock("lock", FlockArg::LockShared),
@@ -367,7 +394,10 @@ impl Store {
                 false
             }
             _ if image.names.len() > 1 && !force => {
-                return Err(Error::SeveralNames { image: image.id.to_string(), names: image.names.iter().map(|n| n.to_string()).collect() })
+                return Err(Error::SeveralNames {
+                    image: image.id.to_string(),
+                    names: image.names.iter().map(|n| n.to_string()).collect(),
+                })
             }
             _ => true,
         };
@@ -437,7 +467,9 @@ impl Store {
         let dir = self.container_dir(cid);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::RootfsExists(cid.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::RootfsExists(cid.to_string()))
+            }
             Err(e) => return Err(io_err("create directory", &dir)(e)),
         }
         let made = (|| {
@@ -481,7 +513,11 @@ impl Store {
         if !dir.exists() {
             return Err(Error::NoRootfs(cid.to_string()));
         }
-        crate::mount::overlay::unmount_all_under(&dir).map_err(|e| Error::Io { op: "unmount", path: dir.clone(), source: e })?;
+        crate::mount::overlay::unmount_all_under(&dir).map_err(|e| Error::Io {
+            op: "unmount",
+            path: dir.clone(),
+            source: e,
+        })?;
         fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
     }
 }
@@ -506,7 +542,7 @@ fn find<'a>(index: &'a Index, reference: &str) -> Result<&'a ImageRecord> {
     Err(Error::NotFound(reference.to_owned()))
 }
 
-fn run_config(c: &ImageConfiguration) -> RunConfig {
+pub(crate) fn run_config(c: &ImageConfiguration) -> RunConfig {
     let Some(cfg) = c.config() else { return RunConfig::default() };
     RunConfig {
         entrypoint: cfg.entrypoint().clone().unwrap_or_default(),
@@ -524,7 +560,12 @@ enum Unpack {
 
 /// Streams one layer blob into `dest`, hashing the blob and its uncompressed tar as they
 /// pass, and checks both digests against what the image promised.
-fn unpack_verified(input: Box<dyn std::io::Read + '_>, dest: &Path, planned: &archive::PlannedLayer, progress: &mut Progress) -> Result<(Digest, layer::LayerStats), Unpack> {
+fn unpack_verified(
+    input: Box<dyn std::io::Read + '_>,
+    dest: &Path,
+    planned: &archive::PlannedLayer,
+    progress: &mut Progress,
+) -> Result<(Digest, layer::LayerStats), Unpack> {
     let root = File::open(dest).map_err(|e| Unpack::Other(io_err("open", dest)(e)))?;
     let mut blob = HashingReader::new(Counting::new(input, progress));
     let (diff_id, stats) = {

@@ -59,13 +59,24 @@ impl FsContext {
     fn set(&self, key: &str, value: &[u8]) -> Result<(), Errno> {
         let (k, v) = (cstr(key.as_bytes())?, cstr(value)?);
         // SAFETY: both strings are NUL-terminated and outlive the call.
-        let rc = unsafe { libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0) };
+        let rc = unsafe {
+            libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
+        };
         Errno::result(rc).map(drop)
     }
 
     fn create(&self) -> Result<(), Errno> {
         // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
-        let rc = unsafe { libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0) };
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<u8>(),
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
         Errno::result(rc).map(drop)
     }
 
@@ -97,7 +108,16 @@ fn move_mount(mnt: &OwnedFd, target: &Path) -> Result<(), Errno> {
     let empty = cstr(b"")?;
     let t = cstr(target.as_os_str().as_bytes())?;
     // SAFETY: strings are NUL-terminated; mnt is a live detached mount fd.
-    let rc = unsafe { libc::syscall(libc::SYS_move_mount, mnt.as_raw_fd(), empty.as_ptr(), libc::AT_FDCWD, t.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
     Errno::result(rc).map(drop)
 }
 
@@ -164,7 +184,13 @@ pub fn unmount_all_under(dir: &Path) -> io::Result<()> {
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     for p in points {
-        nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).or_else(|e| if e == Errno::EINVAL || e == Errno::ENOENT { Ok(()) } else { Err(e) })?;
+        nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).or_else(|e| {
+            if e == Errno::EINVAL || e == Errno::ENOENT {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
     }
     Ok(())
 }
