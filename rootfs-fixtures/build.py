@@ -31,7 +31,7 @@ BUSYBOX_SHA256 = "3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb1087
 MTIME = 1672531200  # 2023-01-01T00:00:00Z
 CREATED = "2023-01-01T00:00:00Z"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-STAMP = "fixtures-v3"  # bump when the output changes
+STAMP = "fixtures-v4"  # bump when the output changes
 
 
 def die(msg):
@@ -110,9 +110,9 @@ def image_config(diff_ids, cmd=("sh",)):
     }
 
 
-def oci_layout(out, layer_tars, name, tag="latest", config=None, tamper=None):
-    """Writes an OCI image layout of gzip layers. tamper(blobs, manifest, config) may break it."""
-    blobs = {}
+def oci_image(blobs, layer_tars, config=None, arch="amd64", tamper=None):
+    """Adds an image's layer, config and manifest blobs; returns the manifest's descriptor.
+    tamper(what, value) may break the config ("config") or the blobs ("blobs")."""
     layers, diff_ids = [], []
     for t in layer_tars:
         g = gz(t)
@@ -120,6 +120,7 @@ def oci_layout(out, layer_tars, name, tag="latest", config=None, tamper=None):
         diff_ids.append(sha256(t))
         layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": f"sha256:{sha256(g)}", "size": len(g)})
     cfg = config or image_config(diff_ids)
+    cfg["architecture"] = arch
     if tamper:
         tamper("config", cfg)
     cb = jbytes(cfg)
@@ -132,23 +133,53 @@ def oci_layout(out, layer_tars, name, tag="latest", config=None, tamper=None):
     }
     mb = jbytes(manifest)
     blobs[sha256(mb)] = mb
-    index = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": f"sha256:{sha256(mb)}",
-            "size": len(mb),
-            "annotations": {"io.containerd.image.name": f"docker.io/library/{name}:{tag}", "org.opencontainers.image.ref.name": tag},
-        }],
-    }
-    if tamper:
-        tamper("blobs", blobs)
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": f"sha256:{sha256(mb)}", "size": len(mb)}
+
+
+def named(desc, name, tag):
+    return dict(desc, annotations={"io.containerd.image.name": f"docker.io/library/{name}:{tag}", "org.opencontainers.image.ref.name": tag})
+
+
+def write_layout(out, blobs, manifests):
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
     for h, b in blobs.items():
         write(os.path.join(out, "blobs", "sha256", h), b)
     write(os.path.join(out, "oci-layout"), jbytes({"imageLayoutVersion": "1.0.0"}))
     write(os.path.join(out, "index.json"), jbytes(index))
-    return sha256(cb)
+
+
+def oci_layout(out, layer_tars, name, tag="latest", tamper=None):
+    """Writes an OCI image layout of one image with gzip layers."""
+    blobs = {}
+    desc = oci_image(blobs, layer_tars, tamper=tamper)
+    if tamper:
+        tamper("blobs", blobs)
+    write_layout(out, blobs, [named(desc, name, tag)])
+
+
+def multi_layouts(tmp):
+    """Two tags of one repository in one layout, and a multi-platform image (a nested index
+    with arm64 and amd64 manifests), each marked by the file /which."""
+    blobs = {}
+    one = oci_image(blobs, [make_tar([f("which", b"1.0")])])
+    two = oci_image(blobs, [make_tar([f("which", b"2.0")])])
+    write_layout(os.path.join(tmp, "two-tags"), blobs, [named(one, "two", "1.0"), named(two, "two", "2.0")])
+
+    blobs = {}
+    arm = oci_image(blobs, [make_tar([f("which", b"arm64")])], arch="arm64")
+    amd = oci_image(blobs, [make_tar([f("which", b"amd64")])], arch="amd64")
+    inner = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            dict(arm, platform={"architecture": "arm64", "os": "linux"}),
+            dict(amd, platform={"architecture": "amd64", "os": "linux"}),
+        ],
+    }
+    ib = jbytes(inner)
+    blobs[sha256(ib)] = ib
+    top = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{sha256(ib)}", "size": len(ib)}
+    write_layout(os.path.join(tmp, "multi-arch"), blobs, [named(top, "multi", "latest")])
 
 
 def tar_dir(src, dest):
@@ -303,6 +334,7 @@ def build_hostile(out):
     lower = make_tar([d("etc"), f("etc/a", b"a"), f("etc/b", b"b"), d("d"), f("d/x", b"x")])
     upper = make_tar([d("etc"), f("etc/.wh.a", b""), d("d"), f("d/.wh..wh..opq", b""), f("d/y", b"y")])
     oci_layout(os.path.join(tmp, "whiteouts"), [lower, upper], "whiteouts")
+    multi_layouts(tmp)
     # Two images sharing their bottom layer.
     base = make_tar([d("etc"), f("etc/base", b"shared")])
     oci_layout(os.path.join(tmp, "shared-a"), [base, make_tar([f("a", b"a")])], "shared-a")

@@ -16,7 +16,7 @@ fn import_oci_layout_lists_busybox_latest() {
         return;
     }
     let t = TestRoot::new();
-    let out = t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
+    let out = t.import(&busybox_oci(), &[]);
     assert_eq!(out.trim(), "Loaded image: busybox:latest");
 
     let table = t.ok(["image", "ls"]);
@@ -56,11 +56,11 @@ fn import_detects_every_format_by_content_and_stores_the_layer_once() {
     std::fs::copy(bb.join("busybox-rootfs.tar.gz"), &rootfs).unwrap();
 
     let id = |name: &str| json(&t.ok(["image", "inspect", name]))[0]["id"].as_str().unwrap().to_owned();
-    t.ok(["image".as_ref(), "import".as_ref(), oci_tar.as_os_str(), "--name".as_ref(), "from-oci-tar".as_ref()]);
-    let out = t.ok(["image".as_ref(), "import".as_ref(), docker.as_os_str()]);
+    t.import(&oci_tar, &["--name", "from-oci-tar"]);
+    let out = t.import(&docker, &[]);
     assert_eq!(out.trim(), "Loaded image: busybox:latest", "docker save carries its RepoTags");
-    t.ok(["image".as_ref(), "import".as_ref(), rootfs.as_os_str(), "--name".as_ref(), "localhost/plain:1".as_ref()]);
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str(), "--name".as_ref(), "from-dir".as_ref()]);
+    t.import(&rootfs, &["--name", "localhost/plain:1"]);
+    t.import(&busybox_oci(), &["--name", "from-dir"]);
 
     // OCI and docker-save hold the same config, so the same image id.
     assert_eq!(id("from-oci-tar"), id("busybox"));
@@ -77,17 +77,17 @@ fn import_twice_unpacks_nothing_twice_and_shared_layers_are_stored_once() {
         return;
     }
     let t = TestRoot::new();
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
+    t.import(&busybox_oci(), &[]);
     let layer = t.store().join("layers").join(&t.entries("layers")[0]);
     let (ino, mtime) = (layer.metadata().unwrap().ino(), layer.join("bin/busybox").metadata().unwrap().ctime_nsec());
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
+    t.import(&busybox_oci(), &[]);
     assert_eq!(layer.metadata().unwrap().ino(), ino, "the layer directory was replaced");
     assert_eq!(layer.join("bin/busybox").metadata().unwrap().ctime_nsec(), mtime, "the layer was rewritten");
     assert_eq!(json(&t.ok(["image", "ls", "--format", "json"])).as_array().unwrap().len(), 1);
 
     // Two images that share their bottom layer: three layers in all.
-    t.ok(["image".as_ref(), "import".as_ref(), hostile("shared-a").as_os_str()]);
-    t.ok(["image".as_ref(), "import".as_ref(), hostile("shared-b").as_os_str()]);
+    t.import(&hostile("shared-a"), &[]);
+    t.import(&hostile("shared-b"), &[]);
     assert_eq!(t.entries("layers").len(), 1 + 3);
 }
 
@@ -97,15 +97,9 @@ fn image_rm_untags_deletes_and_collects_unused_layers() {
         return;
     }
     let t = TestRoot::new();
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
-    t.ok([
-        "image".as_ref(),
-        "import".as_ref(),
-        busybox_oci().as_os_str(),
-        "--name".as_ref(),
-        "localhost/bb:2".as_ref(),
-    ]);
-    t.ok(["image".as_ref(), "import".as_ref(), hostile("shared-a").as_os_str()]);
+    t.import(&busybox_oci(), &[]);
+    t.import(&busybox_oci(), &["--name", "localhost/bb:2"]);
+    t.import(&hostile("shared-a"), &[]);
     assert_eq!(t.entries("layers").len(), 3);
 
     // By id while two names point at it: refused without --force.
@@ -147,13 +141,7 @@ fn broken_images_fail_clearly_and_leave_nothing() {
         ("truncated.tar.gz", "truncated or corrupt"),
     ] {
         let t = TestRoot::new();
-        let err = t.fails([
-            "image".as_ref(),
-            "import".as_ref(),
-            hostile(fixture).as_os_str(),
-            "--name".as_ref(),
-            "x".as_ref(),
-        ]);
+        let err = t.import_fails(&hostile(fixture), &["--name", "x"]);
         assert!(err.contains(says), "{fixture}: {err}");
         assert!(err.starts_with("podrun: error: importing "), "{fixture}: {err}");
         assert_store_empty(&t);
@@ -166,19 +154,13 @@ fn bad_input_is_refused_before_anything_is_written() {
         return;
     }
     let t = TestRoot::new();
-    let err = t.fails([
-        "image".as_ref(),
-        "import".as_ref(),
-        busybox_oci().as_os_str(),
-        "--name".as_ref(),
-        "Bad Name".as_ref(),
-    ]);
+    let err = t.import_fails(&busybox_oci(), &["--name", "Bad Name"]);
     assert!(err.contains("invalid image name \"Bad Name\""), "{err}");
-    let err = t.fails(["image".as_ref(), "import".as_ref(), t.path().join("nope").as_os_str()]);
+    let err = t.import_fails(&t.path().join("nope"), &[]);
     assert!(err.contains("nope") && err.contains("No such file"), "{err}");
     let empty = t.path().join("empty-dir");
     std::fs::create_dir(&empty).unwrap();
-    let err = t.fails(["image".as_ref(), "import".as_ref(), empty.as_os_str()]);
+    let err = t.import_fails(&empty, &[]);
     assert!(err.contains("not an image"), "{err}");
     let err = t.fails(["image", "inspect", "missing"]);
     assert!(err.contains("no such image: missing"), "{err}");
@@ -242,7 +224,7 @@ fn import_takes_plain_gzip_and_zstd_rootfs_tarballs_alike() {
     std::fs::write(t.path().join("bb.tar"), &tar).unwrap();
     std::fs::write(t.path().join("bb.tar.zst"), &zst).unwrap();
     for (file, name) in [(gz, "gz"), (t.path().join("bb.tar"), "plain"), (t.path().join("bb.tar.zst"), "zst")] {
-        let out = t.podrun(["image".as_ref(), "import".as_ref(), file.as_os_str(), "--name".as_ref(), name.as_ref()]);
+        let out = t.try_import(&file, &["--name", name]);
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(out.stderr.is_empty(), "not a terminal, so no progress: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -307,7 +289,62 @@ fn import_killed_midway_leaves_no_image_or_layer() {
     assert!(t.entries("images").is_empty());
     assert_eq!(json(&t.ok(["image", "ls", "--format", "json"])), serde_json::json!([]));
     // The next import cleans the dead one's work directory.
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
+    t.import(&busybox_oci(), &[]);
     assert!(t.entries("tmp").is_empty(), "{:?}", t.entries("tmp"));
     assert_eq!(t.entries("layers").len(), 1);
+}
+
+#[test]
+fn import_picks_an_image_from_a_layout_holding_several() {
+    if !need_root("import_picks_an_image_from_a_layout_holding_several") {
+        return;
+    }
+    let t = TestRoot::new();
+    let err = t.import_fails(&hostile("two-tags"), &[]);
+    assert!(err.contains("holds 2 images") && err.contains("choose one with --name"), "{err}");
+    let err = t.import_fails(&hostile("two-tags"), &["--name", "two:3.0"]);
+    assert!(err.contains("no image in the archive matches two:3.0"), "{err}");
+    assert_store_empty(&t);
+
+    // --name picks by the tag the layout gives each manifest.
+    t.import(&hostile("two-tags"), &["--name", "two:2.0"]);
+    t.import(&hostile("two-tags"), &["--name", "localhost/other:1.0"]);
+    let which = |name: &str| {
+        let img = json(&t.ok(["image", "inspect", name]));
+        let layer = img[0]["layers"][0]["diff_id"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+        std::fs::read_to_string(t.store().join("layers").join(layer).join("which")).unwrap()
+    };
+    assert_eq!(which("two:2.0"), "2.0");
+    assert_eq!(which("localhost/other:1.0"), "1.0");
+}
+
+#[test]
+fn import_picks_this_hosts_platform_from_a_multi_arch_image() {
+    if !need_root("import_picks_this_hosts_platform_from_a_multi_arch_image") {
+        return;
+    }
+    let t = TestRoot::new();
+    assert_eq!(t.import(&hostile("multi-arch"), &[]).trim(), "Loaded image: multi:latest");
+    let img = json(&t.ok(["image", "inspect", "multi"]));
+    assert_eq!(img[0]["architecture"], "amd64");
+    assert_eq!(t.entries("layers").len(), 1, "only this platform's layer is unpacked");
+}
+
+#[test]
+fn import_takes_compressed_docker_save_and_oci_archives() {
+    if !need_root("import_takes_compressed_docker_save_and_oci_archives") {
+        return;
+    }
+    let t = TestRoot::new();
+    for (src, name) in [("busybox-docker.tar", "from-docker"), ("busybox-oci.tar", "from-oci")] {
+        let gz = t.path().join(format!("{src}.gz"));
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+        std::io::copy(&mut std::fs::File::open(fixtures().join("busybox").join(src)).unwrap(), &mut enc).unwrap();
+        enc.finish().unwrap();
+        t.import(&gz, &["--name", name]);
+    }
+    let list = json(&t.ok(["image", "ls", "--format", "json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1, "both are the busybox image: {list}");
+    assert_eq!(list[0]["names"], serde_json::json!(["from-docker:latest", "from-oci:latest"]));
+    assert!(t.entries("tmp").is_empty(), "the decompressed copy is gone");
 }

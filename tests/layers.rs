@@ -27,7 +27,7 @@ fn assert_no_canary(t: &TestRoot) {
 }
 
 fn import(t: &TestRoot, fixture: &str) -> std::process::Output {
-    t.podrun(["image".as_ref(), "import".as_ref(), hostile(fixture).as_os_str(), "--name".as_ref(), "hostile".as_ref()])
+    t.try_import(&hostile(fixture), &["--name", "hostile"])
 }
 
 /// Imports a fixture that must be refused; returns podrun's message.
@@ -195,7 +195,7 @@ fn layer_of_a_hundred_thousand_tiny_files_imports() {
 fn whiteouts_become_overlay_whiteouts_and_opaque_dirs() {
     if need_root("whiteouts_become_overlay_whiteouts_and_opaque_dirs") {
         let t = TestRoot::new();
-        t.ok(["image".as_ref(), "import".as_ref(), hostile("whiteouts").as_os_str()]);
+        t.import(&hostile("whiteouts"), &[]);
         let img: serde_json::Value = serde_json::from_str(&t.ok(["image", "inspect", "whiteouts"])).unwrap();
         let upper = img[0]["layers"][1]["diff_id"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
         let upper = t.store().join("layers").join(upper);

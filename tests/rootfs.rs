@@ -81,7 +81,7 @@ fn rootfs_runs_busybox_and_leaves_nothing_behind() {
         return;
     }
     let t = TestRoot::new();
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
+    t.import(&busybox_oci(), &[]);
     let store_dir = t.store();
     in_child_mount_ns(|| {
         let store = Store::open(&store_dir).map_err(|e| e.to_string())?;
@@ -112,7 +112,7 @@ fn rootfs_hides_whiteouts_and_opaque_dirs_of_lower_layers() {
         return;
     }
     let t = TestRoot::new();
-    t.ok(["image".as_ref(), "import".as_ref(), hostile("whiteouts").as_os_str()]);
+    t.import(&hostile("whiteouts"), &[]);
     let store_dir = t.store();
     in_child_mount_ns(|| {
         let store = Store::open(&store_dir).map_err(|e| e.to_string())?;
@@ -134,7 +134,7 @@ fn image_in_use_by_a_rootfs_cannot_be_removed() {
         return;
     }
     let t = TestRoot::new();
-    t.ok(["image".as_ref(), "import".as_ref(), busybox_oci().as_os_str()]);
+    t.import(&busybox_oci(), &[]);
     let store = Store::open(&t.store()).unwrap();
     let cid = ContainerId::parse("user").unwrap();
     store.create_rootfs(&cid, &store.resolve("busybox").unwrap()).unwrap();

@@ -115,6 +115,27 @@ impl TestRoot {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    fn import_args(path: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["image".into(), "import".into(), path.into()];
+        a.extend(extra.iter().map(Into::into));
+        a
+    }
+
+    /// `podrun image import PATH EXTRA...`, which must succeed; returns stdout.
+    pub fn import(&self, path: &Path, extra: &[&str]) -> String {
+        self.ok(Self::import_args(path, extra))
+    }
+
+    /// `podrun image import PATH EXTRA...`, which must fail with 125; returns stderr.
+    pub fn import_fails(&self, path: &Path, extra: &[&str]) -> String {
+        self.fails(Self::import_args(path, extra))
+    }
+
+    /// `podrun image import PATH EXTRA...`, whatever it does.
+    pub fn try_import(&self, path: &Path, extra: &[&str]) -> Output {
+        self.podrun(Self::import_args(path, extra))
+    }
+
     /// Entries of a store subdirectory (layers, tmp, containers, images).
     pub fn entries(&self, sub: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.store().join(sub))

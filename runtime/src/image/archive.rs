@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -265,6 +265,8 @@ pub fn detect(path: &Path, scratch: &Path) -> Result<Detected> {
     }
     let outer = scratch.join("archive.tar");
     let mut out = File::create(&outer).map_err(io_err("create", &outer))?;
+    // The scan above read `file` to its end: start again from the first byte.
+    (&file).seek(io::SeekFrom::Start(0)).map_err(io_err("seek", path))?;
     let mut reader = layer::decompress(&file).map_err(corrupt(path))?;
     io::copy(&mut reader, &mut out).map_err(corrupt(path))?;
     drop(out);
