@@ -99,14 +99,6 @@ impl<R: Read> HashingReader<R> {
         HashingReader { inner, hasher: Sha256::new(), bytes: 0 }
     }
 
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
-    }
-
     /// Reads what is left (a tar stream's trailing padding, say), so the digest covers every
     /// byte, and returns it with the byte count.
     pub fn finish(mut self) -> io::Result<(Digest, u64)> {

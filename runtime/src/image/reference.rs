@@ -77,11 +77,6 @@ impl ImageName {
     pub fn tag(&self) -> &str {
         &self.tag
     }
-
-    /// The same repository with another tag.
-    pub fn with_tag(&self, tag: &str) -> Result<ImageName, BadName> {
-        ImageName::parse(&format!("{}:{tag}", self.repo))
-    }
 }
 
 fn valid_tag(t: &str) -> bool {

@@ -172,10 +172,6 @@ impl Store {
         Ok(Store { root: root.to_owned() })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("layers").join(diff_id.hex())
     }
