@@ -6,9 +6,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use nix::sys::signal::Signal;
+use podrun::container::{self, RunOutcome, RunRequest, Status};
 use podrun::image::progress::{human, Progress};
 use podrun::image::reference::ImageName;
 use podrun::image::{ImageRecord, Store};
+use podrun::sandbox;
+use podrun::spec::{RunOptions, Volume};
+use podrun::state::{now, ContainerState, Paths};
 
 const ABOUT: &str = "podrun builds Kubernetes-style pods from scratch: a pause process holding shared \
 namespaces, workload containers that join them, overlay root filesystems from image layers.";
@@ -16,7 +21,7 @@ namespaces, workload containers that join them, overlay root filesystems from im
 #[derive(Parser)]
 #[command(name = "podrun", version, about = ABOUT, propagate_version = true)]
 pub struct Cli {
-    /// Where podrun keeps images and container root filesystems.
+    /// Where podrun keeps images, containers and sandboxes.
     #[arg(long, global = true, env = "PODRUN_ROOT", default_value = "/var/lib/podrun", value_name = "DIR")]
     pub root: PathBuf,
     #[command(subcommand)]
@@ -28,6 +33,146 @@ pub enum Command {
     /// Import, list, inspect and remove images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Create, list, inspect and remove sandboxes (pods).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Run a command in a new container, in a sandbox (--join) or on its own.
+    #[command(after_help = "Examples:\n  \
+        podrun run busybox echo hello\n  \
+        podrun run -d --join web --name server busybox httpd -f -p 8080\n  \
+        podrun run --rm --join web busybox wget -qO- http://127.0.0.1:8080/\n  \
+        podrun run -it busybox sh   (-t is not implemented yet; -i works)\n\n\
+        Exit status: the command's own, 128+N if signal N killed it; 125 podrun failed,\n\
+        126 the command cannot be executed, 127 it was not found.")]
+    Run(RunArgs),
+    /// Run a command in a running container: every namespace, root, cwd, user and env of it.
+    Exec(ExecArgs),
+    /// List containers (running ones; -a for all).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Print only container names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print a detached container's output.
+    Logs {
+        /// Keep printing new output until the container stops.
+        #[arg(short, long)]
+        follow: bool,
+        container: String,
+    },
+    /// Send a signal to a container's init (default SIGKILL, as docker kill).
+    Kill {
+        container: String,
+        /// KILL, TERM, SIGHUP, 9, ...
+        #[arg(default_value = "KILL")]
+        signal: String,
+    },
+    /// Remove containers; -f stops running ones first.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's state and OCI spec as JSON.
+    Inspect { container: String },
+}
+
+#[derive(Subcommand)]
+pub enum SandboxCommand {
+    /// Create a sandbox: a pause process holding the pod's ipc, net and uts namespaces (and
+    /// pid with --share-pid) and its /dev/shm. Prints the sandbox's name.
+    #[command(
+        after_help = "Examples:\n  podrun sandbox create web\n  podrun sandbox create --share-pid --hostname app.local"
+    )]
+    Create {
+        /// Name (default: pod-<random>); also the hostname unless --hostname.
+        name: Option<String>,
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Share one pid namespace: pause is PID 1 of every container and reaps zombies,
+        /// and ps in one container shows the others.
+        #[arg(long)]
+        share_pid: bool,
+        /// KEY=VALUE, repeatable.
+        #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// List sandboxes.
+    #[command(visible_alias = "list")]
+    Ls {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Remove a sandbox and its pause; -f stops and removes its containers first.
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show which namespaces each process of the sandbox shares: the `lsns -p PID`
+    /// comparison in one table.
+    Inspect {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Join this sandbox's namespaces (default: the container gets its own).
+    #[arg(long, value_name = "SANDBOX")]
+    pub join: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run in the background; print the container's name; output goes to `podrun logs`.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep stdin open (default: /dev/null).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal (not implemented yet).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// KEY=VALUE, repeatable.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// USER[:GROUP], names or numbers, resolved in the image.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// HOSTDIR:CTRDIR[:ro], repeatable.
+    #[arg(short, long = "volume", value_name = "HOSTDIR:CTRDIR[:ro]")]
+    pub volumes: Vec<String>,
+    pub image: String,
+    /// The command and its arguments (default: the image's Entrypoint and Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal (not implemented yet).
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -93,10 +238,354 @@ pub enum Format {
     Json,
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs the command; returns the exit status (a workload's own, for run and exec).
+pub fn run(cli: Cli) -> Result<u8> {
+    let paths = Paths { root: cli.root.clone() };
     match cli.command {
-        Command::Image(cmd) => image(&cli.root, cmd),
+        Command::Image(cmd) => image(&cli.root, cmd).map(|()| 0),
+        Command::Sandbox(cmd) => sandbox_cmd(&paths, cmd).map(|()| 0),
+        Command::Run(a) => run_cmd(&paths, a),
+        Command::Exec(a) => {
+            if a.tty {
+                bail!("-t is not implemented yet; use -i");
+            }
+            require_root()?;
+            let exit = container::exec_in(&paths, &a.container, a.command, a.env, a.interactive)?;
+            Ok(exit.code.clamp(0, 255) as u8)
+        }
+        Command::Ps { all, format, quiet } => ps(&paths, all, format, quiet).map(|()| 0),
+        Command::Logs { follow, container } => logs(&paths, &container, follow).map(|()| 0),
+        Command::Kill { container, signal } => {
+            let sig = parse_signal(&signal)?;
+            container::kill(&paths, &container, sig)?;
+            Ok(0)
+        }
+        Command::Rm { force, containers } => {
+            let store = open_store(&cli.root)?;
+            let mut failed = false;
+            for c in &containers {
+                match container::remove(&paths, &store, c, force) {
+                    Ok(()) => println!("{c}"),
+                    Err(e) => {
+                        eprintln!("podrun: error: removing {c}: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                bail!(crate::Reported);
+            }
+            Ok(0)
+        }
+        Command::Inspect { container } => {
+            let c = container::load(&paths, &container)?;
+            let spec: serde_json::Value =
+                podrun::state::read_json(&paths.container(&c.id).join("config.json")).context("reading config.json")?;
+            let mut v = serde_json::to_value(&c)?;
+            v["status"] = status_word(&c).into();
+            v["spec"] = spec;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(0)
+        }
     }
+}
+
+fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("podrun needs root to create namespaces and mounts; run it with sudo");
+    }
+    Ok(())
+}
+
+fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("invalid signal {s:?}"));
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    name.parse::<Signal>().map_err(|_| anyhow::anyhow!("invalid signal {s:?}: use a name (TERM, SIGKILL) or a number"))
+}
+
+fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
+    if a.tty {
+        bail!("-t is not implemented yet; use -i for an interactive shell without a terminal");
+    }
+    if a.detach && a.interactive {
+        bail!("-d and -i cannot be combined: a detached container has no stdin");
+    }
+    require_root()?;
+    let store = open_store(&paths.root)?;
+    let volumes = a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
+    let req = RunRequest {
+        image: a.image,
+        name: a.name,
+        join: a.join,
+        detach: a.detach,
+        auto_remove: a.rm,
+        interactive: a.interactive,
+        user: a.user,
+        options: RunOptions {
+            command: a.command,
+            env: a.env,
+            workdir: a.workdir,
+            volumes,
+            tty: false,
+            hostname: String::new(),
+        },
+    };
+    match container::run(paths, &store, req)? {
+        RunOutcome::Detached(id) => {
+            println!("{id}");
+            Ok(0)
+        }
+        RunOutcome::Exited(e) => Ok(e.code.clamp(0, 255) as u8),
+    }
+}
+
+fn status_word(c: &ContainerState) -> String {
+    match container::status(c) {
+        Status::Created => "created".into(),
+        Status::Running => "running".into(),
+        Status::Exited(Some(e)) => format!("exited({})", e.code),
+        Status::Exited(None) => "exited(unknown)".into(),
+    }
+}
+
+fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Result<()> {
+    let now = now();
+    let rows: Vec<ContainerState> =
+        container::list(paths).into_iter().filter(|c| all || container::status(c) == Status::Running).collect();
+    if quiet {
+        for c in &rows {
+            println!("{}", c.id);
+        }
+        return Ok(());
+    }
+    match format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "id": c.id, "image": c.image, "command": c.command, "created": c.created,
+                        "status": status_word(c), "sandbox": c.sandbox, "pid": c.init.map(|i| i.pid),
+                        "exit_code": c.exit.map(|e| e.code),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            let mut t = vec![[
+                "CONTAINER".to_owned(),
+                "IMAGE".into(),
+                "COMMAND".into(),
+                "CREATED".into(),
+                "STATUS".into(),
+                "SANDBOX".into(),
+            ]];
+            for c in &rows {
+                let mut cmd = c.command.join(" ");
+                if cmd.len() > 24 {
+                    cmd.truncate(21);
+                    cmd.push_str("...");
+                }
+                let status = match container::status(c) {
+                    Status::Created => "Created".to_owned(),
+                    Status::Running => "Up".to_owned(),
+                    Status::Exited(Some(e)) => format!("Exited ({}) {}", e.code, ago(now, e.finished)),
+                    Status::Exited(None) => "Exited".to_owned(),
+                };
+                t.push([
+                    c.id.clone(),
+                    c.image.clone(),
+                    format!("\"{cmd}\""),
+                    ago(now, c.created),
+                    status,
+                    c.sandbox.clone().unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            print!("{}", columns(&t));
+        }
+    }
+    Ok(())
+}
+
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        s.push_str(line.join("   ").trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+fn logs(paths: &Paths, id: &str, follow: bool) -> Result<()> {
+    let c = container::load(paths, id)?;
+    let path = paths.container(&c.id).join("log");
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(_) if !c.detached => {
+            bail!("container {id} ran in the foreground: its output went to the terminal, not to a log")
+        }
+        Err(e) => return Err(e).context(format!("opening {}", path.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    loop {
+        std::io::copy(&mut f, &mut out)?;
+        out.flush()?;
+        if !follow || container::load(paths, id).map_or(true, |c| container::status(&c) != Status::Running) {
+            std::io::copy(&mut f, &mut out)?;
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
+    match cmd {
+        SandboxCommand::Create { name, hostname, share_pid, labels } => {
+            require_root()?;
+            let mut map = std::collections::BTreeMap::new();
+            for l in labels {
+                let (k, v) = l
+                    .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("invalid label {l:?}: use KEY=VALUE"))?;
+                map.insert(k.to_owned(), v.to_owned());
+            }
+            let sb = sandbox::create(paths, sandbox::CreateOptions { name, hostname, share_pid, labels: map })?;
+            println!("{}", sb.name);
+        }
+        SandboxCommand::Ls { format } => {
+            let list = sandbox::list(paths);
+            match format {
+                Format::Json => {
+                    let v: Vec<serde_json::Value> = list
+                        .iter()
+                        .map(|s| {
+                            let mut v = serde_json::to_value(s).unwrap_or_default();
+                            v["status"] = if s.pause.alive() { "ready" } else { "notready" }.into();
+                            v["containers"] = sandbox::containers_of(paths, &s.name)
+                                .iter()
+                                .map(|c| c.id.clone())
+                                .collect::<Vec<_>>()
+                                .into();
+                            v
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Format::Table => {
+                    let now = now();
+                    let mut t = vec![[
+                        "SANDBOX".to_owned(),
+                        "STATUS".into(),
+                        "CREATED".into(),
+                        "PAUSE PID".into(),
+                        "SHARED".into(),
+                        "CONTAINERS".into(),
+                    ]];
+                    for s in &list {
+                        let alive = s.pause.alive();
+                        let shared =
+                            sandbox::ns_kinds(s.share_pid).iter().map(|k| k.name()).collect::<Vec<_>>().join(",");
+                        let n = sandbox::containers_of(paths, &s.name).len();
+                        t.push([
+                            s.name.clone(),
+                            if alive { "Ready" } else { "NotReady" }.into(),
+                            ago(now, s.created),
+                            s.pause.pid.to_string(),
+                            shared,
+                            n.to_string(),
+                        ]);
+                    }
+                    print!("{}", columns(&t));
+                }
+            }
+        }
+        SandboxCommand::Rm { force, names } => {
+            let store = open_store(&paths.root)?;
+            let mut failed = false;
+            for n in &names {
+                match sandbox::remove(paths, &store, n, force) {
+                    Ok(_) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("podrun: error: removing sandbox {n}: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                bail!(crate::Reported);
+            }
+        }
+        SandboxCommand::Inspect { name, format } => {
+            let sb = sandbox::load(paths, &name)?;
+            let rows = sandbox::matrix(paths, &sb);
+            match format {
+                Format::Json => {
+                    let mut v = serde_json::to_value(&sb)?;
+                    v["status"] = if sb.pause.alive() { "ready" } else { "notready" }.into();
+                    v["namespaces"] = serde_json::to_value(&rows)?;
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Format::Table => print!("{}", ns_table(&sb, &rows)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The namespace matrix for people: one row per process, one column per namespace type.
+fn ns_table(sb: &podrun::state::SandboxState, rows: &[sandbox::NsRow]) -> String {
+    let shared = sandbox::ns_kinds(sb.share_pid).iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+    let mut out = format!(
+        "Sandbox {} (hostname {}): the pod shares {shared}.\n\
+         pod = the sandbox's namespace, held by pause and joined by its containers\n\
+         own = this process's alone   host = the host's (not isolated)\n\n",
+        sb.name, sb.hostname
+    );
+    if rows.is_empty() {
+        out.push_str("(pause is not running: nothing to show; remove the sandbox with `podrun sandbox rm -f`)\n");
+        return out;
+    }
+    let mut t: Vec<[String; 10]> = Vec::new();
+    let mut head = [
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    head[0] = "PROCESS".into();
+    head[1] = "PID".into();
+    for (i, k) in podrun::ns::NsKind::ALL.iter().enumerate() {
+        head[i + 2] = k.name().to_ascii_uppercase();
+    }
+    t.push(head);
+    for r in rows {
+        let mut row: [String; 10] = Default::default();
+        row[0] = r.process.clone();
+        row[1] = r.pid.to_string();
+        for (i, k) in podrun::ns::NsKind::ALL.iter().enumerate() {
+            row[i + 2] = match r.namespaces.get(k) {
+                Some(c) if c.shared == "host" => "host".into(),
+                Some(c) => format!("{} {}", c.shared, c.inode.map_or("?".into(), |n| n.to_string())),
+                None => "?".into(),
+            };
+        }
+        t.push(row);
+    }
+    out.push_str(&columns(&t));
+    out
 }
 
 fn open_store(root: &Path) -> Result<Store> {
@@ -184,10 +673,6 @@ fn summary(i: &ImageRecord) -> serde_json::Value {
         "size": i.size(),
         "layers": i.layers.len(),
     })
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// `docker images` style: one row per name, `<none>` for an unnamed image.

@@ -38,6 +38,48 @@ impl ContainerId {
     }
 }
 
+/// A sandbox (pod) name: the same rule as containers; also the default hostname.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    pub fn parse(s: &str) -> Result<SandboxId, BadId> {
+        if valid_id(s) {
+            Ok(SandboxId(s.to_owned()))
+        } else {
+            Err(BadId { kind: "sandbox", name: s.to_owned() })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `prefix-` and 12 random hex digits, for names the user did not give.
+pub fn generate(prefix: &str) -> String {
+    let mut b = [0u8; 6];
+    // getrandom(2) with no flags blocks only before the pool is initialised at boot.
+    // SAFETY: b is a live buffer of the given length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        b.copy_from_slice(&(t as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
+    }
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    if prefix.is_empty() {
+        hex
+    } else {
+        format!("{prefix}-{hex}")
+    }
+}
+
 impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -59,6 +101,14 @@ mod tests {
         for ok in ["web", "web-1", "a.b_c", "0abc", &"x".repeat(64)] {
             assert!(ContainerId::parse(ok).is_ok(), "{ok:?} was refused");
         }
+    }
+
+    #[test]
+    fn generated_names_are_valid_and_differ() {
+        let (a, b) = (generate("pod"), generate("pod"));
+        assert!(SandboxId::parse(&a).is_ok() && a.starts_with("pod-") && a.len() == 16);
+        assert_ne!(a, b);
+        assert_eq!(generate("").len(), 12);
     }
 
     #[test]

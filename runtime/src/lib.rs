@@ -3,6 +3,16 @@
 //! The library holds everything the `podrun` binary does; the binary only parses the command
 //! line and reports errors.
 
+pub mod clone;
+pub mod container;
+pub mod exec;
 pub mod ids;
 pub mod image;
 pub mod mount;
+pub mod ns;
+pub mod pause;
+pub mod proc;
+pub mod sandbox;
+pub mod spec;
+pub mod state;
+pub mod sync;

@@ -1,5 +1,7 @@
 //! The `podrun` binary: parse the command line, dispatch, and map errors to exit codes
-//! like docker and podman: 125 when podrun itself fails (bad flags included), 0 on success.
+//! like docker and podman: 125 when podrun itself fails (bad flags included), 126 when the
+//! workload cannot be executed, 127 when it is not found; `run` and `exec` otherwise exit
+//! with the workload's status (128+N when signal N killed it).
 
 mod cli;
 
@@ -31,12 +33,14 @@ fn main() -> ExitCode {
         }
     };
     match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             if e.downcast_ref::<Reported>().is_none() {
                 eprintln!("podrun: error: {e:#}");
             }
-            ExitCode::from(EXIT_PODRUN)
+            // 126/127 when the workload could not be executed or found, as a shell says.
+            let code = e.downcast_ref::<podrun::container::ContainerError>().map_or(EXIT_PODRUN, |c| c.exit_code());
+            ExitCode::from(code)
         }
     }
 }

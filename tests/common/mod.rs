@@ -146,8 +146,77 @@ impl TestRoot {
     }
 }
 
+impl TestRoot {
+    /// A root with the busybox image imported.
+    pub fn with_busybox() -> TestRoot {
+        let t = TestRoot::new();
+        t.import(&busybox_oci(), &[]);
+        t
+    }
+
+    /// Pids of every pause and container init this root's state names.
+    pub fn known_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for sub in ["sandboxes", "containers"] {
+            for name in self.entries(sub) {
+                let Ok(text) = std::fs::read_to_string(self.store().join(sub).join(&name).join("state.json")) else {
+                    continue;
+                };
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                for key in ["pause", "init"] {
+                    if let Some(pid) = v[key]["pid"].as_i64() {
+                        pids.push(pid as i32);
+                    }
+                }
+            }
+        }
+        pids
+    }
+
+    /// The harness's leak check: no sandbox or container state, no mount under the root, and
+    /// none of the processes seen earlier still running.
+    pub fn assert_clean(&self, pids: &[i32]) {
+        assert!(self.entries("sandboxes").is_empty(), "sandboxes left: {:?}", self.entries("sandboxes"));
+        assert!(self.entries("containers").is_empty(), "containers left: {:?}", self.entries("containers"));
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.path().to_str().unwrap();
+        assert!(!mounts.contains(root), "mounts left under {root}");
+        for &pid in pids {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while running(pid) {
+                assert!(std::time::Instant::now() < deadline, "process {pid} is still running");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Running, as opposed to gone or a zombie waiting to be reaped by PID 1.
+pub fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()))
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
 impl Drop for TestRoot {
+    /// Removes whatever a test left, also when it failed: containers and sandboxes through
+    /// podrun itself, then any mount under the root.
     fn drop(&mut self) {
+        if self.store().join("sandboxes").exists() || self.store().join("containers").exists() {
+            let sandboxes = self.entries("sandboxes");
+            if !sandboxes.is_empty() {
+                let mut args = vec!["sandbox".to_owned(), "rm".into(), "-f".into()];
+                args.extend(sandboxes);
+                let _ = self.podrun(args);
+            }
+            let containers = self.entries("containers");
+            if !containers.is_empty() {
+                let mut args = vec!["rm".to_owned(), "-f".into()];
+                args.extend(containers);
+                let _ = self.podrun(args);
+            }
+        }
         let _ = podrun::mount::overlay::unmount_all_under(self.dir.path());
     }
 }

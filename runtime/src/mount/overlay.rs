@@ -7,14 +7,15 @@
 //! and no escaping of ':' or ','. Older kernels fall back to one `lowerdir` string. The
 //! kernel's own message for a failure (read from the fs context) goes into the error.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use super::api::{self, FsContext};
 use crate::image::Rootfs;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,94 +34,6 @@ fn kernel_says(k: &str) -> String {
     }
 }
 
-// From <linux/mount.h>; the libc crate does not export them all.
-const FSOPEN_CLOEXEC: libc::c_uint = 1;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-
-fn cstr(b: &[u8]) -> Result<CString, Errno> {
-    CString::new(b).map_err(|_| Errno::EINVAL)
-}
-
-struct FsContext(OwnedFd);
-
-impl FsContext {
-    fn open(fstype: &str) -> Result<FsContext, Errno> {
-        let t = cstr(fstype.as_bytes())?;
-        // SAFETY: t is NUL-terminated; fsopen returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), FSOPEN_CLOEXEC) };
-        Errno::result(fd)?;
-        // SAFETY: fsopen succeeded, so fd is a new descriptor that only we own.
-        Ok(FsContext(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
-    }
-
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), Errno> {
-        let (k, v) = (cstr(key.as_bytes())?, cstr(value)?);
-        // SAFETY: both strings are NUL-terminated and outlive the call.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
-        };
-        Errno::result(rc).map(drop)
-    }
-
-    fn create(&self) -> Result<(), Errno> {
-        // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                self.0.as_raw_fd(),
-                FSCONFIG_CMD_CREATE,
-                std::ptr::null::<u8>(),
-                std::ptr::null::<u8>(),
-                0,
-            )
-        };
-        Errno::result(rc).map(drop)
-    }
-
-    /// The messages the kernel logged for this context (fsopen(2): "e ..." lines).
-    fn log(&self) -> String {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 1024];
-        loop {
-            // SAFETY: buf is a live, writable buffer of the given length.
-            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            out.push(String::from_utf8_lossy(&buf[..n as usize]).trim().to_owned());
-        }
-        out.join("; ")
-    }
-
-    fn mount(&self) -> Result<OwnedFd, Errno> {
-        // SAFETY: plain syscall on a live fd; returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_fsmount, self.0.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
-        Errno::result(fd)?;
-        // SAFETY: fsmount succeeded, so fd is a new descriptor that only we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-    }
-}
-
-fn move_mount(mnt: &OwnedFd, target: &Path) -> Result<(), Errno> {
-    let empty = cstr(b"")?;
-    let t = cstr(target.as_os_str().as_bytes())?;
-    // SAFETY: strings are NUL-terminated; mnt is a live detached mount fd.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    Errno::result(rc).map(drop)
-}
-
 /// Mounts `rootfs` at `target` (usually `rootfs.merged`) in the caller's mount namespace.
 pub fn mount_rootfs(rootfs: &Rootfs, target: &Path) -> Result<(), MountError> {
     let fail = |op: &'static str, ctx: Option<&FsContext>| {
@@ -134,9 +47,8 @@ pub fn mount_rootfs(rootfs: &Rootfs, target: &Path) -> Result<(), MountError> {
     })?;
     ctx.set("upperdir", rootfs.upper.as_os_str().as_bytes()).map_err(|e| fail("fsconfig upperdir", Some(&ctx))(e))?;
     ctx.set("workdir", rootfs.work.as_os_str().as_bytes()).map_err(|e| fail("fsconfig workdir", Some(&ctx))(e))?;
-    ctx.create().map_err(|e| fail("create overlay", Some(&ctx))(e))?;
-    let mnt = ctx.mount().map_err(|e| fail("fsmount overlay", Some(&ctx))(e))?;
-    move_mount(&mnt, target).map_err(fail("move_mount", None))
+    let mnt = ctx.mount(0).map_err(|e| fail("fsmount overlay", Some(&ctx))(e))?;
+    api::attach_at(mnt.as_fd(), target).map_err(fail("move_mount", None))
 }
 
 enum Lower {

@@ -1,1 +1,0 @@
-//! podrun-pause (issue 4).

@@ -1,0 +1,124 @@
+//! podrun-pause: the process that holds a sandbox's namespaces.
+//!
+//! It must stay tiny (a few kB resident), so it is built with no std and no libc: raw
+//! syscalls only, no heap, no allocation. It must never exit except on SIGTERM or SIGINT
+//! (exit 0), because the pod's shared namespaces live as long as it does. As PID 1 of a
+//! shared pid namespace it reaps every zombie; otherwise it becomes a child subreaper so
+//! orphans of the sandbox are still reaped here. The pattern is catatonit's and Kubernetes'
+//! pause: every signal blocked, one signalfd loop.
+//!
+//! podrun embeds this binary (see build.rs at the workspace root) and starts it with
+//! stdin/stdout/stderr on /dev/null and no other fds.
+
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, naked_asm};
+
+const SYS_READ: usize = 0;
+const SYS_RT_SIGPROCMASK: usize = 14;
+const SYS_GETPID: usize = 39;
+const SYS_EXIT_GROUP: usize = 231;
+const SYS_WAIT4: usize = 61;
+const SYS_CHDIR: usize = 80;
+const SYS_PRCTL: usize = 157;
+const SYS_SIGNALFD4: usize = 289;
+const SYS_CLOSE_RANGE: usize = 436;
+
+const SIG_BLOCK: usize = 0;
+const SIGINT: u32 = 2;
+const SIGTERM: u32 = 15;
+const SIGCHLD: u32 = 17;
+const SFD_CLOEXEC: usize = 0o2000000;
+const WNOHANG: usize = 1;
+const PR_SET_DUMPABLE: usize = 4;
+const PR_SET_NAME: usize = 15;
+const PR_SET_CHILD_SUBREAPER: usize = 36;
+const EINTR: isize = -4;
+
+/// signalfd_siginfo is 128 bytes; ssi_signo is its first u32.
+const SIGINFO_SIZE: usize = 128;
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("podrun-pause has syscall numbers for x86_64 only");
+
+unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the caller passes a valid syscall number and arguments for it; the kernel
+    // clobbers rcx and r11 only.
+    unsafe {
+        asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d,
+             lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+fn exit(code: usize) -> ! {
+    // SAFETY: exit_group takes one integer and does not return.
+    unsafe { syscall4(SYS_EXIT_GROUP, code, 0, 0, 0) };
+    loop {}
+}
+
+fn bit(sig: u32) -> u64 {
+    1 << (sig - 1)
+}
+
+fn main() -> ! {
+    // SAFETY (all calls below): plain syscalls with integer arguments or pointers to live
+    // stack values of the sizes the kernel expects.
+    unsafe {
+        // Not dumpable: containers sharing our pid namespace cannot reach /proc/1/root,
+        // /proc/1/exe or our memory without CAP_SYS_PTRACE.
+        syscall4(SYS_PRCTL, PR_SET_DUMPABLE, 0, 0, 0);
+        // Started from a memfd, our comm would be its fd number: name ourselves for ps.
+        syscall4(SYS_PRCTL, PR_SET_NAME, c"podrun-pause".as_ptr() as usize, 0, 0);
+        if syscall4(SYS_GETPID, 0, 0, 0, 0) != 1 {
+            syscall4(SYS_PRCTL, PR_SET_CHILD_SUBREAPER, 1, 0, 0);
+        }
+        syscall4(SYS_CHDIR, c"/".as_ptr() as usize, 0, 0, 0);
+        syscall4(SYS_CLOSE_RANGE, 3, usize::MAX, 0, 0);
+        // Block everything (SIGKILL and SIGSTOP cannot be), then read the three we act on.
+        let all: u64 = !0;
+        syscall4(SYS_RT_SIGPROCMASK, SIG_BLOCK, &all as *const u64 as usize, 0, 8);
+        let wanted: u64 = bit(SIGCHLD) | bit(SIGTERM) | bit(SIGINT);
+        let fd = syscall4(SYS_SIGNALFD4, usize::MAX, &wanted as *const u64 as usize, 8, SFD_CLOEXEC);
+        if fd < 0 {
+            exit(1);
+        }
+        // Uninitialised: zeroing it would call memset, which we do not have.
+        let mut info = core::mem::MaybeUninit::<[u32; SIGINFO_SIZE / 4]>::uninit();
+        loop {
+            let n = syscall4(SYS_READ, fd as usize, info.as_mut_ptr() as usize, SIGINFO_SIZE, 0);
+            if n == EINTR {
+                continue;
+            }
+            if n != SIGINFO_SIZE as isize {
+                exit(1);
+            }
+            // The kernel filled all 128 bytes (checked above).
+            match info.assume_init_ref()[0] {
+                SIGTERM | SIGINT => exit(0),
+                // Reap everything that has exited: one SIGCHLD may stand for many children.
+                _ => while syscall4(SYS_WAIT4, usize::MAX, 0, WNOHANG, 0) > 0 {},
+            }
+        }
+    }
+}
+
+/// The ELF entry point: the stack holds argc/argv/envp, which pause does not use. Align
+/// the stack as the ABI wants at a call and never return.
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+extern "C" fn _start() -> ! {
+    naked_asm!("xor ebp, ebp", "and rsp, -16", "call {main}", "ud2", main = sym main)
+}
+
+/// Referenced by the precompiled `core` of debug builds; never called, since podrun-pause
+/// aborts instead of unwinding.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    exit(2)
+}

@@ -1,0 +1,200 @@
+//! Process creation: the two-stage spawn every container, exec and sandbox start uses, and
+//! waiting for the workload while forwarding signals to it.
+//!
+//! ```text
+//! podrun (parent) ──fork──▶ join stage ──fork──▶ init stage ──execve──▶ workload
+//!   reads sync msgs          setns/unshare         mounts, identity,
+//!   waits for the workload   reports init's pid    caps, exec
+//!                            and _exits
+//! ```
+//! The join stage exists because a pid namespace, joined or new, applies only to children.
+//! The parent is a child subreaper (when it must wait), so the init stage, orphaned when the
+//! join stage exits, is re-parented to it. Forks go through glibc's `fork`, not a raw clone3:
+//! after a raw clone glibc's cached thread id is the parent's, and `abort()` would signal
+//! the parent. Children end with `_exit`, never by returning or unwinding.
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::state::{now, ExitInfo};
+use crate::sync::{self, ChildEnd, ChildError, Msg, StageError};
+
+/// Names this process for ps: `podrun:[join]`, `podrun:[init]`.
+pub fn set_name(name: &str) {
+    if let Ok(c) = std::ffi::CString::new(name) {
+        // SAFETY: prctl with a NUL-terminated name of at most 16 bytes (longer is truncated).
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+    }
+}
+
+/// Not dumpable: no other process of the container can open our /proc/<pid>/exe, memory or
+/// fds while podrun's code runs in its namespaces (CVE-2019-5736).
+pub fn set_non_dumpable() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+pub fn set_subreaper() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process without running the parent's atexit handlers or
+    // unwinding into frames that belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+/// Forks the join stage, which runs `join` and forks the init stage, which runs `init`
+/// (returning only with an error). Returns the init stage's pid once it has exec'd.
+pub fn spawn(
+    join: impl FnOnce() -> Result<(), StageError>,
+    init: impl FnOnce() -> StageError,
+) -> Result<Pid, ChildError> {
+    let proto =
+        |e: Errno| ChildError { stage: "spawn".into(), errno: e as i32, message: format!("spawn: {}", e.desc()) };
+    let (parent, child) = sync::pair().map_err(proto)?;
+    // SAFETY: podrun is single-threaded here; the child only runs the stages and _exits.
+    match unsafe { fork() }.map_err(proto)? {
+        ForkResult::Child => {
+            drop(parent);
+            set_name("podrun:[join]");
+            set_non_dumpable();
+            exit_now(join_stage(join, init, &child))
+        }
+        ForkResult::Parent { child: join_pid } => {
+            drop(child);
+            let mut pid = None;
+            let mut failure = None;
+            loop {
+                match parent.recv() {
+                    Ok(Some(Msg::Pid { pid: p })) => pid = Some(Pid::from_raw(p)),
+                    Ok(Some(Msg::Failed { stage, errno, message })) => {
+                        failure = Some(ChildError { stage, errno, message })
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        failure = Some(proto(e));
+                        break;
+                    }
+                }
+            }
+            let _ = waitpid(join_pid, None);
+            match (pid, failure) {
+                (Some(p), None) => Ok(p),
+                (p, f) => {
+                    if let Some(p) = p {
+                        // The init stage reported failure (or vanished): make sure it is gone.
+                        let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+                        let _ = waitpid(p, None);
+                    }
+                    Err(f.unwrap_or(ChildError {
+                        stage: "spawn".into(),
+                        errno: libc::ECHILD,
+                        message: "the container's init ended before it could run the command".into(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
+fn join_stage(
+    join: impl FnOnce() -> Result<(), StageError>,
+    init: impl FnOnce() -> StageError,
+    sync: &ChildEnd,
+) -> i32 {
+    if let Err(e) = join() {
+        sync.fail(&e);
+        return 1;
+    }
+    // SAFETY: still single-threaded; the child runs `init` and _exits.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            set_name("podrun:[init]");
+            let e = init();
+            sync.fail(&e);
+            exit_now(1)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            sync.report_pid(child.as_raw());
+            0
+        }
+        Err(e) => {
+            sync.fail(&StageError::new("spawn", e, "fork the init stage"));
+            1
+        }
+    }
+}
+
+/// Signals the foreground podrun passes on to the workload (docker's proxy set).
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// SIGCHLD and the forwarded signals, blocked and read from a signalfd. Block before
+/// spawning, so no exit or signal is missed; children undo it with `reset_signals`.
+pub struct Signals(SignalFd);
+
+impl Signals {
+    pub fn block(forward: bool) -> Result<Signals, Errno> {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGCHLD);
+        if forward {
+            for s in FORWARDED {
+                set.add(s);
+            }
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+        SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map(Signals)
+    }
+
+    /// Waits for `pid` (our child) to end, passing forwarded signals on to it.
+    pub fn wait(&mut self, pid: Pid) -> ExitInfo {
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => return ExitInfo { code, signal: None, finished: now() },
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    return ExitInfo { code: 128 + sig as i32, signal: Some(sig as i32), finished: now() }
+                }
+                Ok(_) => {}
+                Err(Errno::ECHILD) => return ExitInfo { code: 255, signal: None, finished: now() },
+                Err(_) => {}
+            }
+            // Reap any other child (the join stage of an exec, say) without blocking.
+            while matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::Exited(p, _)) | Ok(WaitStatus::Signaled(p, _, _)) if p != pid)
+            {
+            }
+            match self.0.read_signal() {
+                Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
+                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                        // pid is our unreaped child, so it cannot have been recycled.
+                        let _ = nix::sys::signal::kill(pid, sig);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// In a child about to exec: unblock every signal and restore default dispositions (Rust
+/// ignores SIGPIPE; an ignored signal would stay ignored in the workload).
+pub fn reset_signals() {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: restoring SIG_DFL installs no handler code.
+            let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+        }
+    }
+}

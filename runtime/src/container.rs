@@ -1,0 +1,470 @@
+//! Containers: `run` (in a sandbox, or with namespaces of their own), `exec`, `kill`, `rm`,
+//! `ps`, `logs`. The start path: resolve the image and sandbox, create the rootfs dirs,
+//! build the OCI spec, spawn (clone.rs) with the join stage entering the sandbox and the init
+//! stage building the mounts (mount/rootfs.rs) and the process (exec.rs); then wait in the
+//! foreground, or hand the waiting to a detached monitor that records the exit status.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sched::unshare;
+use nix::sys::signal::Signal;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::Spec;
+
+use crate::clone::{self, Signals};
+use crate::exec;
+use crate::ids::{self, ContainerId};
+use crate::image::{self, Rootfs, Store};
+use crate::mount::rootfs;
+use crate::ns;
+use crate::proc::ProcRef;
+use crate::sandbox;
+use crate::spec::{self, Join, RunOptions};
+use crate::state::{self, now, ContainerState, ExitInfo, Paths};
+use crate::sync::{ChildError, StageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    User(#[from] exec::UserError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error(transparent)]
+    BadName(#[from] ids::BadId),
+    #[error("sandbox {0} is not running (its pause process is gone); remove it with `podrun sandbox rm -f {0}`")]
+    SandboxDown(String),
+    #[error("the container name {0} is already in use; remove it with `podrun rm {0}` or choose another --name")]
+    NameInUse(String),
+    #[error("no such container: {0} (see `podrun ps -a`)")]
+    NotFound(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is running; stop it first, or use -f")]
+    Running(String),
+    #[error("volume source {0} does not exist; create it first")]
+    NoVolumeSource(String),
+    #[error(transparent)]
+    Child(#[from] ChildError),
+    #[error("{op}")]
+    Io { op: String, source: std::io::Error },
+}
+
+impl ContainerError {
+    /// docker's exit codes: 127 command not found, 126 cannot execute, 125 podrun's own.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ContainerError::Child(c) => c.exit_code().unwrap_or(125),
+            _ => 125,
+        }
+    }
+}
+
+fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let op = op.into();
+    move |source| ContainerError::Io { op, source }
+}
+
+/// What `podrun run` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub image: String,
+    pub name: Option<String>,
+    pub join: Option<String>,
+    pub detach: bool,
+    pub auto_remove: bool,
+    pub interactive: bool,
+    pub user: Option<String>,
+    pub options: RunOptions,
+}
+
+/// How a `run` ended, for the CLI.
+pub enum RunOutcome {
+    Detached(String),
+    Exited(ExitInfo),
+}
+
+struct Prepared {
+    state: ContainerState,
+    spec: Spec,
+    rootfs: Rootfs,
+    join: Option<(ProcRef, bool)>,
+    interactive: bool,
+}
+
+pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, ContainerError> {
+    let id = ContainerId::parse(&req.name.clone().unwrap_or_else(|| ids::generate("")))?;
+    let image = store.resolve(&req.image)?;
+    let sb = match &req.join {
+        Some(name) => {
+            let sb = sandbox::load(paths, name)?;
+            if !sb.pause.alive() {
+                return Err(ContainerError::SandboxDown(name.clone()));
+            }
+            Some(sb)
+        }
+        None => None,
+    };
+    for v in &req.options.volumes {
+        if !v.host.exists() {
+            return Err(ContainerError::NoVolumeSource(v.host.display().to_string()));
+        }
+    }
+    let rootfs = store.create_rootfs(&id, &image).map_err(|e| match e {
+        image::Error::RootfsExists(n) => ContainerError::NameInUse(n),
+        e => e.into(),
+    })?;
+    let prepared = (|| {
+        let who = exec::identity(req.user.as_deref().or(image.config.user.as_deref()), &rootfs.lowers)?;
+        let mut options = req.options.clone();
+        options.hostname = sb.as_ref().map_or_else(|| id.to_string(), |s| s.hostname.clone());
+        let join = sb.as_ref().map(|s| Join {
+            pause_pid: s.pause.pid,
+            share_pid: s.share_pid,
+            shm: paths.sandbox(&s.name).join("shm"),
+        });
+        let spec = spec::build(&image, &options, &who, join.as_ref())?;
+        let state = ContainerState {
+            id: id.to_string(),
+            sandbox: sb.as_ref().map(|s| s.name.clone()),
+            image: req.image.clone(),
+            image_id: image.id.clone(),
+            command: spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default(),
+            created: now(),
+            init: None,
+            detached: req.detach,
+            auto_remove: req.auto_remove,
+            exit: None,
+        };
+        drop(state::lock(&rootfs.dir).map_err(io("create the container's lock"))?);
+        state::write_json(&rootfs.dir, "config.json", &spec).map_err(io("write config.json"))?;
+        state::write_json(&rootfs.dir, "state.json", &state).map_err(io("write state.json"))?;
+        Ok::<_, ContainerError>(Prepared {
+            state,
+            spec,
+            rootfs: rootfs.clone(),
+            join: sb.map(|s| (s.pause, s.share_pid)),
+            interactive: req.interactive,
+        })
+    })();
+    let p = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = store.remove_rootfs(&id);
+            return Err(e);
+        }
+    };
+    if req.detach {
+        run_detached(paths, store, p).map(RunOutcome::Detached)
+    } else {
+        run_foreground(paths, store, p).map(RunOutcome::Exited)
+    }
+}
+
+/// Spawns the container's init; returns its pid once the workload has exec'd.
+fn launch(p: &Prepared) -> Result<Pid, ContainerError> {
+    let pause_fd: Option<OwnedFd> = match &p.join {
+        Some((pause, _)) => {
+            Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
+        }
+        None => None,
+    };
+    let share_pid = p.join.is_some_and(|(_, s)| s);
+    let standalone = p.join.is_none();
+    let pid = clone::spawn(
+        || {
+            if let Some(fd) = &pause_fd {
+                ns::join(fd, share_pid).map_err(StageError::at("join", "setns into the sandbox"))?;
+            }
+            unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))
+        },
+        || init_stage(p, standalone),
+    )?;
+    Ok(pid)
+}
+
+fn init_stage(p: &Prepared, standalone: bool) -> StageError {
+    let run = || -> Result<(), StageError> {
+        clone::reset_signals();
+        nix::unistd::setsid().map_err(StageError::at("init", "setsid"))?;
+        if !p.interactive {
+            let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
+                .map_err(StageError::at("init", "open /dev/null"))?;
+            // SAFETY: dup2 onto stdin.
+            Errno::result(unsafe { libc::dup2(null.as_raw_fd(), 0) }).map_err(StageError::at("init", "dup2"))?;
+        }
+        if standalone {
+            let h = p.spec.hostname().clone().unwrap_or_default();
+            nix::unistd::sethostname(&h).map_err(StageError::at("init", "sethostname"))?;
+            sandbox_loopback()?;
+        }
+        rootfs::prepare(&p.rootfs, &p.spec)?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        return e;
+    }
+    exec_process(p.spec.process().as_ref())
+}
+
+fn sandbox_loopback() -> Result<(), StageError> {
+    crate::sandbox::loopback_up().map_err(StageError::at("init", "bring up lo"))
+}
+
+/// Identity, caps, cwd, fds, then execve of the spec's process (returns only on failure).
+fn exec_process(process: Option<&oci_spec::runtime::Process>) -> StageError {
+    let Some(process) = process else { return StageError::new("exec", Errno::EINVAL, "the spec has no process") };
+    if let Err(e) = exec::setup_process(process) {
+        return e;
+    }
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let Some(arg0) = args.first() else { return StageError::new("exec", Errno::EINVAL, "the spec has no command") };
+    let file = match exec::find_executable(arg0, &env) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    if let Err(e) = exec::close_fds_on_exec() {
+        return e;
+    }
+    exec::execve(&file, &args, &env)
+}
+
+fn record_start(p: &mut Prepared, pid: Pid) -> Result<(), ContainerError> {
+    p.state.init = ProcRef::of(pid.as_raw());
+    state::write_json(&p.rootfs.dir, "state.json", &p.state).map_err(io("write state.json"))
+}
+
+/// Records how the container ended, under its lock; if `rm` removed it meanwhile (the
+/// lock file's directory is gone, or state.json is), there is nothing to record.
+fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo) {
+    let dir = paths.container(id);
+    let Ok(lock) = state::lock_existing(&dir) else { return };
+    let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return };
+    st.exit = Some(exit);
+    if st.auto_remove {
+        drop(lock);
+        let _ = remove_state(paths, store, &st, true);
+    } else {
+        let _ = state::write_json(&dir, "state.json", &st);
+    }
+}
+
+fn run_foreground(paths: &Paths, store: &Store, mut p: Prepared) -> Result<ExitInfo, ContainerError> {
+    let id = ContainerId::parse(&p.state.id)?;
+    let started = (|| {
+        clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+        let signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
+        let pid = launch(&p)?;
+        Ok::<_, ContainerError>((signals, pid))
+    })();
+    let (mut signals, pid) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = store.remove_rootfs(&id);
+            return Err(e);
+        }
+    };
+    let _ = record_start(&mut p, pid);
+    let exit = signals.wait(pid);
+    record_exit(paths, store, &p.state.id, exit);
+    Ok(exit)
+}
+
+/// Forks a monitor that starts the container with its output going to the log, tells us
+/// the result, then waits for the container and records its exit status.
+fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<String, ContainerError> {
+    let id = p.state.id.clone();
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe")(e.into()))?;
+    // SAFETY: single-threaded; the monitor ends with _exit.
+    match unsafe { fork() }.map_err(|e| io("fork the monitor")(e.into()))? {
+        ForkResult::Child => {
+            drop(rd);
+            clone::set_name("podrun:[monitor]");
+            let code = monitor(paths, store, p, wr);
+            // SAFETY: see clone.rs: children _exit.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = fs::File::from(rd).read_to_string(&mut msg);
+            if msg.is_empty() {
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(ContainerError::Child(ChildError {
+                    stage: "monitor".into(),
+                    errno: libc::ECHILD,
+                    message: "the monitor process died".into(),
+                }));
+            }
+            match serde_json::from_str::<Result<(), ChildError>>(&msg) {
+                Ok(Ok(())) => Ok(id),
+                Ok(Err(e)) => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(ContainerError::Child(e))
+                }
+                Err(_) => Err(ContainerError::Child(ChildError {
+                    stage: "monitor".into(),
+                    errno: libc::EPROTO,
+                    message: msg,
+                })),
+            }
+        }
+    }
+}
+
+fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i32 {
+    let mut report = fs::File::from(report);
+    let tell = |r: &mut fs::File, v: Result<(), ChildError>| {
+        let _ = r.write_all(serde_json::to_string(&v).unwrap_or_default().as_bytes());
+    };
+    let id = match ContainerId::parse(&p.state.id) {
+        Ok(i) => i,
+        Err(_) => return 1,
+    };
+    let setup = (|| {
+        nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.rootfs.dir.join("log"))
+            .map_err(io("open the log"))?;
+        let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
+        for (from, to) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
+            // SAFETY: dup2 onto the stdio numbers.
+            Errno::result(unsafe { libc::dup2(from, to) }).map_err(|e| io("dup2")(e.into()))?;
+        }
+        clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+        let signals = Signals::block(false).map_err(|e| io("block signals")(e.into()))?;
+        Ok::<_, ContainerError>((signals, launch(&p)?))
+    })();
+    let (mut signals, pid) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = store.remove_rootfs(&id);
+            let ce = match e {
+                ContainerError::Child(c) => c,
+                e => ChildError { stage: "monitor".into(), errno: libc::EIO, message: e.to_string() },
+            };
+            tell(&mut report, Err(ce));
+            return 1;
+        }
+    };
+    let _ = record_start(&mut p, pid);
+    tell(&mut report, Ok(()));
+    drop(report);
+    let exit = signals.wait(pid);
+    record_exit(paths, store, &p.state.id, exit);
+    0
+}
+
+/// The container's state, by name.
+pub fn load(paths: &Paths, id: &str) -> Result<ContainerState, ContainerError> {
+    let cid = ContainerId::parse(id)?;
+    state::read_json(&paths.container(cid.as_str()).join("state.json"))
+        .map_err(|_| ContainerError::NotFound(id.to_owned()))
+}
+
+/// What `ps` shows as a container's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Exited(Option<ExitInfo>),
+}
+
+pub fn status(c: &ContainerState) -> Status {
+    match (c.init, c.exit) {
+        (None, _) => Status::Created,
+        (Some(i), _) if i.alive() => Status::Running,
+        (_, e) => Status::Exited(e),
+    }
+}
+
+pub fn list(paths: &Paths) -> Vec<ContainerState> {
+    let mut v: Vec<ContainerState> =
+        state::list(&paths.containers()).iter().filter_map(|c| load(paths, c).ok()).collect();
+    v.sort_by_key(|c| std::cmp::Reverse(c.created));
+    v
+}
+
+pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<(), ContainerError> {
+    let c = load(paths, id)?;
+    match c.init.filter(|i| i.alive()) {
+        Some(init) => init.signal(sig).map_err(|_| ContainerError::NotRunning(id.to_owned())),
+        None => Err(ContainerError::NotRunning(id.to_owned())),
+    }
+}
+
+/// Stops (with `force`) and removes a container: its process, rootfs and state. Holds the
+/// container's lock throughout, so its monitor records nothing into a half-removed dir.
+pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: bool) -> Result<(), ContainerError> {
+    let _lock = state::lock(&paths.container(&c.id)).map_err(io(format!("lock container {}", c.id)))?;
+    if let Some(init) = c.init.filter(|i| i.alive()) {
+        if !force {
+            return Err(ContainerError::Running(c.id.clone()));
+        }
+        let _ = init.signal(Signal::SIGKILL);
+        init.wait_gone(Duration::from_secs(10));
+    }
+    store.remove_rootfs(&ContainerId::parse(&c.id)?)?;
+    Ok(())
+}
+
+pub fn remove(paths: &Paths, store: &Store, id: &str, force: bool) -> Result<(), ContainerError> {
+    let cid = ContainerId::parse(id)?;
+    match load(paths, id) {
+        Ok(c) => remove_state(paths, store, &c, force),
+        // A container whose start was interrupted has a directory but no state: rm -f
+        // cleans that up too.
+        Err(e) if force && paths.container(cid.as_str()).exists() => store.remove_rootfs(&cid).map_err(|_| e),
+        Err(e) => Err(e),
+    }
+}
+
+/// `podrun exec`: a new process in every namespace of a running container, with its root,
+/// cwd, user, capabilities and environment (plus `env`).
+pub fn exec_in(
+    paths: &Paths,
+    id: &str,
+    command: Vec<String>,
+    env: Vec<String>,
+    interactive: bool,
+) -> Result<ExitInfo, ContainerError> {
+    let c = load(paths, id)?;
+    let init = c.init.filter(|i| i.alive()).ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
+    let spec: Spec = state::read_json(&paths.container(id).join("config.json")).map_err(io("read config.json"))?;
+    let mut process = spec.process().clone().ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
+    let mut full_env = process.env().clone().unwrap_or_default();
+    for e in env {
+        let key = e.split('=').next().unwrap_or(&e).to_owned();
+        full_env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        full_env.push(e);
+    }
+    process.set_args(Some(command));
+    process.set_env(Some(full_env));
+    let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;
+    clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+    let mut signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
+    let pid = clone::spawn(
+        || ns::enter_all(&pidfd).map_err(StageError::at("join", "setns into the container")),
+        || {
+            clone::reset_signals();
+            if !interactive {
+                if let Ok(null) = fs::File::open("/dev/null") {
+                    // SAFETY: dup2 onto stdin.
+                    unsafe { libc::dup2(null.as_raw_fd(), 0) };
+                }
+            }
+            exec_process(Some(&process))
+        },
+    )?;
+    Ok(signals.wait(pid))
+}

@@ -1,0 +1,271 @@
+//! The last steps before a container process runs: who it runs as, what it may do, where,
+//! and which file it runs. Order (runc's): bounding set first, then groups/gid/uid, then the
+//! remaining capability sets, no_new_privs, cwd, mark every fd close-on-exec
+//! (CVE-2024-21626: no host fd or cwd may reach the workload), then execve.
+//!
+//! `identity` runs in podrun before any fork; everything else in the init (or exec) stage.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability as Cap, CapsHashSet};
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::Process;
+
+use crate::spec::Identity;
+use crate::sync::StageError;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("invalid user {0:?}: use NAME, UID, NAME:GROUP or UID:GID")]
+    Bad(String),
+    #[error("user {0:?} is not in the image's /etc/passwd")]
+    NoUser(String),
+    #[error("group {0:?} is not in the image's /etc/group")]
+    NoGroup(String),
+}
+
+/// Reads `path` from the top-most layer that has it as a regular file. Opened with
+/// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS: an image's symlink must not make podrun read a
+/// host file.
+fn read_from_layers(lowers: &[PathBuf], path: &str) -> Option<String> {
+    for layer in lowers {
+        let Ok(dir) = std::fs::File::open(layer) else { continue };
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        if let Ok(fd) = openat2(&dir, path, how) {
+            let f = std::fs::File::from(fd);
+            if f.metadata().is_ok_and(|m| m.is_file()) {
+                let mut s = String::new();
+                return std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut s).ok().map(|_| s);
+            }
+        }
+    }
+    None
+}
+
+/// Resolves `user` (`NAME`, `UID`, with `:GROUP` or `:GID`) against the image's
+/// /etc/passwd and /etc/group, as docker does: a numeric uid needs no entry; a user's
+/// supplementary groups are the groups listing it.
+pub fn identity(user: Option<&str>, lowers: &[PathBuf]) -> Result<Identity, UserError> {
+    let spec = user.unwrap_or("0");
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if u.is_empty() || g == Some("") {
+        return Err(UserError::Bad(spec.to_owned()));
+    }
+    let passwd = read_from_layers(lowers, "etc/passwd").unwrap_or_default();
+    let group = read_from_layers(lowers, "etc/group").unwrap_or_default();
+    // name:x:uid:gid:gecos:home:shell
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
+    let (uid, mut gid, name, home) = match (u.parse::<u32>(), &entry) {
+        (_, Some(f)) => (
+            f[2].parse().map_err(|_| UserError::Bad(spec.into()))?,
+            f[3].parse().unwrap_or(0),
+            Some(f[0]),
+            Some(f[5].to_owned()),
+        ),
+        (Ok(uid), None) => (uid, 0, None, None),
+        (Err(_), None) => return Err(UserError::NoUser(u.to_owned())),
+    };
+    let groups: Vec<Vec<&str>> =
+        group.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 4).collect();
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| UserError::NoGroup(g.to_owned()))?,
+        };
+    }
+    let mut extra: Vec<u32> = match name {
+        Some(n) => {
+            groups.iter().filter(|f| f[3].split(',').any(|m| m == n)).filter_map(|f| f[2].parse().ok()).collect()
+        }
+        None => Vec::new(),
+    };
+    extra.retain(|&x| x != gid);
+    extra.dedup();
+    Ok(Identity { uid, gid, groups: extra, home })
+}
+
+fn caps_of(names: Option<&HashSet<oci_spec::runtime::Capability>>) -> CapsHashSet {
+    names
+        .into_iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .filter_map(|v| v.as_str().and_then(|s| s.parse::<Cap>().ok()))
+        .collect()
+}
+
+/// Identity, capabilities, no_new_privs and cwd for the workload (STYLE: exec.rs order).
+pub fn setup_process(p: &Process) -> Result<(), StageError> {
+    const STAGE: &str = "process";
+    let caps = p.capabilities().as_ref();
+    let bounding = caps_of(caps.and_then(|c| c.bounding().as_ref()));
+    for c in caps::all() {
+        if !bounding.contains(&c) {
+            // A cap this kernel does not know gives EINVAL: nothing to drop.
+            match caps::drop(None, CapSet::Bounding, c) {
+                Ok(()) => {}
+                Err(e) if e.to_string().contains("Invalid argument") => {}
+                Err(e) => {
+                    return Err(StageError {
+                        stage: STAGE,
+                        errno: Errno::EPERM,
+                        message: format!("drop {c} from the bounding set: {e}"),
+                    })
+                }
+            }
+        }
+    }
+    let user = p.user();
+    let groups: Vec<Gid> =
+        user.additional_gids().as_deref().unwrap_or_default().iter().map(|&g| Gid::from_raw(g)).collect();
+    nix::unistd::setgroups(&groups).map_err(StageError::at(STAGE, "setgroups"))?;
+    let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
+    nix::unistd::setresgid(gid, gid, gid).map_err(StageError::at(STAGE, format!("setgid {gid}")))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(StageError::at(STAGE, format!("setuid {uid}")))?;
+    // For uid 0 the sets are the spec's; setuid to another uid has already cleared them.
+    if user.uid() == 0 {
+        for (set, names) in [
+            (CapSet::Effective, caps.and_then(|c| c.effective().as_ref())),
+            (CapSet::Permitted, caps.and_then(|c| c.permitted().as_ref())),
+            (CapSet::Inheritable, caps.and_then(|c| c.inheritable().as_ref())),
+        ] {
+            caps::set(None, set, &caps_of(names)).map_err(|e| StageError {
+                stage: STAGE,
+                errno: Errno::EPERM,
+                message: format!("set capabilities: {e}"),
+            })?;
+        }
+    }
+    if p.no_new_privileges().unwrap_or(true) {
+        // SAFETY: prctl with integer arguments.
+        Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+            .map_err(StageError::at(STAGE, "no_new_privs"))?;
+    }
+    let cwd = p.cwd();
+    if let Err(e) = nix::unistd::chdir(cwd) {
+        // docker creates a missing WORKDIR.
+        if e == Errno::ENOENT && std::fs::create_dir_all(cwd).is_ok() {
+            nix::unistd::chdir(cwd).map_err(StageError::at(STAGE, format!("chdir {}", cwd.display())))?;
+        } else {
+            return Err(StageError::new(STAGE, e, format!("chdir {}", cwd.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Finds `arg0` as a shell would: a path when it has a '/', else the first executable
+/// regular file in the container's PATH.
+pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, StageError> {
+    let not_found = || StageError {
+        stage: "exec",
+        errno: Errno::ENOENT,
+        message: format!("exec: \"{arg0}\": executable file not found in $PATH"),
+    };
+    if arg0.contains('/') {
+        return if Path::new(arg0).exists() {
+            Ok(arg0.into())
+        } else {
+            Err(StageError {
+                stage: "exec",
+                errno: Errno::ENOENT,
+                message: format!("exec: \"{arg0}\": no such file or directory"),
+            })
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(arg0);
+        if let Ok(m) = std::fs::metadata(&cand) {
+            if m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0 {
+                return Ok(cand);
+            }
+        }
+    }
+    Err(not_found())
+}
+
+/// Marks every fd from 3 up close-on-exec: only stdio crosses into the workload.
+pub fn close_fds_on_exec() -> Result<(), StageError> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    Errno::result(rc).map(drop).map_err(StageError::at("process", "close_range"))
+}
+
+/// Replaces this process with the workload; returns only on failure.
+pub fn execve(file: &Path, args: &[String], env: &[String]) -> StageError {
+    let cs = |s: &str| CString::new(s).unwrap_or_default();
+    let file_c = CString::new(file.as_os_str().as_bytes()).unwrap_or_default();
+    let argv: Vec<CString> = args.iter().map(|a| cs(a)).collect();
+    let envp: Vec<CString> = env.iter().map(|e| cs(e)).collect();
+    let errno = nix::unistd::execve(&file_c, &argv, &envp).err().unwrap_or(Errno::EINVAL);
+    let what = match errno {
+        Errno::EACCES => "permission denied",
+        Errno::ENOEXEC => "exec format error",
+        _ => errno.desc(),
+    };
+    StageError { stage: "exec", errno, message: format!("exec: \"{}\": {what}", file.display()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(passwd: &str, group: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(d.path().join("etc/passwd"), passwd).unwrap();
+        std::fs::write(d.path().join("etc/group"), group).unwrap();
+        d
+    }
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n";
+    const GROUP: &str = "root:x:0:\nwww:x:33:\nweb:x:500:www,other\n";
+
+    #[test]
+    fn identity_resolves_names_groups_and_numbers() {
+        let l = layer(PASSWD, GROUP);
+        let lowers = vec![l.path().to_owned()];
+        assert_eq!(
+            identity(None, &lowers).unwrap(),
+            Identity { uid: 0, gid: 0, groups: vec![], home: Some("/root".into()) }
+        );
+        let www = identity(Some("www"), &lowers).unwrap();
+        assert_eq!((www.uid, www.gid, www.groups.clone()), (33, 33, vec![500]));
+        assert_eq!(identity(Some("www:root"), &lowers).unwrap().gid, 0);
+        assert_eq!(
+            identity(Some("1234:5678"), &lowers).unwrap(),
+            Identity { uid: 1234, gid: 5678, groups: vec![], home: None }
+        );
+        assert_eq!(identity(Some("nobody"), &lowers), Err(UserError::NoUser("nobody".into())));
+        assert_eq!(identity(Some("www:nogroup"), &lowers), Err(UserError::NoGroup("nogroup".into())));
+        assert!(identity(Some(":1"), &lowers).is_err());
+    }
+
+    #[test]
+    fn identity_never_follows_an_image_symlink_to_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("etc/passwd")).unwrap();
+        // The host's root entry is not read: "root" is unknown in this image.
+        assert_eq!(identity(Some("root"), &[d.path().to_owned()]), Err(UserError::NoUser("root".into())));
+    }
+}

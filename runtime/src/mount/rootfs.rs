@@ -1,0 +1,285 @@
+//! Builds a container's file system view inside its new mount namespace, in this order:
+//! make every mount private; mount the overlay rootfs; the spec's mounts (/proc, /dev and
+//! its nodes, /dev/pts, /dev/shm, /dev/mqueue, /sys, volumes), each attached to a target
+//! resolved *inside* the rootfs with `openat2(RESOLVE_IN_ROOT)`; /etc/hostname, hosts and
+//! resolv.conf; masked and read-only paths (after /proc exists); then `pivot_root(".", ".")`
+//! and a lazy unmount of the old root, which leaves no host path reachable.
+//!
+//! Runs only in the container's init stage, after `unshare(CLONE_NEWNS)`: nothing it mounts
+//! is visible on the host, and everything goes when the namespace does.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{fstat, makedev, mkdirat, mknodat, Mode, SFlag};
+use nix::unistd::{fchdir, pivot_root, symlinkat, unlinkat, UnlinkatFlags};
+use oci_spec::runtime::{Mount, Spec};
+
+use super::api::{self, FsContext};
+use super::overlay::mount_rootfs;
+use crate::image::Rootfs;
+use crate::sync::StageError;
+
+const STAGE: &str = "mount";
+
+fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> StageError {
+    StageError::at(STAGE, what)
+}
+
+/// Opens `path` inside `root`: symlinks resolve as if `root` were `/`, so nothing outside is
+/// reachable; magic links (/proc/self/...) are refused.
+fn open_in(root: BorrowedFd<'_>, path: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how)
+}
+
+fn is_dir(fd: BorrowedFd<'_>) -> bool {
+    fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+}
+
+/// The mount target `path` inside `root`, created (as a directory, or an empty file when
+/// `file`) where missing. The target itself must not be a symlink.
+fn target(root: BorrowedFd<'_>, path: &str, file: bool) -> Result<OwnedFd, StageError> {
+    let want = |fd: OwnedFd| {
+        if is_dir(fd.as_fd()) != file {
+            Ok(fd)
+        } else {
+            Err(StageError::new(
+                STAGE,
+                Errno::ENOTDIR,
+                format!("mount target {path} is not a {}", if file { "file" } else { "directory" }),
+            ))
+        }
+    };
+    match open_in(root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd)
+            if fstat(fd.as_fd())
+                .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK) =>
+        {
+            Err(StageError::new(STAGE, Errno::ELOOP, format!("mount target {path} is a symlink")))
+        }
+        Ok(fd) => want(fd),
+        Err(Errno::ENOENT) => {
+            let (parent, name) = path.trim_end_matches('/').rsplit_once('/').unwrap_or(("", path));
+            let dir = target(root, parent, false)?;
+            let name = name.trim_start_matches('/');
+            if file {
+                openat(
+                    &dir,
+                    name,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                    Mode::from_bits_truncate(0o644),
+                )
+                .map_err(at(format!("create {path}")))?;
+            } else {
+                match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(at(format!("mkdir {path}"))(e)),
+                }
+            }
+            let fd = openat(&dir, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(at(format!("open {path}")))?;
+            want(fd)
+        }
+        Err(e) => Err(at(format!("open mount target {path}"))(e)),
+    }
+}
+
+/// MOUNT_ATTR_* flags and filesystem parameters from OCI mount options.
+fn split_options(options: &[String]) -> (u64, Vec<(&str, Option<&str>)>) {
+    let mut attrs = 0;
+    let mut params = Vec::new();
+    for o in options {
+        match o.as_str() {
+            "ro" => attrs |= api::MOUNT_ATTR_RDONLY,
+            "nosuid" => attrs |= api::MOUNT_ATTR_NOSUID,
+            "nodev" => attrs |= api::MOUNT_ATTR_NODEV,
+            "noexec" => attrs |= api::MOUNT_ATTR_NOEXEC,
+            "strictatime" => attrs |= api::MOUNT_ATTR_STRICTATIME,
+            // Every devpts mount is a new instance since Linux 4.7; binds are handled apart.
+            "rw" | "newinstance" | "bind" | "rbind" => {}
+            kv => params.push(kv.split_once('=').map_or((kv, None), |(k, v)| (k, Some(v)))),
+        }
+    }
+    (attrs, params)
+}
+
+fn mount_one(root: BorrowedFd<'_>, m: &Mount) -> Result<(), StageError> {
+    let dest = m.destination().to_string_lossy().into_owned();
+    let typ = m.typ().as_deref().unwrap_or("bind");
+    let options = m.options().clone().unwrap_or_default();
+    let (attrs, params) = split_options(&options);
+    if typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind") {
+        let source = m.source().as_deref().unwrap_or(Path::new(""));
+        let meta = std::fs::metadata(source).map_err(|e| {
+            StageError::new(
+                STAGE,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)),
+                format!("bind source {}", source.display()),
+            )
+        })?;
+        let recursive = options.iter().any(|o| o == "rbind");
+        let tree = api::clone_tree(None, source, recursive).map_err(at(format!("open_tree {}", source.display())))?;
+        if attrs != 0 {
+            api::set_attrs(tree.as_fd(), attrs, recursive).map_err(at(format!("mount_setattr {dest}")))?;
+        }
+        let t = target(root, &dest, !meta.is_dir())?;
+        return api::attach(tree.as_fd(), t.as_fd()).map_err(at(format!("mount {} on {dest}", source.display())));
+    }
+    let ctx = FsContext::open(typ).map_err(at(format!("fsopen {typ}")))?;
+    for (k, v) in params {
+        let r = match v {
+            Some(v) => ctx.set(k, v.as_bytes()),
+            None => ctx.flag(k),
+        };
+        r.map_err(|e| StageError::new(STAGE, e, format!("{typ} option {k} for {dest} ({})", ctx.log())))?;
+    }
+    let mnt =
+        ctx.mount(attrs).map_err(|e| StageError::new(STAGE, e, format!("mount {typ} on {dest} ({})", ctx.log())))?;
+    let t = target(root, &dest, false)?;
+    api::attach(mnt.as_fd(), t.as_fd()).map_err(at(format!("mount {typ} on {dest}")))
+}
+
+/// The device nodes every container gets, as (name, major, minor).
+const DEVICES: [(&str, u64, u64); 6] =
+    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+fn populate_dev(root: BorrowedFd<'_>) -> Result<(), StageError> {
+    let dev = open_in(root, "/dev", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).map_err(at("open /dev"))?;
+    for (name, major, minor) in DEVICES {
+        mknodat(&dev, name, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+            .map_err(at(format!("mknod /dev/{name}")))?;
+        // mknod applied the umask; the nodes are world-usable as in every runtime.
+        nix::sys::stat::fchmodat(
+            &dev,
+            name,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(at(format!("chmod /dev/{name}")))?;
+    }
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        symlinkat(to, &dev, name).map_err(at(format!("symlink /dev/{name}")))?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` in the rootfs with a regular file holding `content` (never writing
+/// through a symlink an image put there).
+fn write_file(root: BorrowedFd<'_>, path: &str, content: &[u8]) -> Result<(), StageError> {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let dir = target(root, if parent.is_empty() { "/" } else { parent }, false)?;
+    let dir = openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(at(format!("open {parent}")))?;
+    match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(at(format!("replace {path}"))(e)),
+    }
+    let fd = openat(
+        &dir,
+        name,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(at(format!("create {path}")))?;
+    nix::unistd::write(&fd, content).map_err(at(format!("write {path}")))?;
+    Ok(())
+}
+
+fn etc_files(root: BorrowedFd<'_>, hostname: &str) -> Result<(), StageError> {
+    write_file(root, "/etc/hostname", format!("{hostname}\n").as_bytes())?;
+    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+    write_file(root, "/etc/hosts", hosts.as_bytes())?;
+    // The pod's network namespace has only loopback; the host's resolvers are what a user
+    // who adds a network later expects. Loopback resolvers of the host are unreachable.
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = host
+        .lines()
+        .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_file(root, "/etc/resolv.conf", resolv.as_bytes())
+}
+
+/// Hides masked paths: a directory under an empty read-only tmpfs, a file under /dev/null
+/// (checked to be the real null device first, as runc does).
+fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), StageError> {
+    let null = std::fs::File::open("/dev/null").map_err(|_| StageError::new(STAGE, Errno::ENODEV, "open /dev/null"))?;
+    let st = fstat(&null).map_err(at("stat /dev/null"))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR || st.st_rdev != makedev(1, 3) {
+        return Err(StageError::new(STAGE, Errno::ENODEV, "/dev/null is not the null device"));
+    }
+    for p in paths {
+        let Ok(t) = open_in(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW) else { continue };
+        let mnt = if is_dir(t.as_fd()) {
+            let ctx = FsContext::open("tmpfs").map_err(at("fsopen tmpfs"))?;
+            ctx.set("size", b"0").map_err(at("tmpfs size"))?;
+            ctx.mount(api::MOUNT_ATTR_RDONLY | api::MOUNT_ATTR_NOSUID | api::MOUNT_ATTR_NODEV | api::MOUNT_ATTR_NOEXEC)
+                .map_err(at(format!("mask {p}")))?
+        } else {
+            api::clone_tree(Some(null.as_fd()), Path::new(""), false).map_err(at(format!("mask {p}")))?
+        };
+        api::attach(mnt.as_fd(), t.as_fd()).map_err(at(format!("mask {p}")))?;
+    }
+    Ok(())
+}
+
+/// Makes paths read-only by cloning each onto itself with MOUNT_ATTR_RDONLY.
+fn readonly(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), StageError> {
+    for p in paths {
+        let Ok(t) = open_in(root, p, OFlag::O_PATH | OFlag::O_NOFOLLOW) else { continue };
+        let tree = api::clone_tree(Some(t.as_fd()), Path::new(""), true).map_err(at(format!("open_tree {p}")))?;
+        api::set_attrs(
+            tree.as_fd(),
+            api::MOUNT_ATTR_RDONLY | api::MOUNT_ATTR_NOSUID | api::MOUNT_ATTR_NODEV | api::MOUNT_ATTR_NOEXEC,
+            true,
+        )
+        .map_err(at(format!("read-only {p}")))?;
+        api::attach(tree.as_fd(), t.as_fd()).map_err(at(format!("read-only {p}")))?;
+    }
+    Ok(())
+}
+
+/// Everything from the overlay to pivot_root; see the module comment for the order.
+pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<(), StageError> {
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(at("make / private"))?;
+    mount_rootfs(rootfs, &rootfs.merged).map_err(|e| StageError {
+        stage: STAGE,
+        errno: Errno::EINVAL,
+        message: e.to_string(),
+    })?;
+    let root = nix::fcntl::open(&rootfs.merged, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(at("open the rootfs"))?;
+    for m in spec.mounts().iter().flatten() {
+        mount_one(root.as_fd(), m)?;
+        if m.destination() == Path::new("/dev") {
+            populate_dev(root.as_fd())?;
+        }
+    }
+    etc_files(root.as_fd(), spec.hostname().as_deref().unwrap_or("localhost"))?;
+    if let Some(linux) = spec.linux() {
+        mask(root.as_fd(), linux.masked_paths().as_deref().unwrap_or_default())?;
+        readonly(root.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
+    }
+    // pivot_root(".", "."): the old root is stacked under the new one and unmounted lazily,
+    // so no directory is needed for it (as in runc and youki).
+    fchdir(&root).map_err(at("chdir to the rootfs"))?;
+    pivot_root(".", ".").map_err(at("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(at("unmount the old root"))?;
+    nix::unistd::chdir("/").map_err(at("chdir /"))?;
+    Ok(())
+}

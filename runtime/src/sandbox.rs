@@ -1,0 +1,318 @@
+//! Sandboxes (pods): a pause process holding new ipc, net (loopback up) and uts namespaces,
+//! and the pid namespace too with `share_pid`; plus the pod's /dev/shm, a tmpfs every
+//! container of the sandbox mounts.
+//!
+//! Pause gets a mount namespace of its own whose root is an empty read-only tmpfs, so
+//! /proc/1/root of a shared pid namespace leads nowhere; it is started from a sealed memfd
+//! (pause.rs). Creation is undone completely on any error: pause killed, shm unmounted,
+//! state directory removed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+use crate::clone;
+use crate::ids::SandboxId;
+use crate::ns::{self, NsKind};
+use crate::proc::ProcRef;
+use crate::state::{self, now, ContainerState, Paths, SandboxState};
+use crate::sync::{ChildError, StageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    BadName(#[from] crate::ids::BadId),
+    #[error("sandbox {0} already exists (see `podrun sandbox ls`)")]
+    Exists(String),
+    #[error("no such sandbox: {0} (see `podrun sandbox ls`)")]
+    NotFound(String),
+    #[error("sandbox {0} has running containers ({1}); stop them first, or use -f")]
+    Busy(String, String),
+    #[error("starting pause")]
+    Start(#[from] ChildError),
+    #[error("{op} {path}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let path = path.into();
+    move |source| SandboxError::Io { op, path, source }
+}
+
+pub struct CreateOptions {
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub share_pid: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+const SHM_OPTIONS: &str = "mode=1777,size=65536k";
+
+/// Brings up `lo` in the current network namespace (SIOCSIFFLAGS, as `ip link set lo up`).
+pub fn loopback_up() -> Result<(), Errno> {
+    // SAFETY: a plain socket call; the fd is owned right away.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let s: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(Errno::result(s)?) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value for it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: ioctls on a live socket with a live ifreq.
+    unsafe {
+        Errno::result(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        Errno::result(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+    }
+    Ok(())
+}
+
+/// The pause-init stage, before exec: a private mount namespace whose root is an empty
+/// read-only tmpfs, stdio on /dev/null, then pause itself from the memfd.
+fn exec_pause(pause: &OwnedFd, root_dir: &Path, hostname: &str) -> StageError {
+    let run = || -> Result<(), StageError> {
+        const S: &str = "pause";
+        nix::unistd::sethostname(hostname).map_err(StageError::at(S, "sethostname"))?;
+        loopback_up().map_err(StageError::at(S, "bring up lo"))?;
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(StageError::at(S, "make / private"))?;
+        let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty())
+            .map_err(StageError::at(S, "open /dev/null"))?;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the stdio numbers.
+            Errno::result(unsafe { libc::dup2(null.as_raw_fd(), fd) }).map_err(StageError::at(S, "dup2"))?;
+        }
+        drop(null);
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some("tmpfs"), root_dir, Some("tmpfs"), flags, Some("size=4k,mode=0555"))
+            .map_err(StageError::at(S, "mount pause's root"))?;
+        nix::unistd::chdir(root_dir).map_err(StageError::at(S, "chdir"))?;
+        nix::unistd::pivot_root(".", ".").map_err(StageError::at(S, "pivot_root"))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(StageError::at(S, "unmount the old root"))?;
+        nix::unistd::chdir("/").map_err(StageError::at(S, "chdir /"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_BIND | flags,
+            None::<&str>,
+        )
+        .map_err(StageError::at(S, "make pause's root read-only"))?;
+        nix::unistd::setsid().map_err(StageError::at(S, "setsid"))?;
+        crate::exec::close_fds_on_exec()?;
+        clone::reset_signals();
+        Ok(())
+    };
+    if let Err(e) = run() {
+        return e;
+    }
+    let argv = [c"podrun-pause"];
+    let envp: [&std::ffi::CStr; 0] = [];
+    let e = nix::unistd::execveat(pause.as_fd(), c"", &argv, &envp, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .err()
+        .unwrap_or(Errno::EINVAL);
+    StageError::new("pause", e, "exec podrun-pause")
+}
+
+pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, SandboxError> {
+    let name = match opts.name {
+        Some(n) => SandboxId::parse(&n)?,
+        None => SandboxId::parse(&crate::ids::generate("pod"))?,
+    };
+    let hostname = opts.hostname.unwrap_or_else(|| name.to_string());
+    if hostname.is_empty() || hostname.len() > 64 || hostname.contains(['/', ' ', '\0']) {
+        return Err(SandboxError::BadName(crate::ids::BadId { kind: "host", name: hostname }));
+    }
+    let dir = paths.sandbox(name.as_str());
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(paths.sandboxes())
+        .map_err(io("create", paths.sandboxes()))?;
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(SandboxError::Exists(name.to_string())),
+        Err(e) => return Err(io("create", &dir)(e)),
+    }
+    let made = start(&dir, &name, &hostname, opts.share_pid, opts.labels);
+    if made.is_err() {
+        cleanup(&dir, None);
+    }
+    made
+}
+
+fn start(
+    dir: &Path,
+    name: &SandboxId,
+    hostname: &str,
+    share_pid: bool,
+    labels: BTreeMap<String, String>,
+) -> Result<SandboxState, SandboxError> {
+    let _lock = state::lock(dir).map_err(io("lock", dir))?;
+    let (shm, pause_root) = (dir.join("shm"), dir.join("pause-root"));
+    for d in [&shm, &pause_root] {
+        fs::DirBuilder::new().mode(0o755).create(d).map_err(io("create", d))?;
+    }
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(SHM_OPTIONS),
+    )
+    .map_err(|e| io("mount /dev/shm tmpfs on", &shm)(e.into()))?;
+    let pause =
+        crate::pause::pause_memfd().map_err(|e| io("create the pause memfd", "memfd:podrun-pause")(e.into()))?;
+    let flags = ns::sandbox_flags(share_pid) | CloneFlags::CLONE_NEWNS;
+    let pid = clone::spawn(
+        || unshare(flags).map_err(StageError::at("pause", "unshare")),
+        || exec_pause(&pause, &pause_root, hostname),
+    )?;
+    let pause = ProcRef::of(pid.as_raw()).ok_or_else(|| ChildError {
+        stage: "pause".into(),
+        errno: libc::ESRCH,
+        message: "pause exited right after it started".into(),
+    })?;
+    let st = SandboxState {
+        name: name.to_string(),
+        hostname: hostname.to_owned(),
+        share_pid,
+        labels,
+        created: now(),
+        pause,
+    };
+    if let Err(e) = state::write_json(dir, "state.json", &st) {
+        let _ = pause.signal(Signal::SIGKILL);
+        return Err(io("write", dir.join("state.json"))(e));
+    }
+    Ok(st)
+}
+
+/// Unmounts the pod's /dev/shm and removes the sandbox directory.
+fn cleanup(dir: &Path, pause: Option<&ProcRef>) {
+    if let Some(p) = pause {
+        if p.alive() {
+            let _ = p.signal(Signal::SIGKILL);
+            p.wait_gone(Duration::from_secs(5));
+        }
+    }
+    let _ = umount2(&dir.join("shm"), MntFlags::MNT_DETACH);
+    let _ = fs::remove_dir_all(dir);
+}
+
+pub fn load(paths: &Paths, name: &str) -> Result<SandboxState, SandboxError> {
+    SandboxId::parse(name)?;
+    state::read_json(&paths.sandbox(name).join("state.json")).map_err(|_| SandboxError::NotFound(name.to_owned()))
+}
+
+pub fn list(paths: &Paths) -> Vec<SandboxState> {
+    state::list(&paths.sandboxes()).iter().filter_map(|n| load(paths, n).ok()).collect()
+}
+
+/// Containers whose state names this sandbox.
+pub fn containers_of(paths: &Paths, name: &str) -> Vec<ContainerState> {
+    state::list(&paths.containers())
+        .iter()
+        .filter_map(|c| state::read_json::<ContainerState>(&paths.container(c).join("state.json")).ok())
+        .filter(|c| c.sandbox.as_deref() == Some(name))
+        .collect()
+}
+
+/// Removes a sandbox: refuses while containers run unless `force`; with `force` they are
+/// killed first. Then pause, the shm mount and the state. Returns the containers removed.
+pub fn remove(
+    paths: &Paths,
+    store: &crate::image::Store,
+    name: &str,
+    force: bool,
+) -> Result<Vec<String>, SandboxError> {
+    let sb = load(paths, name);
+    let dir = paths.sandbox(name);
+    if sb.is_err() && !dir.exists() {
+        return Err(SandboxError::NotFound(name.to_owned()));
+    }
+    let members = containers_of(paths, name);
+    let running: Vec<&ContainerState> = members.iter().filter(|c| c.init.is_some_and(|i| i.alive())).collect();
+    if !running.is_empty() && !force {
+        let names = running.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(SandboxError::Busy(name.to_owned(), names));
+    }
+    let mut removed = Vec::new();
+    for c in &members {
+        if crate::container::remove_state(paths, store, c, true).is_ok() {
+            removed.push(c.id.clone());
+        }
+    }
+    let _lock = state::lock(&dir).ok();
+    cleanup(&dir, sb.as_ref().ok().map(|s| &s.pause));
+    Ok(removed)
+}
+
+/// The namespace types a sandbox shares with its containers.
+pub fn ns_kinds(share_pid: bool) -> Vec<NsKind> {
+    let mut k = vec![NsKind::Ipc, NsKind::Net, NsKind::Uts];
+    if share_pid {
+        k.push(NsKind::Pid);
+    }
+    k
+}
+
+/// One cell of the namespace matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct NsCell {
+    pub inode: Option<u64>,
+    /// "pod": the sandbox's (pause's) namespace; "own": the container's; "host": the host's.
+    pub shared: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NsRow {
+    pub process: String,
+    pub pid: i32,
+    pub namespaces: BTreeMap<NsKind, NsCell>,
+}
+
+/// The namespace matrix: pause and each running container's init, one column per
+/// namespace type, each cell marked pod / own / host by comparing inodes.
+pub fn matrix(paths: &Paths, sb: &SandboxState) -> Vec<NsRow> {
+    let me = std::process::id() as i32;
+    let pod_kinds: Vec<NsKind> = ns_kinds(sb.share_pid);
+    let row = |process: String, pid: i32, is_pause: bool| NsRow {
+        process,
+        pid,
+        namespaces: NsKind::ALL
+            .iter()
+            .map(|&k| {
+                let inode = ns::inode(pid, k);
+                let same = |other: i32| inode.is_some() && inode == ns::inode(other, k);
+                let shared = if same(me) {
+                    "host"
+                } else if pod_kinds.contains(&k) && (is_pause || same(sb.pause.pid)) {
+                    "pod"
+                } else {
+                    "own"
+                };
+                (k, NsCell { inode, shared })
+            })
+            .collect(),
+    };
+    let mut rows = Vec::new();
+    if sb.pause.alive() {
+        rows.push(row("pause".into(), sb.pause.pid, true));
+    }
+    for c in containers_of(paths, &sb.name) {
+        if let Some(init) = c.init.filter(|i| i.alive()) {
+            rows.push(row(c.id.clone(), init.pid, false));
+        }
+    }
+    rows
+}

@@ -1,0 +1,270 @@
+//! Builds the OCI runtime spec (config.json) that describes a container: from the image
+//! config and the `run` flags. The start path (container.rs, mount/rootfs.rs, exec.rs) reads
+//! the process, mounts, masked and read-only paths from it, so a later `podrun create
+//! BUNDLE` can feed the same path from a user's config.json.
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::image::ImageRecord;
+
+/// The capabilities runc and Docker give a container by default.
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::AuditWrite,
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Mknod,
+    Capability::NetBindService,
+    Capability::NetRaw,
+    Capability::Setfcap,
+    Capability::Setgid,
+    Capability::Setpcap,
+    Capability::Setuid,
+    Capability::SysChroot,
+];
+
+/// runc's default masked paths: kernel data a container should not read.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's default read-only paths: kernel knobs a container must not turn.
+pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("the image has no Entrypoint or Cmd: give a command after the image name")]
+    NoCommand,
+    #[error("invalid volume {0:?}: use HOSTDIR:CTRDIR[:ro|rw] with absolute paths")]
+    BadVolume(String),
+    #[error("invalid environment variable {0:?}: use KEY=VALUE")]
+    BadEnv(String),
+    #[error("building the OCI spec")]
+    Build(#[from] oci_spec::OciSpecError),
+}
+
+/// A `-v HOSTDIR:CTRDIR[:ro]` bind mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: PathBuf,
+    pub target: String,
+    pub readonly: bool,
+}
+
+impl Volume {
+    pub fn parse(s: &str) -> Result<Volume, SpecError> {
+        let bad = || SpecError::BadVolume(s.to_owned());
+        let mut parts = s.split(':');
+        let (host, target) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        let readonly = match parts.next() {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(_) => return Err(bad()),
+        };
+        if parts.next().is_some()
+            || !host.starts_with('/')
+            || !target.starts_with('/')
+            || target.split('/').any(|c| c == "..")
+        {
+            return Err(bad());
+        }
+        Ok(Volume { host: host.into(), target: target.to_owned(), readonly })
+    }
+}
+
+/// The numeric identity a container runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: Option<String>,
+}
+
+/// What `run` was asked for, beyond the image.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub volumes: Vec<Volume>,
+    pub tty: bool,
+    pub hostname: String,
+}
+
+/// Where the sandbox's shared namespaces and /dev/shm are; None for a standalone container.
+pub struct Join {
+    pub pause_pid: i32,
+    pub share_pid: bool,
+    pub shm: PathBuf,
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, SpecError> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()?)
+}
+
+/// Environment: the image's, then -e values, replacing by key; PATH, HOSTNAME and HOME
+/// filled in as docker does.
+fn environment(
+    image_env: &[String],
+    extra: &[String],
+    hostname: &str,
+    home: Option<&str>,
+) -> Result<Vec<String>, SpecError> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |kv: &str| {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.to_owned());
+    };
+    for e in image_env {
+        set(e);
+    }
+    for e in extra {
+        if !e.contains('=') || e.starts_with('=') {
+            return Err(SpecError::BadEnv(e.clone()));
+        }
+        set(e);
+    }
+    let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+    if !has(&env, "PATH") {
+        env.insert(0, DEFAULT_PATH.to_owned());
+    }
+    if !has(&env, "HOSTNAME") {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", home.unwrap_or("/")));
+    }
+    Ok(env)
+}
+
+pub fn build(image: &ImageRecord, opts: &RunOptions, who: &Identity, join: Option<&Join>) -> Result<Spec, SpecError> {
+    let cfg = &image.config;
+    let mut args = cfg.entrypoint.clone();
+    args.extend(if opts.command.is_empty() { cfg.cmd.clone() } else { opts.command.clone() });
+    if args.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    let cwd = opts.workdir.clone().or_else(|| cfg.working_dir.clone()).unwrap_or_else(|| "/".to_owned());
+    let caps = DEFAULT_CAPS.iter().copied().collect::<std::collections::HashSet<_>>();
+    let process = ProcessBuilder::default()
+        .terminal(opts.tty)
+        .args(args)
+        .env(environment(&cfg.env, &opts.env, &opts.hostname, who.home.as_deref())?)
+        .cwd(cwd)
+        .user(UserBuilder::default().uid(who.uid).gid(who.gid).additional_gids(who.groups.clone()).build()?)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps.clone())
+                .inheritable(caps)
+                .build()?,
+        )
+        .no_new_privileges(true)
+        .build()?;
+
+    let ns = |typ, path: Option<String>| {
+        let mut b = LinuxNamespaceBuilder::default().typ(typ);
+        if let Some(p) = path {
+            b = b.path(p);
+        }
+        b.build()
+    };
+    let shared = |typ, name: &str| ns(typ, join.map(|j| format!("/proc/{}/ns/{name}", j.pause_pid)));
+    let mut namespaces = vec![
+        ns(LinuxNamespaceType::Mount, None)?,
+        ns(LinuxNamespaceType::Cgroup, None)?,
+        shared(LinuxNamespaceType::Network, "net")?,
+    ];
+    namespaces.push(shared(LinuxNamespaceType::Ipc, "ipc")?);
+    namespaces.push(shared(LinuxNamespaceType::Uts, "uts")?);
+    let share_pid = join.is_some_and(|j| j.share_pid);
+    namespaces.push(if share_pid {
+        shared(LinuxNamespaceType::Pid, "pid")?
+    } else {
+        ns(LinuxNamespaceType::Pid, None)?
+    });
+
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        )?,
+        match join {
+            Some(j) => mount("/dev/shm", "bind", &j.shm.to_string_lossy(), &["rbind", "nosuid", "noexec", "nodev"])?,
+            None => mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+        },
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+    ];
+    for v in &opts.volumes {
+        let opts: &[&str] = if v.readonly { &["rbind", "ro"] } else { &["rbind"] };
+        mounts.push(mount(&v.target, "bind", &v.host.to_string_lossy(), opts)?);
+    }
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()?;
+    Ok(SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path("rootfs").readonly(false).build()?)
+        .hostname(opts.hostname.clone())
+        .process(process)
+        .mounts(mounts)
+        .linux(linux)
+        .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_parses_docker_forms_and_refuses_the_rest() {
+        assert_eq!(Volume::parse("/a:/b").unwrap(), Volume { host: "/a".into(), target: "/b".into(), readonly: false });
+        assert!(Volume::parse("/a:/b:ro").unwrap().readonly);
+        for bad in ["a:/b", "/a:b", "/a", "/a:/b:rx", "/a:/b:ro:x", "/a:/../etc"] {
+            assert!(Volume::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_by_key_and_fills_defaults() {
+        let env = environment(&["A=1".into(), "PATH=/bin".into()], &["A=2".into()], "pod", Some("/root")).unwrap();
+        assert_eq!(env, vec!["PATH=/bin", "A=2", "HOSTNAME=pod", "HOME=/root"]);
+        let env = environment(&[], &[], "h", None).unwrap();
+        assert_eq!(env[0], DEFAULT_PATH);
+        assert!(environment(&[], &["NOVALUE".into()], "h", None).is_err());
+    }
+}

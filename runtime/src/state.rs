@@ -1,0 +1,146 @@
+//! Runtime state of sandboxes and containers, under podrun's root:
+//! ```text
+//! sandboxes/<name>/state.json    SandboxState
+//! sandboxes/<name>/shm/          the pod's /dev/shm (a tmpfs, mounted while the sandbox exists)
+//! sandboxes/<name>/pause-root/   the empty directory pause's own root is mounted on
+//! containers/<id>/state.json     ContainerState (beside the rootfs dirs of image/store.rs)
+//! containers/<id>/config.json    the container's OCI runtime spec
+//! containers/<id>/log            stdout and stderr of a detached container
+//! ```
+//! Files are replaced atomically (temp, fsync, rename) under the directory's `lock`
+//! (flock). Whether a process still runs is never read from here: `ProcRef::alive` decides.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::image::digest::Digest;
+use crate::proc::ProcRef;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxState {
+    pub name: String,
+    pub hostname: String,
+    pub share_pid: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created: u64,
+    pub pause: ProcRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// The exit status as a shell reports it: the code, or 128 + signal.
+    pub code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub finished: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    /// The sandbox joined, or None for a container with namespaces of its own.
+    pub sandbox: Option<String>,
+    pub image: String,
+    pub image_id: Digest,
+    pub command: Vec<String>,
+    pub created: u64,
+    /// Set once the init stage runs.
+    pub init: Option<ProcRef>,
+    pub detached: bool,
+    pub auto_remove: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Where state lives under one root.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+}
+
+impl Paths {
+    pub fn sandboxes(&self) -> PathBuf {
+        self.root.join("sandboxes")
+    }
+    pub fn sandbox(&self, name: &str) -> PathBuf {
+        self.sandboxes().join(name)
+    }
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    pub fn container(&self, id: &str) -> PathBuf {
+        self.containers().join(id)
+    }
+}
+
+/// Takes `dir/lock` (created if missing) exclusively.
+pub fn lock(dir: &Path) -> std::io::Result<Flock<File>> {
+    let f =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(dir.join("lock"))?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| e.into())
+}
+
+/// Takes `dir/lock` exclusively only if it exists: never recreates a lock file in a
+/// directory that is being removed.
+pub fn lock_existing(dir: &Path) -> std::io::Result<Flock<File>> {
+    let f = OpenOptions::new().read(true).write(true).open(dir.join("lock"))?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| e.into())
+}
+
+/// Writes `value` as `dir/name` atomically: temp file, fsync, rename.
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(value)?)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(name))
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<T> {
+    Ok(serde_json::from_slice(&fs::read(path)?)?)
+}
+
+/// Names in a state directory (sandboxes/ or containers/), sorted.
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_json_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SandboxState {
+            name: "pod".into(),
+            hostname: "pod".into(),
+            share_pid: true,
+            labels: [("app".to_owned(), "web".to_owned())].into(),
+            created: 1,
+            pause: ProcRef { pid: 7, start_time: 99 },
+        };
+        write_json(dir.path(), "state.json", &s).unwrap();
+        let back: SandboxState = read_json(&dir.path().join("state.json")).unwrap();
+        assert_eq!(back.pause, s.pause);
+        assert_eq!(back.labels, s.labels);
+        assert_eq!(list(dir.path()), vec!["state.json"]);
+    }
+}

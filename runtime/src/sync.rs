@@ -1,0 +1,131 @@
+//! The parent/child protocol of one container or sandbox start: one
+//! `SOCK_SEQPACKET | SOCK_CLOEXEC` socketpair, one JSON message per packet.
+//!
+//! | from | message | meaning |
+//! | --- | --- | --- |
+//! | join stage | `Pid { pid }` | it forked the init stage; `pid` is the init's pid in podrun's pid namespace |
+//! | any child stage | `Failed { stage, errno, message }` | the stage failed; the parent reports it and cleans up |
+//! | (none) | end of file | every child copy of the socket is closed: the last stage's `execve` succeeded (the socket is close-on-exec), or the children died |
+//!
+//! The parent never writes: every decision a child needs is made before the fork.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    Pid { pid: i32 },
+    Failed { stage: String, errno: i32, message: String },
+}
+
+/// A child stage's failure, as the parent sees it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+pub struct ChildError {
+    pub stage: String,
+    pub errno: i32,
+    pub message: String,
+}
+
+impl ChildError {
+    /// The exit status a shell would give: 127 command not found, 126 cannot execute.
+    pub fn exit_code(&self) -> Option<u8> {
+        if self.stage != "exec" {
+            return None;
+        }
+        match Errno::from_raw(self.errno) {
+            Errno::ENOENT => Some(127),
+            _ => Some(126),
+        }
+    }
+}
+
+/// A failure inside a child stage, before it is sent: what failed, on what, and errno.
+#[derive(Debug)]
+pub struct StageError {
+    pub stage: &'static str,
+    pub errno: Errno,
+    pub message: String,
+}
+
+impl StageError {
+    /// `what` failed with `errno`: the message reads like crun's, "what: strerror".
+    pub fn new(stage: &'static str, errno: Errno, what: impl std::fmt::Display) -> StageError {
+        StageError { stage, errno, message: format!("{what}: {}", errno.desc()) }
+    }
+
+    /// A closure for `map_err`.
+    pub fn at(stage: &'static str, what: impl std::fmt::Display) -> impl FnOnce(Errno) -> StageError {
+        move |errno| StageError::new(stage, errno, what)
+    }
+}
+
+pub struct ParentEnd(OwnedFd);
+pub struct ChildEnd(OwnedFd);
+
+pub fn pair() -> Result<(ParentEnd, ChildEnd), Errno> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    Ok((ParentEnd(a), ChildEnd(b)))
+}
+
+impl ChildEnd {
+    fn send(&self, msg: &Msg) {
+        // Serialising a plain enum cannot fail; a lost message shows up as EOF in the parent.
+        let bytes = serde_json::to_vec(msg).unwrap_or_default();
+        let _ = send(self.0.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL);
+    }
+
+    pub fn report_pid(&self, pid: i32) {
+        self.send(&Msg::Pid { pid });
+    }
+
+    /// Reports a failure; the caller then `_exit`s.
+    pub fn fail(&self, e: &StageError) {
+        self.send(&Msg::Failed { stage: e.stage.to_owned(), errno: e.errno as i32, message: e.message.clone() });
+    }
+}
+
+impl ParentEnd {
+    /// The next message, or None at end of file.
+    pub fn recv(&self) -> Result<Option<Msg>, Errno> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return serde_json::from_slice(&buf[..n]).map(Some).map_err(|_| Errno::EPROTO),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_cross_the_socket_and_eof_ends_them() {
+        let (p, c) = pair().unwrap();
+        c.report_pid(42);
+        c.fail(&StageError { stage: "exec", errno: Errno::ENOENT, message: "not found".into() });
+        drop(c);
+        assert_eq!(p.recv().unwrap(), Some(Msg::Pid { pid: 42 }));
+        assert_eq!(
+            p.recv().unwrap(),
+            Some(Msg::Failed { stage: "exec".into(), errno: libc::ENOENT, message: "not found".into() })
+        );
+        assert_eq!(p.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn exec_failures_map_to_shell_exit_codes() {
+        let e = |stage: &str, errno| ChildError { stage: stage.into(), errno, message: String::new() };
+        assert_eq!(e("exec", libc::ENOENT).exit_code(), Some(127));
+        assert_eq!(e("exec", libc::EACCES).exit_code(), Some(126));
+        assert_eq!(e("mount", libc::ENOENT).exit_code(), None);
+    }
+}
