@@ -55,8 +55,7 @@ unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
 
 fn exit(code: usize) -> ! {
     // SAFETY: exit_group takes one integer and does not return.
-    unsafe { syscall4(SYS_EXIT_GROUP, code, 0, 0, 0) };
-    loop {}
+    unsafe { asm!("syscall", in("rax") SYS_EXIT_GROUP, in("rdi") code, options(noreturn, nostack)) }
 }
 
 fn bit(sig: u32) -> u64 {

@@ -260,7 +260,9 @@ impl Store {
             let what = planned.member.clone().unwrap_or_else(|| path.display().to_string());
             progress.start(label(planned.diff_id.as_ref().or(planned.blob.as_ref()).map_or("", |d| d.short())));
             let dest = work.0.join(format!("layer-{i}"));
-            mkdir_private(&dest)?;
+            // The layer's root becomes the container's / (overlayfs takes the top layer's root
+            // attributes): 0755 like any root. layers/ above it keeps others out.
+            fs::DirBuilder::new().mode(0o755).create(&dest).map_err(io_err("create directory", &dest))?;
             let input: Box<dyn std::io::Read> = match (&src, &planned.member) {
                 (Some(src), Some(member)) => src.open(member)?,
                 _ => Box::new(File::open(path).map_err(io_err("open", path))?),
@@ -471,8 +473,10 @@ impl Store {
         let made = (|| {
             // The image may have been removed since the caller resolved it.
             let current = self.resolve(&image.id.to_string())?;
-            for sub in ["upper", "work", "merged"] {
-                mkdir_private(&dir.join(sub))?;
+            // upper/ is the container's / once written to, so 0755; containers/ keeps others out.
+            for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("merged", 0o755)] {
+                let p = dir.join(sub);
+                fs::DirBuilder::new().mode(mode).create(&p).map_err(io_err("create directory", &p))?;
             }
             write_atomic(&dir.join("image"), current.id.to_string().as_bytes())?;
             self.rootfs_of(cid, &current)
