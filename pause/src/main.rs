@@ -9,6 +9,12 @@
 //!
 //! podrun embeds this binary (see build.rs at the workspace root) and starts it with
 //! stdin/stdout/stderr on /dev/null and no other fds.
+//!
+//! The same binary has a second role: started as `podrun-exec FILE ARGV0 ARGS...`, it only
+//! execs FILE. podrun's init stage execs workloads through it, so that at the moment a
+//! container file is executed, /proc/self/exe is this sealed memfd and not podrun's own
+//! binary on the host: a workload `#!/proc/self/exe` gets no handle on podrun
+//! (CVE-2019-5736).
 
 #![no_std]
 #![no_main]
@@ -24,6 +30,9 @@ const SYS_CHDIR: usize = 80;
 const SYS_PRCTL: usize = 157;
 const SYS_SIGNALFD4: usize = 289;
 const SYS_CLOSE_RANGE: usize = 436;
+const SYS_WRITE: usize = 1;
+const SYS_EXECVE: usize = 59;
+const ENOENT: isize = -2;
 
 const SIG_BLOCK: usize = 0;
 const SIGINT: u32 = 2;
@@ -62,7 +71,56 @@ fn bit(sig: u32) -> u64 {
     1 << (sig - 1)
 }
 
-fn main() -> ! {
+/// The `podrun-exec` role: argv = ["podrun-exec", FILE, ARGV0, ARGS...].
+///
+/// # Safety
+/// `argv` and `envp` are the kernel's NULL-terminated vectors from the initial stack.
+unsafe fn exec_role(argc: usize, argv: *const *const u8, envp: *const *const u8) -> ! {
+    if argc < 3 {
+        exit(125);
+    }
+    // SAFETY: argc >= 3, so argv[1] and argv[2..] exist and are NUL-terminated strings.
+    let err = unsafe { syscall4(SYS_EXECVE, *argv.add(1) as usize, argv.add(2) as usize, envp as usize, 0) };
+    let msg: &[u8] =
+        if err == ENOENT { b"podrun: exec: no such file or directory\n" } else { b"podrun: exec: cannot execute\n" };
+    // SAFETY: writing a static message to stderr.
+    unsafe { syscall4(SYS_WRITE, 2, msg.as_ptr() as usize, msg.len(), 0) };
+    exit(if err == ENOENT { 127 } else { 126 })
+}
+
+/// True if the NUL-terminated `s` is exactly `want`.
+///
+/// # Safety
+/// `s` points at a NUL-terminated string.
+unsafe fn is(s: *const u8, want: &[u8]) -> bool {
+    for (i, &w) in want.iter().enumerate() {
+        // SAFETY: we stop at the first mismatch, and the NUL terminator mismatches.
+        if unsafe { *s.add(i) } != w {
+            return false;
+        }
+    }
+    // SAFETY: all of `want` matched, so the string is at least that long plus its NUL.
+    unsafe { *s.add(want.len()) == 0 }
+}
+
+/// The process starts here with `sp` pointing at argc, then argv[], NULL, envp[], NULL.
+///
+/// # Safety
+/// `sp` is the initial stack pointer the kernel set up.
+unsafe extern "C" fn main(sp: *const usize) -> ! {
+    // SAFETY: the initial stack layout of execve(2) on x86_64.
+    let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
+    // SAFETY: envp follows argv's NULL terminator.
+    let envp = unsafe { argv.add(argc + 1) };
+    // SAFETY: argv[0] exists when argc >= 1 and is NUL-terminated.
+    if argc >= 1 && unsafe { is(*argv, b"podrun-exec") } {
+        // SAFETY: see exec_role.
+        unsafe { exec_role(argc, argv, envp) }
+    }
+    pause()
+}
+
+fn pause() -> ! {
     // SAFETY (all calls below): plain syscalls with integer arguments or pointers to live
     // stack values of the sizes the kernel expects.
     unsafe {
@@ -104,12 +162,12 @@ fn main() -> ! {
     }
 }
 
-/// The ELF entry point: the stack holds argc/argv/envp, which pause does not use. Align
-/// the stack as the ABI wants at a call and never return.
+/// The ELF entry point: pass the initial stack (argc, argv, envp) to `main`, with the stack
+/// aligned as the ABI wants at a call; never return.
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 extern "C" fn _start() -> ! {
-    naked_asm!("xor ebp, ebp", "and rsp, -16", "call {main}", "ud2", main = sym main)
+    naked_asm!("xor ebp, ebp", "mov rdi, rsp", "and rsp, -16", "call {main}", "ud2", main = sym main)
 }
 
 /// Referenced by the precompiled `core` of debug builds; never called, since podrun-pause

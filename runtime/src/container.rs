@@ -143,9 +143,9 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             auto_remove: req.auto_remove,
             exit: None,
         };
-        drop(state::lock(&rootfs.dir).map_err(io("create the container's lock"))?);
-        state::write_json(&rootfs.dir, "config.json", &spec).map_err(io("write config.json"))?;
-        state::write_json(&rootfs.dir, "state.json", &state).map_err(io("write state.json"))?;
+        // config.json is read only once state.json exists, so it needs no rename.
+        fs::write(rootfs.dir.join("config.json"), serde_json::to_vec(&spec).unwrap_or_default())
+            .map_err(io("write config.json"))?;
         Ok::<_, ContainerError>(Prepared {
             state,
             spec,
@@ -227,7 +227,7 @@ fn exec_process(process: Option<&oci_spec::runtime::Process>) -> StageError {
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
     let Some(arg0) = args.first() else { return StageError::new("exec", Errno::EINVAL, "the spec has no command") };
-    let file = match exec::find_executable(arg0, &env) {
+    let file = match exec::find_executable(arg0, &env).and_then(|f| exec::check_executable(&f).map(|()| f)) {
         Ok(f) => f,
         Err(e) => return e,
     };
@@ -242,11 +242,11 @@ fn record_start(p: &mut Prepared, pid: Pid) -> Result<(), ContainerError> {
     state::write_json(&p.rootfs.dir, "state.json", &p.state).map_err(io("write state.json"))
 }
 
-/// Records how the container ended, under its lock; if `rm` removed it meanwhile (the
-/// lock file's directory is gone, or state.json is), there is nothing to record.
+/// Records how the container ended, under its lock; if `rm` removed it meanwhile (its
+/// directory or state.json is gone), there is nothing to record.
 fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo) {
     let dir = paths.container(id);
-    let Ok(lock) = state::lock_existing(&dir) else { return };
+    let Ok(lock) = state::lock(&dir) else { return };
     let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return };
     st.exit = Some(exit);
     if st.auto_remove {

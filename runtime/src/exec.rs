@@ -210,19 +210,41 @@ pub fn close_fds_on_exec() -> Result<(), StageError> {
     Errno::result(rc).map(drop).map_err(StageError::at("process", "close_range"))
 }
 
-/// Replaces this process with the workload; returns only on failure.
+/// Replaces this process with the workload; returns only on failure. The workload is
+/// exec'd through the embedded `podrun-exec` trampoline (a sealed memfd): when the
+/// container's file runs, /proc/self/exe is that memfd, never podrun's binary on the host,
+/// so a `#!/proc/self/exe` workload cannot reach podrun (CVE-2019-5736). Up to here this
+/// process is not dumpable, so nothing in the container can open its /proc/<pid>/exe.
 pub fn execve(file: &Path, args: &[String], env: &[String]) -> StageError {
-    let cs = |s: &str| CString::new(s).unwrap_or_default();
-    let file_c = CString::new(file.as_os_str().as_bytes()).unwrap_or_default();
-    let argv: Vec<CString> = args.iter().map(|a| cs(a)).collect();
-    let envp: Vec<CString> = env.iter().map(|e| cs(e)).collect();
-    let errno = nix::unistd::execve(&file_c, &argv, &envp).err().unwrap_or(Errno::EINVAL);
-    let what = match errno {
-        Errno::EACCES => "permission denied",
-        Errno::ENOEXEC => "exec format error",
-        _ => errno.desc(),
+    let cs = |s: &[u8]| CString::new(s).unwrap_or_default();
+    let mut argv: Vec<CString> = vec![cs(b"podrun-exec"), cs(file.as_os_str().as_bytes())];
+    argv.extend(args.iter().map(|a| cs(a.as_bytes())));
+    let envp: Vec<CString> = env.iter().map(|e| cs(e.as_bytes())).collect();
+    let helper = match crate::pause::pause_memfd() {
+        Ok(fd) => fd,
+        Err(e) => return StageError::new("exec", e, "create the exec trampoline"),
     };
-    StageError { stage: "exec", errno, message: format!("exec: \"{}\": {what}", file.display()) }
+    let errno = nix::unistd::execveat(&helper, c"", &argv, &envp, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .err()
+        .unwrap_or(Errno::EINVAL);
+    StageError { stage: "exec", errno, message: format!("exec: \"{}\": {}", file.display(), errno.desc()) }
+}
+
+/// Checks that `file` can be executed before handing it to the trampoline, so the common
+/// failures are reported with a clear message and the shell's exit code (126).
+pub fn check_executable(file: &Path) -> Result<(), StageError> {
+    let c = CString::new(file.as_os_str().as_bytes()).unwrap_or_default();
+    // SAFETY: access(2) with a NUL-terminated path. X_OK with the effective ids (AT_EACCESS).
+    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
+    let meta = std::fs::metadata(file);
+    if rc != 0 || meta.as_ref().map_or(true, |m| !m.is_file()) {
+        return Err(StageError {
+            stage: "exec",
+            errno: Errno::EACCES,
+            message: format!("exec: \"{}\": permission denied", file.display()),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The embedded podrun-pause binary (built by build.rs from pause/) and the sealed memfd it
 //! is started from: nothing on disk to find, replace or overwrite (CVE-2019-5736), and
-//! nothing to install beside podrun.
+//! nothing to install beside podrun. Started as `podrun-exec`, the same binary is the
+//! trampoline every workload is exec'd through (see `exec::execve`).
 
 use std::io::Write;
 use std::os::fd::OwnedFd;

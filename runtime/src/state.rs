@@ -7,8 +7,8 @@
 //! containers/<id>/config.json    the container's OCI runtime spec
 //! containers/<id>/log            stdout and stderr of a detached container
 //! ```
-//! Files are replaced atomically (temp, fsync, rename) under the directory's `lock`
-//! (flock). Whether a process still runs is never read from here: `ProcRef::alive` decides.
+//! Files are replaced atomically (temp file, rename) under a flock of their directory.
+//! Whether a process still runs is never read from here: `ProcRef::alive` decides.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -86,26 +86,21 @@ impl Paths {
     }
 }
 
-/// Takes `dir/lock` (created if missing) exclusively.
+/// Locks `dir` itself (flock on the directory): no lock file to create or clean up, and a
+/// directory that is being removed cannot be locked back into existence.
 pub fn lock(dir: &Path) -> std::io::Result<Flock<File>> {
-    let f =
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(dir.join("lock"))?;
+    let f = File::open(dir)?;
     Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| e.into())
 }
 
-/// Takes `dir/lock` exclusively only if it exists: never recreates a lock file in a
-/// directory that is being removed.
-pub fn lock_existing(dir: &Path) -> std::io::Result<Flock<File>> {
-    let f = OpenOptions::new().read(true).write(true).open(dir.join("lock"))?;
-    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| e.into())
-}
-
-/// Writes `value` as `dir/name` atomically: temp file, fsync, rename.
+/// Writes `value` as `dir/name` atomically: temp file, then rename, so a reader sees the old
+/// or the new file, never half of one. No fsync: runtime state describes processes, which
+/// do not survive a crash of the machine either, and status is recomputed from liveness;
+/// an fsync would cost about a millisecond on every container start.
 pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(&serde_json::to_vec_pretty(value)?)?;
-    f.sync_all()?;
     fs::rename(&tmp, dir.join(name))
 }
 

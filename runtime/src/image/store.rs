@@ -478,7 +478,8 @@ impl Store {
                 let p = dir.join(sub);
                 fs::DirBuilder::new().mode(mode).create(&p).map_err(io_err("create directory", &p))?;
             }
-            write_atomic(&dir.join("image"), current.id.to_string().as_bytes())?;
+            // Not fsync'd: a container's rootfs is as ephemeral as the container.
+            fs::write(dir.join("image"), current.id.to_string()).map_err(io_err("write", dir.join("image")))?;
             self.rootfs_of(cid, &current)
         })();
         if made.is_err() {

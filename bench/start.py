@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Start latency: podrun against crun (and pause RSS against catatonit), in one run.
+
+    bench/start.py [RUNS]      as root; default 30 runs of each, alternating
+
+Scenarios (medians, and the ratio podrun/crun: below 1.0 means podrun is faster):
+  run       `podrun run --rm busybox true`   vs `crun run` of the same busybox bundle
+  join      `podrun run --rm --join SB busybox true` vs `crun exec` into a running container
+  sandbox   `podrun sandbox create` until ready vs `crun create` + `crun start` of a pause
+            container (catatonit -P)
+  rss       pause's resident size vs catatonit -P's
+
+crun 1.8 refuses hybrid cgroup hosts, so on one the whole benchmark re-runs itself in a
+private mount namespace in which the empty cgroup2 mount is hidden (unmounted there only; the
+host's mounts are untouched), so that neither runtime pays for a wrapper per command. crun's
+containers get an absolute cgroupsPath under /podrun-bench/, removed at the end. podrun does
+not create cgroups yet (issue 5), so crun is also measured with --cgroup-manager=disabled
+for a like-for-like figure.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PODRUN = os.path.join(ROOT, "target/release/podrun")
+FIXTURES = os.path.join(ROOT, "target/podrun-fixtures")
+HYBRID = os.path.ismount("/sys/fs/cgroup/unified")
+CGROUPS = "hybrid, cgroup2 mount hidden" if os.environ.get("PODRUN_BENCH_PRIVATE") else ("hybrid" if HYBRID else "v2")
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw).stdout
+
+
+def timed(args, **kw):
+    t = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, **kw)
+    return time.perf_counter() - t
+
+
+def crun_cmd(*args, cgroups=True):
+    return ["crun"] + ([] if cgroups else ["--cgroup-manager=disabled"]) + list(args)
+
+
+def bundle(work, name, args, rootfs_tar):
+    b = os.path.join(work, name)
+    os.makedirs(os.path.join(b, "rootfs"))
+    sh("tar", "-xzf", rootfs_tar, "-C", os.path.join(b, "rootfs"))
+    sh("crun", "spec", "-b", b)
+    with open(os.path.join(b, "config.json")) as f:
+        c = json.load(f)
+    c["process"]["args"] = args
+    c["process"]["terminal"] = False
+    c["root"]["readonly"] = False
+    c["linux"]["namespaces"].append({"type": "cgroup"})
+    c["linux"]["cgroupsPath"] = f"/podrun-bench/{name}"
+    with open(os.path.join(b, "config.json"), "w") as f:
+        json.dump(c, f)
+    return b
+
+
+def med(xs):
+    return statistics.median(xs) * 1000
+
+
+def report(name, p, c, cd=None):
+    line = f"{name:<8} podrun {med(p):7.2f} ms   crun {med(c):7.2f} ms   ratio {med(p) / med(c):.2f}"
+    if cd:
+        line += f"   (crun without cgroups {med(cd):.2f} ms, ratio {med(p) / med(cd):.2f})"
+    print(line, flush=True)
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def cleanup_cgroups():
+    for ctrl in os.listdir("/sys/fs/cgroup"):
+        base = os.path.join("/sys/fs/cgroup", ctrl, "podrun-bench")
+        if ctrl == "unified" and os.environ.get("PODRUN_BENCH_PRIVATE"):
+            continue  # our private tmpfs: it goes with the mount namespace
+        if os.path.isdir(base):
+            for d in sorted((os.path.join(r, x) for r, ds, _ in os.walk(base) for x in ds), key=len, reverse=True):
+                os.rmdir(d)
+            os.rmdir(base)
+
+
+def main():
+    sh("cargo", "build", "--release", "-q", cwd=ROOT)
+    sh("python3", os.path.join(ROOT, "rootfs-fixtures/build.py"), "busybox", FIXTURES)
+    work = tempfile.mkdtemp(prefix="podrun-bench.", dir="/var/tmp")
+    store = os.path.join(work, "store")
+    env = dict(os.environ, PODRUN_ROOT=store)
+    rootfs_tar = os.path.join(FIXTURES, "busybox/busybox-rootfs.tar.gz")
+    try:
+        sh(PODRUN, "image", "import", os.path.join(FIXTURES, "busybox/busybox-oci"), env=env)
+        shutil.copy("/usr/bin/catatonit", work)
+        b_true = bundle(work, "true", ["true"], rootfs_tar)
+        b_sleep = bundle(work, "sleep", ["sleep", "3600"], rootfs_tar)
+        b_pause = bundle(work, "pause", ["/catatonit", "-P"], rootfs_tar)
+        shutil.copy("/usr/bin/catatonit", os.path.join(b_pause, "rootfs/catatonit"))
+        print(f"median of {RUNS} runs each; kernel {os.uname().release}; cgroups {CGROUPS}", flush=True)
+
+        # 1. run --rm true vs crun run
+        p, c, cd = [], [], []
+        for i in range(RUNS):
+            p.append(timed([PODRUN, "run", "--rm", "busybox", "true"], env=env))
+            c.append(timed(crun_cmd("run", "-b", b_true, f"t{i}")))
+            cd.append(timed(crun_cmd("run", "-b", b_true, f"u{i}", cgroups=False)))
+        report("run", p, c, cd)
+
+        # 2. run --join vs crun exec
+        sh(PODRUN, "sandbox", "create", "bench", env=env)
+        subprocess.run(crun_cmd("run", "-d", "-b", b_sleep, "target"), check=True, stdout=subprocess.DEVNULL)
+        p, c = [], []
+        for i in range(RUNS):
+            p.append(timed([PODRUN, "run", "--rm", "--join", "bench", "busybox", "true"], env=env))
+            c.append(timed(crun_cmd("exec", "target", "true")))
+        report("join", p, c)
+        subprocess.run(crun_cmd("delete", "-f", "target"), check=True)
+
+        # 3. sandbox create vs crun create + start of a pause container
+        p, c = [], []
+        for i in range(RUNS):
+            p.append(timed([PODRUN, "sandbox", "create", f"s{i}"], env=env))
+            t = time.perf_counter()
+            subprocess.run(crun_cmd("create", "-b", b_pause, f"p{i}"), check=True)
+            subprocess.run(crun_cmd("start", f"p{i}"), check=True)
+            c.append(time.perf_counter() - t)
+            if i == 0:
+                st = json.loads(sh(*crun_cmd("state", f"p{i}")))
+                cat_rss = rss_kb(st["pid"])
+                pause_rss = rss_kb(json.loads(sh(PODRUN, "sandbox", "inspect", "s0", "--format", "json", env=env))["pause"]["pid"])
+            sh(PODRUN, "sandbox", "rm", "-f", f"s{i}", env=env)
+            subprocess.run(crun_cmd("delete", "-f", f"p{i}"), check=True)
+        report("sandbox", p, c)
+        print(f"rss      pause {pause_rss} kB   catatonit {cat_rss} kB   ratio {pause_rss / cat_rss:.2f}")
+    finally:
+        for name in ("target",):
+            subprocess.run(crun_cmd("delete", "-f", name), stderr=subprocess.DEVNULL)
+        subprocess.run([PODRUN, "sandbox", "rm", "-f", "bench"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        cleanup_cgroups()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if HYBRID and not os.environ.get("PODRUN_BENCH_PRIVATE"):
+        os.environ["PODRUN_BENCH_PRIVATE"] = "1"
+        os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                              # An empty private tmpfs in its place takes what crun's legacy
+                              # mode writes under every /sys/fs/cgroup/* directory.
+                              'umount -l /sys/fs/cgroup/unified && mount -t tmpfs -o size=1m podrun-bench /sys/fs/cgroup/unified'
+                              ' && exec "$@"', "bench", sys.executable] + sys.argv)
+    main()
