@@ -292,3 +292,40 @@ fn bad_input_gets_one_clear_line_and_leaves_nothing() {
     assert_eq!(code(&o), 125);
     assert!(stderr(&o).contains("podrun needs root"), "{}", stderr(&o));
 }
+
+#[test]
+fn tty_gives_the_workload_a_terminal_of_its_own() {
+    if !need_root("tty_gives_the_workload_a_terminal_of_its_own") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    let podrun = format!("{} --root {}", env!("CARGO_BIN_EXE_podrun"), t.store().display());
+    // script(1) gives podrun a terminal (100x30); podrun gives the container a pty of its own
+    // (the container's devpts), sized like podrun's, and passes keystrokes and exit status.
+    let run = |cmd: &str, input: &[u8]| {
+        let mut c = Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        c.stdin.take().unwrap().write_all(input).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let o = run(&format!("stty cols 100 rows 30; {podrun} run -it --rm --name tty busybox sh -c 'tty; stty size; ls /dev/pts; exit 5'"), b"");
+    // script(1) types a NUL when its own stdin ends; the container's terminal echoes it as ^@.
+    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "").replace("^@", "");
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert_eq!(out, "/dev/pts/0\n30 100\n0     ptmx\n", "ls on a terminal prints columns");
+    let o = run(&format!("{podrun} run -it --rm busybox sh"), b"echo typed-$((6*7))\nexit 3\n");
+    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(out.contains("typed-42"), "{out}");
+    assert_eq!(o.status.code(), Some(3));
+    // exec -t into a running container gets a pty from the same devpts.
+    t.ok(["run", "-d", "--name", "bg", "busybox", "sleep", "3600"]);
+    let o = run(&format!("{podrun} exec -it bg sh -c 'tty; ps -o comm | grep -c sleep'"), b"");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).replace('\r', "").replace("^@", ""), "/dev/pts/0\n1\n");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "bg"]);
+    t.assert_clean(&pids);
+}

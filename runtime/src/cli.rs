@@ -41,7 +41,7 @@ pub enum Command {
         podrun run busybox echo hello\n  \
         podrun run -d --join web --name server busybox httpd -f -p 8080\n  \
         podrun run --rm --join web busybox wget -qO- http://127.0.0.1:8080/\n  \
-        podrun run -it busybox sh   (-t is not implemented yet; -i works)\n\n\
+        podrun run -it busybox sh\n\n\
         Exit status: the command's own, 128+N if signal N killed it; 125 podrun failed,\n\
         126 the command cannot be executed, 127 it was not found.")]
     Run(RunArgs),
@@ -141,7 +141,7 @@ pub struct RunArgs {
     /// Keep stdin open (default: /dev/null).
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a terminal (not implemented yet).
+    /// Give the workload a terminal (a pty in the container; yours goes raw meanwhile).
     #[arg(short, long)]
     pub tty: bool,
     /// KEY=VALUE, repeatable.
@@ -165,7 +165,7 @@ pub struct RunArgs {
 pub struct ExecArgs {
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a terminal (not implemented yet).
+    /// Give the command a terminal.
     #[arg(short, long)]
     pub tty: bool,
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
@@ -246,11 +246,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Sandbox(cmd) => sandbox_cmd(&paths, cmd).map(|()| 0),
         Command::Run(a) => run_cmd(&paths, a),
         Command::Exec(a) => {
-            if a.tty {
-                bail!("-t is not implemented yet; use -i");
-            }
             require_root()?;
-            let exit = container::exec_in(&paths, &a.container, a.command, a.env, a.interactive)?;
+            let exit = container::exec_in(&paths, &a.container, a.command, a.env, a.interactive, a.tty)?;
             Ok(exit.code.clamp(0, 255) as u8)
         }
         Command::Ps { all, format, quiet } => ps(&paths, all, format, quiet).map(|()| 0),
@@ -307,11 +304,8 @@ fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
-    if a.tty {
-        bail!("-t is not implemented yet; use -i for an interactive shell without a terminal");
-    }
-    if a.detach && a.interactive {
-        bail!("-d and -i cannot be combined: a detached container has no stdin");
+    if a.detach && (a.interactive || a.tty) {
+        bail!("-d cannot be combined with -i or -t: a detached container has no stdin or terminal; use `podrun exec -it` to get a shell in it");
     }
     require_root()?;
     let store = open_store(&paths.root)?;
@@ -329,7 +323,7 @@ fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
             env: a.env,
             workdir: a.workdir,
             volumes,
-            tty: false,
+            tty: a.tty,
             hostname: String::new(),
         },
     };

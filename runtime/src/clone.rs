@@ -48,12 +48,18 @@ fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// What `spawn` started: the init stage's pid, and the pty master of a `-t` workload.
+pub struct Spawned {
+    pub pid: Pid,
+    pub terminal: Option<std::os::fd::OwnedFd>,
+}
+
 /// Forks the join stage, which runs `join` and forks the init stage, which runs `init`
-/// (returning only with an error). Returns the init stage's pid once it has exec'd.
+/// (returning only with an error). Returns once the workload has exec'd.
 pub fn spawn(
     join: impl FnOnce() -> Result<(), StageError>,
-    init: impl FnOnce() -> StageError,
-) -> Result<Pid, ChildError> {
+    init: impl FnOnce(&ChildEnd) -> StageError,
+) -> Result<Spawned, ChildError> {
     let proto =
         |e: Errno| ChildError { stage: "spawn".into(), errno: e as i32, message: format!("spawn: {}", e.desc()) };
     let (parent, child) = sync::pair().map_err(proto)?;
@@ -69,10 +75,12 @@ pub fn spawn(
             drop(child);
             let mut pid = None;
             let mut failure = None;
+            let mut terminal = None;
             loop {
                 match parent.recv() {
-                    Ok(Some(Msg::Pid { pid: p })) => pid = Some(Pid::from_raw(p)),
-                    Ok(Some(Msg::Failed { stage, errno, message })) => {
+                    Ok(Some((Msg::Pid { pid: p }, _))) => pid = Some(Pid::from_raw(p)),
+                    Ok(Some((Msg::Terminal, fd))) => terminal = fd,
+                    Ok(Some((Msg::Failed { stage, errno, message }, _))) => {
                         failure = Some(ChildError { stage, errno, message })
                     }
                     Ok(None) => break,
@@ -84,7 +92,7 @@ pub fn spawn(
             }
             let _ = waitpid(join_pid, None);
             match (pid, failure) {
-                (Some(p), None) => Ok(p),
+                (Some(pid), None) => Ok(Spawned { pid, terminal }),
                 (p, f) => {
                     if let Some(p) = p {
                         // The init stage reported failure (or vanished): make sure it is gone.
@@ -104,7 +112,7 @@ pub fn spawn(
 
 fn join_stage(
     join: impl FnOnce() -> Result<(), StageError>,
-    init: impl FnOnce() -> StageError,
+    init: impl FnOnce(&ChildEnd) -> StageError,
     sync: &ChildEnd,
 ) -> i32 {
     if let Err(e) = join() {
@@ -115,7 +123,7 @@ fn join_stage(
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             set_name("podrun:[init]");
-            let e = init();
+            let e = init(sync);
             sync.fail(&e);
             exit_now(1)
         }
@@ -161,30 +169,50 @@ impl Signals {
     /// Waits for `pid` (our child) to end, passing forwarded signals on to it.
     pub fn wait(&mut self, pid: Pid) -> ExitInfo {
         loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return ExitInfo { code, signal: None, finished: now() },
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    return ExitInfo { code: 128 + sig as i32, signal: Some(sig as i32), finished: now() }
-                }
-                Ok(_) => {}
-                Err(Errno::ECHILD) => return ExitInfo { code: 255, signal: None, finished: now() },
-                Err(_) => {}
+            if let Some(exit) = reap(pid) {
+                return exit;
             }
-            // Reap any other child (the join stage of an exec, say) without blocking.
-            while matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::Exited(p, _)) | Ok(WaitStatus::Signaled(p, _, _)) if p != pid)
-            {
-            }
-            match self.0.read_signal() {
-                Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
-                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                        // pid is our unreaped child, so it cannot have been recycled.
-                        let _ = nix::sys::signal::kill(pid, sig);
-                    }
-                }
-                _ => {}
+            if let Some(sig) = self.next() {
+                forward(pid, sig);
             }
         }
     }
+
+    /// The next signal that is not SIGCHLD (None for SIGCHLD: check the children).
+    pub fn next(&mut self) -> Option<Signal> {
+        match self.0.read_signal() {
+            Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => Signal::try_from(info.ssi_signo as i32).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+}
+
+/// Passes a signal on to `pid`, our unreaped child (so its pid cannot have been recycled).
+pub fn forward(pid: Pid, sig: Signal) {
+    let _ = nix::sys::signal::kill(pid, sig);
+}
+
+/// How `pid` ended, if it has; reaps other children (an exec's join stage) on the way.
+pub fn reap(pid: Pid) -> Option<ExitInfo> {
+    let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Some(ExitInfo { code, signal: None, finished: now() }),
+        Ok(WaitStatus::Signaled(_, sig, _)) => {
+            Some(ExitInfo { code: 128 + sig as i32, signal: Some(sig as i32), finished: now() })
+        }
+        Err(Errno::ECHILD) => Some(ExitInfo { code: 255, signal: None, finished: now() }),
+        _ => None,
+    };
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, _)) | Ok(WaitStatus::Signaled(p, _, _)) if p != pid => continue,
+            _ => break,
+        }
+    }
+    exit
 }
 
 /// In a child about to exec: unblock every signal and restore default dispositions (Rust

@@ -168,8 +168,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
     }
 }
 
-/// Spawns the container's init; returns its pid once the workload has exec'd.
-fn launch(p: &Prepared) -> Result<Pid, ContainerError> {
+/// Spawns the container's init; returns once the workload has exec'd.
+fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     let pause_fd: Option<OwnedFd> = match &p.join {
         Some((pause, _)) => {
             Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
@@ -185,12 +185,12 @@ fn launch(p: &Prepared) -> Result<Pid, ContainerError> {
             }
             unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))
         },
-        || init_stage(p, standalone),
+        |sync| init_stage(p, standalone, sync),
     )?;
     Ok(pid)
 }
 
-fn init_stage(p: &Prepared, standalone: bool) -> StageError {
+fn init_stage(p: &Prepared, standalone: bool, sync: &crate::sync::ChildEnd) -> StageError {
     let run = || -> Result<(), StageError> {
         clone::reset_signals();
         nix::unistd::setsid().map_err(StageError::at("init", "setsid"))?;
@@ -206,6 +206,9 @@ fn init_stage(p: &Prepared, standalone: bool) -> StageError {
             sandbox_loopback()?;
         }
         rootfs::prepare(&p.rootfs, &p.spec)?;
+        if p.spec.process().as_ref().is_some_and(|pr| pr.terminal().unwrap_or(false)) {
+            crate::terminal::attach_console(sync)?;
+        }
         Ok(())
     };
     if let Err(e) = run() {
@@ -262,18 +265,22 @@ fn run_foreground(paths: &Paths, store: &Store, mut p: Prepared) -> Result<ExitI
     let started = (|| {
         clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
         let signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
-        let pid = launch(&p)?;
-        Ok::<_, ContainerError>((signals, pid))
+        let spawned = launch(&p)?;
+        Ok::<_, ContainerError>((signals, spawned))
     })();
-    let (mut signals, pid) = match started {
+    let (mut signals, spawned) = match started {
         Ok(x) => x,
         Err(e) => {
             let _ = store.remove_rootfs(&id);
             return Err(e);
         }
     };
+    let pid = spawned.pid;
     let _ = record_start(&mut p, pid);
-    let exit = signals.wait(pid);
+    let exit = match spawned.terminal {
+        Some(master) => crate::terminal::proxy(master, &mut signals, pid),
+        None => signals.wait(pid),
+    };
     record_exit(paths, store, &p.state.id, exit);
     Ok(exit)
 }
@@ -343,7 +350,7 @@ fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i3
         }
         clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
         let signals = Signals::block(false).map_err(|e| io("block signals")(e.into()))?;
-        Ok::<_, ContainerError>((signals, launch(&p)?))
+        Ok::<_, ContainerError>((signals, launch(&p)?.pid))
     })();
     let (mut signals, pid) = match setup {
         Ok(x) => x,
@@ -437,6 +444,7 @@ pub fn exec_in(
     command: Vec<String>,
     env: Vec<String>,
     interactive: bool,
+    tty: bool,
 ) -> Result<ExitInfo, ContainerError> {
     let c = load(paths, id)?;
     let init = c.init.filter(|i| i.alive()).ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
@@ -453,9 +461,9 @@ pub fn exec_in(
     let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;
     clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
     let mut signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
-    let pid = clone::spawn(
+    let spawned = clone::spawn(
         || ns::enter_all(&pidfd).map_err(StageError::at("join", "setns into the container")),
-        || {
+        |sync| {
             clone::reset_signals();
             if !interactive {
                 if let Ok(null) = fs::File::open("/dev/null") {
@@ -463,8 +471,19 @@ pub fn exec_in(
                     unsafe { libc::dup2(null.as_raw_fd(), 0) };
                 }
             }
+            if tty {
+                if let Err(e) = nix::unistd::setsid()
+                    .map_err(StageError::at("exec", "setsid"))
+                    .and_then(|_| crate::terminal::attach_console(sync))
+                {
+                    return e;
+                }
+            }
             exec_process(Some(&process))
         },
     )?;
-    Ok(signals.wait(pid))
+    Ok(match spawned.terminal {
+        Some(master) => crate::terminal::proxy(master, &mut signals, spawned.pid),
+        None => signals.wait(spawned.pid),
+    })
 }

@@ -16,3 +16,4 @@ pub mod sandbox;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod terminal;

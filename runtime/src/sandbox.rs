@@ -175,8 +175,9 @@ fn start(
     let flags = ns::sandbox_flags(share_pid) | CloneFlags::CLONE_NEWNS;
     let pid = clone::spawn(
         || unshare(flags).map_err(StageError::at("pause", "unshare")),
-        || exec_pause(&pause, &pause_root, hostname),
-    )?;
+        |_| exec_pause(&pause, &pause_root, hostname),
+    )?
+    .pid;
     let pause = ProcRef::of(pid.as_raw()).ok_or_else(|| ChildError {
         stage: "pause".into(),
         errno: libc::ESRCH,

@@ -4,20 +4,26 @@
 //! | from | message | meaning |
 //! | --- | --- | --- |
 //! | join stage | `Pid { pid }` | it forked the init stage; `pid` is the init's pid in podrun's pid namespace |
+//! | init stage | `Terminal` with the pty master fd (SCM_RIGHTS) | `-t`: the container's console; its slave is the workload's stdio |
 //! | any child stage | `Failed { stage, errno, message }` | the stage failed; the parent reports it and cleans up |
 //! | (none) | end of file | every child copy of the socket is closed: the last stage's `execve` succeeded (the socket is close-on-exec), or the children died |
 //!
 //! The parent never writes: every decision a child needs is made before the fork.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
     Pid { pid: i32 },
+    Terminal,
     Failed { stage: String, errno: i32, message: String },
 }
 
@@ -82,6 +88,20 @@ impl ChildEnd {
         self.send(&Msg::Pid { pid });
     }
 
+    /// Passes the pty master of a `-t` container to the parent.
+    pub fn send_terminal(&self, master: BorrowedFd<'_>) -> Result<(), Errno> {
+        let bytes = serde_json::to_vec(&Msg::Terminal).unwrap_or_default();
+        let fds = [master.as_raw_fd()];
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map(drop)
+    }
+
     /// Reports a failure; the caller then `_exit`s.
     pub fn fail(&self, e: &StageError) {
         self.send(&Msg::Failed { stage: e.stage.to_owned(), errno: e.errno as i32, message: e.message.clone() });
@@ -89,16 +109,31 @@ impl ChildEnd {
 }
 
 impl ParentEnd {
-    /// The next message, or None at end of file.
-    pub fn recv(&self) -> Result<Option<Msg>, Errno> {
+    /// The next message and the fd it carries, if any; None at end of file.
+    pub fn recv(&self) -> Result<Option<(Msg, Option<OwnedFd>)>, Errno> {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Ok(None),
-                Ok(n) => return serde_json::from_slice(&buf[..n]).map(Some).map_err(|_| Errno::EPROTO),
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let (n, fd) = match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            {
+                Ok(m) => {
+                    let mut fd = None;
+                    for c in m.cmsgs().map_err(|_| Errno::EPROTO)? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            // SAFETY: the kernel installed these fds for us; we own them now.
+                            fd = fds.first().map(|&f| unsafe { OwnedFd::from_raw_fd(f) });
+                        }
+                    }
+                    (m.bytes, fd)
+                }
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(None);
             }
+            return serde_json::from_slice(&buf[..n]).map(|m| Some((m, fd))).map_err(|_| Errno::EPROTO);
         }
     }
 }
@@ -113,12 +148,23 @@ mod tests {
         c.report_pid(42);
         c.fail(&StageError { stage: "exec", errno: Errno::ENOENT, message: "not found".into() });
         drop(c);
-        assert_eq!(p.recv().unwrap(), Some(Msg::Pid { pid: 42 }));
+        let msg = |p: &ParentEnd| p.recv().unwrap().map(|(m, _)| m);
+        assert_eq!(msg(&p), Some(Msg::Pid { pid: 42 }));
         assert_eq!(
-            p.recv().unwrap(),
+            msg(&p),
             Some(Msg::Failed { stage: "exec".into(), errno: libc::ENOENT, message: "not found".into() })
         );
-        assert_eq!(p.recv().unwrap(), None);
+        assert_eq!(msg(&p), None);
+    }
+
+    #[test]
+    fn a_terminal_fd_crosses_the_socket() {
+        let (p, c) = pair().unwrap();
+        let f = std::fs::File::open("/dev/null").unwrap();
+        c.send_terminal(std::os::fd::AsFd::as_fd(&f)).unwrap();
+        let (m, fd) = p.recv().unwrap().unwrap();
+        assert_eq!(m, Msg::Terminal);
+        assert!(fd.is_some());
     }
 
     #[test]
