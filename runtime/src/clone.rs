@@ -172,14 +172,14 @@ impl Signals {
             if let Some(exit) = reap(pid) {
                 return exit;
             }
-            if let Some(sig) = self.next() {
+            if let Some(sig) = self.next_signal() {
                 forward(pid, sig);
             }
         }
     }
 
     /// The next signal that is not SIGCHLD (None for SIGCHLD: check the children).
-    pub fn next(&mut self) -> Option<Signal> {
+    pub fn next_signal(&mut self) -> Option<Signal> {
         match self.0.read_signal() {
             Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => Signal::try_from(info.ssi_signo as i32).ok(),
             _ => None,

@@ -34,6 +34,12 @@ pub fn attach_console(sync: &ChildEnd) -> Result<(), StageError> {
         let slave = Errno::result(libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY))
             .map_err(StageError::at(S, "open the pty slave"))?;
         let slave = OwnedFd::from_raw_fd(slave);
+        // Size the pty like podrun's terminal now, before the workload can ask (our stdio
+        // is still podrun's here); podrun keeps it in step on SIGWINCH.
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if (0..3).any(|fd| libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0) {
+            libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
         Errno::result(libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0))
             .map_err(StageError::at(S, "make the pty the controlling terminal"))?;
         for fd in 0..3 {
@@ -124,7 +130,7 @@ pub fn proxy(master: OwnedFd, signals: &mut Signals, pid: Pid) -> ExitInfo {
             }
         }
         if sig {
-            match signals.next() {
+            match signals.next_signal() {
                 Some(Signal::SIGWINCH) => copy_size(master.as_fd()),
                 Some(s) => forward(pid, s),
                 None => {
