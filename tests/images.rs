@@ -254,7 +254,7 @@ fn import_shows_progress_on_a_terminal() {
         .expect("script(1) from util-linux");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{shown}");
-    assert!(shown.contains("layer 1/1 ") && shown.contains("285 files"), "{shown}");
+    assert!(shown.contains("layer 1/1 ") && shown.contains(" files"), "{shown}");
     assert!(shown.contains("Loaded image: busybox:latest"), "{shown}");
 }
 

@@ -50,12 +50,12 @@ fn containers_in_a_sandbox_share_net_ipc_uts_but_not_mounts_or_pids() {
         "busybox",
         "sh",
         "-c",
-        "echo ping | nc 127.0.0.1 8080; cat /dev/shm/shared; hostname; \
+        "echo ping | nc 127.0.0.1 8080; cat /dev/shm/shared; hostname; cat /etc/hostname; \
          test -e /tmp/mine && echo SEES-A-TMP; echo $(ps -o comm | grep -c sleep)",
     ]);
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     let lines: Vec<String> = out(&b).lines().map(str::to_owned).collect();
-    assert_eq!(lines, ["pong", "from-a", "pod.example", "0"], "B's view: net, ipc, uts shared; mounts and pids not");
+    assert_eq!(lines, ["pong", "from-a", "pod.example", "pod.example", "0"], "B's view: net, ipc, uts shared; mounts and pids not");
     // A survives B's exit.
     let ps = t.ok(["ps", "--format", "json"]);
     let ps: serde_json::Value = serde_json::from_str(&ps).unwrap();

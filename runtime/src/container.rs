@@ -128,7 +128,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         let join = sb.as_ref().map(|s| Join {
             pause_pid: s.pause.pid,
             share_pid: s.share_pid,
-            shm: paths.sandbox(&s.name).join("shm"),
+            dir: paths.sandbox(&s.name),
         });
         let spec = spec::build(&image, &options, &who, join.as_ref())?;
         let state = ContainerState {

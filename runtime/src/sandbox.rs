@@ -170,6 +170,10 @@ fn start(
         Some(SHM_OPTIONS),
     )
     .map_err(|e| io("mount /dev/shm tmpfs on", &shm)(e.into()))?;
+    // The pod's /etc/hostname, hosts and resolv.conf, bind-mounted into each container.
+    for (name, content) in crate::mount::rootfs::etc_contents(hostname) {
+        fs::write(dir.join(name), content).map_err(io("write", dir.join(name)))?;
+    }
     let pause =
         crate::pause::pause_memfd().map_err(|e| io("create the pause memfd", "memfd:podrun-pause")(e.into()))?;
     let flags = ns::sandbox_flags(share_pid) | CloneFlags::CLONE_NEWNS;

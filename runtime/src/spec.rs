@@ -115,7 +115,8 @@ pub struct RunOptions {
 pub struct Join {
     pub pause_pid: i32,
     pub share_pid: bool,
-    pub shm: PathBuf,
+    /// The sandbox's directory: its shm/ and its hostname, hosts and resolv.conf files.
+    pub dir: PathBuf,
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, SpecError> {
@@ -221,12 +222,19 @@ pub fn build(image: &ImageRecord, opts: &RunOptions, who: &Identity, join: Optio
             &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         )?,
         match join {
-            Some(j) => mount("/dev/shm", "bind", &j.shm.to_string_lossy(), &["rbind", "nosuid", "noexec", "nodev"])?,
+            Some(j) => mount("/dev/shm", "bind", &j.dir.join("shm").to_string_lossy(), &["rbind", "nosuid", "noexec", "nodev"])?,
             None => mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
         },
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
     ];
+    if let Some(j) = join {
+        // The pod's /etc files, one copy for all its containers (as docker binds them):
+        // nothing to write into each container's rootfs.
+        for f in ["hostname", "hosts", "resolv.conf"] {
+            mounts.push(mount(&format!("/etc/{f}"), "bind", &j.dir.join(f).to_string_lossy(), &["bind", "ro"])?);
+        }
+    }
     for v in &opts.volumes {
         let opts: &[&str] = if v.readonly { &["rbind", "ro"] } else { &["rbind"] };
         mounts.push(mount(&v.target, "bind", &v.host.to_string_lossy(), opts)?);

@@ -199,19 +199,33 @@ fn write_file(root: BorrowedFd<'_>, path: &str, content: &[u8]) -> Result<(), St
     Ok(())
 }
 
-fn etc_files(root: BorrowedFd<'_>, hostname: &str) -> Result<(), StageError> {
-    write_file(root, "/etc/hostname", format!("{hostname}\n").as_bytes())?;
-    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
-    write_file(root, "/etc/hosts", hosts.as_bytes())?;
-    // The pod's network namespace has only loopback; the host's resolvers are what a user
-    // who adds a network later expects. Loopback resolvers of the host are unreachable.
+/// The contents of /etc/hostname, /etc/hosts and /etc/resolv.conf for `hostname`. The
+/// pod's network namespace has only loopback; the host's resolvers are what a user who adds
+/// a network later expects, less the host's loopback ones, which are unreachable from it.
+pub fn etc_contents(hostname: &str) -> [(&'static str, String); 3] {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv: String = host
         .lines()
         .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
         .map(|l| format!("{l}\n"))
         .collect();
-    write_file(root, "/etc/resolv.conf", resolv.as_bytes())
+    [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")),
+        ("resolv.conf", resolv),
+    ]
+}
+
+/// Writes the /etc files the spec does not bind-mount (a joined container binds the
+/// sandbox's) into the container's own rootfs.
+fn etc_files(root: BorrowedFd<'_>, hostname: &str, mounts: &[Mount]) -> Result<(), StageError> {
+    for (name, content) in etc_contents(hostname) {
+        let path = format!("/etc/{name}");
+        if !mounts.iter().any(|m| m.destination() == Path::new(&path)) {
+            write_file(root, &path, content.as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 /// Hides masked paths: a directory under an empty read-only tmpfs, a file under /dev/null
@@ -270,7 +284,7 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<(), StageError> {
             populate_dev(root.as_fd())?;
         }
     }
-    etc_files(root.as_fd(), spec.hostname().as_deref().unwrap_or("localhost"))?;
+    etc_files(root.as_fd(), spec.hostname().as_deref().unwrap_or("localhost"), spec.mounts().as_deref().unwrap_or_default())?;
     if let Some(linux) = spec.linux() {
         mask(root.as_fd(), linux.masked_paths().as_deref().unwrap_or_default())?;
         readonly(root.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
