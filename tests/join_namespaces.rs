@@ -55,7 +55,11 @@ fn containers_in_a_sandbox_share_net_ipc_uts_but_not_mounts_or_pids() {
     ]);
     assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     let lines: Vec<String> = out(&b).lines().map(str::to_owned).collect();
-    assert_eq!(lines, ["pong", "from-a", "pod.example", "pod.example", "0"], "B's view: net, ipc, uts shared; mounts and pids not");
+    assert_eq!(
+        lines,
+        ["pong", "from-a", "pod.example", "pod.example", "0"],
+        "B's view: net, ipc, uts shared; mounts and pids not"
+    );
     // A survives B's exit.
     let ps = t.ok(["ps", "--format", "json"]);
     let ps: serde_json::Value = serde_json::from_str(&ps).unwrap();

@@ -312,11 +312,11 @@ fn tty_gives_the_workload_a_terminal_of_its_own() {
         c.stdin.take().unwrap().write_all(input).unwrap();
         c.wait_with_output().unwrap()
     };
-    let o = run(&format!("stty cols 100 rows 30; {podrun} run -it --rm --name tty busybox sh -c 'tty; stty size; ls /dev/pts; exit 5'"), b"");
+    let o = run(&format!("stty cols 100 rows 30; {podrun} run -it --rm --name tty busybox sh -c 'tty; stty size; ls /dev/pts; test -c /dev/console && echo console; exit 5'"), b"");
     // script(1) types a NUL when its own stdin ends; the container's terminal echoes it as ^@.
     let out = String::from_utf8_lossy(&o.stdout).replace('\r', "").replace("^@", "");
     assert_eq!(o.status.code(), Some(5), "{out}");
-    assert_eq!(out, "/dev/pts/0\n30 100\n0     ptmx\n", "ls on a terminal prints columns");
+    assert_eq!(out, "/dev/pts/0\n30 100\n0     ptmx\nconsole\n", "ls on a terminal prints columns");
     let o = run(&format!("{podrun} run -it --rm busybox sh"), b"echo typed-$((6*7))\nexit 3\n");
     let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
     assert!(out.contains("typed-42"), "{out}");

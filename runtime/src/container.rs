@@ -125,11 +125,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         let who = exec::identity(req.user.as_deref().or(image.config.user.as_deref()), &rootfs.lowers)?;
         let mut options = req.options.clone();
         options.hostname = sb.as_ref().map_or_else(|| id.to_string(), |s| s.hostname.clone());
-        let join = sb.as_ref().map(|s| Join {
-            pause_pid: s.pause.pid,
-            share_pid: s.share_pid,
-            dir: paths.sandbox(&s.name),
-        });
+        let join =
+            sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });
         let spec = spec::build(&image, &options, &who, join.as_ref())?;
         let state = ContainerState {
             id: id.to_string(),

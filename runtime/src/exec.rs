@@ -158,6 +158,13 @@ pub fn setup_process(p: &Process) -> Result<(), StageError> {
             .map_err(StageError::at(STAGE, "no_new_privs"))?;
     }
     let cwd = p.cwd();
+    if !cwd.is_absolute() {
+        return Err(StageError::new(
+            STAGE,
+            Errno::EINVAL,
+            format!("working directory {} is not absolute", cwd.display()),
+        ));
+    }
     if let Err(e) = nix::unistd::chdir(cwd) {
         // docker creates a missing WORKDIR.
         if e == Errno::ENOENT && std::fs::create_dir_all(cwd).is_ok() {
@@ -166,7 +173,16 @@ pub fn setup_process(p: &Process) -> Result<(), StageError> {
             return Err(StageError::new(STAGE, e, format!("chdir {}", cwd.display())));
         }
     }
-    Ok(())
+    // CVE-2024-21626: the cwd must be inside the container's root. getcwd(2) says
+    // "(unreachable)" for a directory outside it.
+    match nix::unistd::getcwd() {
+        Ok(d) if d.is_absolute() => Ok(()),
+        _ => Err(StageError::new(
+            STAGE,
+            Errno::ENOENT,
+            format!("working directory {} is outside the container", cwd.display()),
+        )),
+    }
 }
 
 /// Finds `arg0` as a shell would: a path when it has a '/', else the first executable

@@ -222,7 +222,12 @@ pub fn build(image: &ImageRecord, opts: &RunOptions, who: &Identity, join: Optio
             &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         )?,
         match join {
-            Some(j) => mount("/dev/shm", "bind", &j.dir.join("shm").to_string_lossy(), &["rbind", "nosuid", "noexec", "nodev"])?,
+            Some(j) => mount(
+                "/dev/shm",
+                "bind",
+                &j.dir.join("shm").to_string_lossy(),
+                &["rbind", "nosuid", "noexec", "nodev"],
+            )?,
             None => mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
         },
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,

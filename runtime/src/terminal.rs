@@ -46,7 +46,26 @@ pub fn attach_console(sync: &ChildEnd) -> Result<(), StageError> {
             Errno::result(libc::dup2(slave.as_raw_fd(), fd)).map_err(StageError::at(S, "dup2"))?;
         }
     }
+    bind_console()?;
     sync.send_terminal(master.as_fd()).map_err(StageError::at(S, "pass the pty to podrun"))
+}
+
+/// Makes /dev/console the container's terminal, as runc does: a bind mount of the pty
+/// slave (our stdin now) over an empty file in the container's /dev tmpfs. Skipped for
+/// `exec`, whose /dev/console belongs to the container already.
+fn bind_console() -> Result<(), StageError> {
+    const S: &str = "terminal";
+    let console = std::path::Path::new("/dev/console");
+    if console.exists() {
+        return Ok(());
+    }
+    let slave =
+        std::fs::read_link("/proc/self/fd/0").map_err(|_| StageError::new(S, Errno::ENOENT, "find the pty slave"))?;
+    std::fs::File::create(console).map_err(|e| {
+        StageError::new(S, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)), "create /dev/console")
+    })?;
+    nix::mount::mount(Some(&slave), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(StageError::at(S, "bind the pty on /dev/console"))
 }
 
 /// Restores the terminal's settings when dropped.

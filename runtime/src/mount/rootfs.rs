@@ -284,7 +284,11 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<(), StageError> {
             populate_dev(root.as_fd())?;
         }
     }
-    etc_files(root.as_fd(), spec.hostname().as_deref().unwrap_or("localhost"), spec.mounts().as_deref().unwrap_or_default())?;
+    etc_files(
+        root.as_fd(),
+        spec.hostname().as_deref().unwrap_or("localhost"),
+        spec.mounts().as_deref().unwrap_or_default(),
+    )?;
     if let Some(linux) = spec.linux() {
         mask(root.as_fd(), linux.masked_paths().as_deref().unwrap_or_default())?;
         readonly(root.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
