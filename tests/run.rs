@@ -329,3 +329,52 @@ fn tty_gives_the_workload_a_terminal_of_its_own() {
     t.ok(["rm", "-f", "bg"]);
     t.assert_clean(&pids);
 }
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+                && common::running(*pid)
+        })
+        .collect()
+}
+
+#[test]
+fn podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes() {
+    if !need_root("podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    // A marker no other process has: every workload of this test runs `sleep 86399`.
+    let marker = "86399";
+    for i in 0..24u64 {
+        let mut cli = Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .args(["--root".as_ref(), t.store().as_os_str()])
+            .args(["run", "--name", &format!("k{i}"), "busybox", "sleep", marker])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // From before the fork to after the exec, in steps of 1 ms.
+        std::thread::sleep(std::time::Duration::from_millis(i));
+        cli.kill().unwrap();
+        cli.wait().unwrap();
+    }
+    // Every workload that runs is named by some state, so rm -f finds it.
+    let leftovers = t.entries("containers");
+    eprintln!("{} of 24 starts left a container, {} workloads running", leftovers.len(), processes_with(marker).len());
+    if !leftovers.is_empty() {
+        let mut args = vec!["rm".to_owned(), "-f".into()];
+        args.extend(leftovers);
+        t.ok(args);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !processes_with(marker).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "workloads left running: {:?}", processes_with(marker));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    t.assert_clean(&[]);
+}

@@ -55,10 +55,13 @@ pub struct Spawned {
 }
 
 /// Forks the join stage, which runs `join` and forks the init stage, which runs `init`
-/// (returning only with an error). Returns once the workload has exec'd.
+/// (returning only with an error; it must call `ChildEnd::wait_go` before its exec).
+/// `started` runs with the init's pid before it may exec (to record it); then the init
+/// gets `Go`. Returns once the workload has exec'd.
 pub fn spawn(
     join: impl FnOnce() -> Result<(), StageError>,
     init: impl FnOnce(&ChildEnd) -> StageError,
+    mut started: impl FnMut(Pid) -> Result<(), ChildError>,
 ) -> Result<Spawned, ChildError> {
     let proto =
         |e: Errno| ChildError { stage: "spawn".into(), errno: e as i32, message: format!("spawn: {}", e.desc()) };
@@ -78,8 +81,19 @@ pub fn spawn(
             let mut terminal = None;
             loop {
                 match parent.recv() {
-                    Ok(Some((Msg::Pid { pid: p }, _))) => pid = Some(Pid::from_raw(p)),
+                    Ok(Some((Msg::Pid { pid: p }, _))) => {
+                        let p = Pid::from_raw(p);
+                        pid = Some(p);
+                        if let Err(e) = started(p) {
+                            failure = Some(e);
+                            break;
+                        }
+                        // If the init stage already failed, its message follows; a lost Go
+                        // only means there is nobody left to start.
+                        let _ = parent.go();
+                    }
                     Ok(Some((Msg::Terminal, fd))) => terminal = fd,
+                    Ok(Some((Msg::Go, _))) => {}
                     Ok(Some((Msg::Failed { stage, errno, message }, _))) => {
                         failure = Some(ChildError { stage, errno, message })
                     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sched::unshare;
 use nix::sys::signal::Signal;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult};
 use oci_spec::runtime::Spec;
 
 use crate::clone::{self, Signals};
@@ -183,6 +183,17 @@ fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))
         },
         |sync| init_stage(p, standalone, sync),
+        // Recorded before the workload may run: whatever happens to podrun from here on,
+        // the state names the process, so `rm -f` can always stop it.
+        |pid| {
+            let mut st = p.state.clone();
+            st.init = ProcRef::of(pid.as_raw());
+            state::write_json(&p.rootfs.dir, "state.json", &st).map_err(|e| ChildError {
+                stage: "state".into(),
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+                message: format!("write {}: {e}", p.rootfs.dir.join("state.json").display()),
+            })
+        },
     )?;
     Ok(pid)
 }
@@ -211,7 +222,7 @@ fn init_stage(p: &Prepared, standalone: bool, sync: &crate::sync::ChildEnd) -> S
     if let Err(e) = run() {
         return e;
     }
-    exec_process(p.spec.process().as_ref())
+    exec_process(p.spec.process().as_ref(), sync)
 }
 
 fn sandbox_loopback() -> Result<(), StageError> {
@@ -219,7 +230,7 @@ fn sandbox_loopback() -> Result<(), StageError> {
 }
 
 /// Identity, caps, cwd, fds, then execve of the spec's process (returns only on failure).
-fn exec_process(process: Option<&oci_spec::runtime::Process>) -> StageError {
+fn exec_process(process: Option<&oci_spec::runtime::Process>, sync: &crate::sync::ChildEnd) -> StageError {
     let Some(process) = process else { return StageError::new("exec", Errno::EINVAL, "the spec has no process") };
     if let Err(e) = exec::setup_process(process) {
         return e;
@@ -234,12 +245,10 @@ fn exec_process(process: Option<&oci_spec::runtime::Process>) -> StageError {
     if let Err(e) = exec::close_fds_on_exec() {
         return e;
     }
+    if !sync.wait_go() {
+        return StageError::new("exec", Errno::ECANCELED, "podrun went away before the container started");
+    }
     exec::execve(&file, &args, &env)
-}
-
-fn record_start(p: &mut Prepared, pid: Pid) -> Result<(), ContainerError> {
-    p.state.init = ProcRef::of(pid.as_raw());
-    state::write_json(&p.rootfs.dir, "state.json", &p.state).map_err(io("write state.json"))
 }
 
 /// Records how the container ended, under its lock; if `rm` removed it meanwhile (its
@@ -257,7 +266,7 @@ fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo) {
     }
 }
 
-fn run_foreground(paths: &Paths, store: &Store, mut p: Prepared) -> Result<ExitInfo, ContainerError> {
+fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo, ContainerError> {
     let id = ContainerId::parse(&p.state.id)?;
     let started = (|| {
         clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
@@ -273,7 +282,6 @@ fn run_foreground(paths: &Paths, store: &Store, mut p: Prepared) -> Result<ExitI
         }
     };
     let pid = spawned.pid;
-    let _ = record_start(&mut p, pid);
     let exit = match spawned.terminal {
         Some(master) => crate::terminal::proxy(master, &mut signals, pid),
         None => signals.wait(pid),
@@ -324,7 +332,7 @@ fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<String, Con
     }
 }
 
-fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i32 {
+fn monitor(paths: &Paths, store: &Store, p: Prepared, report: OwnedFd) -> i32 {
     let mut report = fs::File::from(report);
     let tell = |r: &mut fs::File, v: Result<(), ChildError>| {
         let _ = r.write_all(serde_json::to_string(&v).unwrap_or_default().as_bytes());
@@ -361,7 +369,6 @@ fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i3
             return 1;
         }
     };
-    let _ = record_start(&mut p, pid);
     tell(&mut report, Ok(()));
     drop(report);
     let exit = signals.wait(pid);
@@ -476,8 +483,9 @@ pub fn exec_in(
                     return e;
                 }
             }
-            exec_process(Some(&process))
+            exec_process(Some(&process), sync)
         },
+        |_| Ok(()),
     )?;
     Ok(match spawned.terminal {
         Some(master) => crate::terminal::proxy(master, &mut signals, spawned.pid),

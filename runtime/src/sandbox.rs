@@ -78,7 +78,7 @@ pub fn loopback_up() -> Result<(), Errno> {
 
 /// The pause-init stage, before exec: a private mount namespace whose root is an empty
 /// read-only tmpfs, stdio on /dev/null, then pause itself from the memfd.
-fn exec_pause(pause: &OwnedFd, root_dir: &Path, hostname: &str) -> StageError {
+fn exec_pause(pause: &OwnedFd, root_dir: &Path, hostname: &str, sync: &crate::sync::ChildEnd) -> StageError {
     let run = || -> Result<(), StageError> {
         const S: &str = "pause";
         nix::unistd::sethostname(hostname).map_err(StageError::at(S, "sethostname"))?;
@@ -114,6 +114,9 @@ fn exec_pause(pause: &OwnedFd, root_dir: &Path, hostname: &str) -> StageError {
     };
     if let Err(e) = run() {
         return e;
+    }
+    if !sync.wait_go() {
+        return StageError::new("pause", Errno::ECANCELED, "podrun went away before the sandbox was recorded");
     }
     let argv = [c"podrun-pause"];
     let envp: [&std::ffi::CStr; 0] = [];
@@ -177,28 +180,36 @@ fn start(
     let pause =
         crate::pause::pause_memfd().map_err(|e| io("create the pause memfd", "memfd:podrun-pause")(e.into()))?;
     let flags = ns::sandbox_flags(share_pid) | CloneFlags::CLONE_NEWNS;
-    let pid = clone::spawn(
+    let mut recorded = None;
+    clone::spawn(
         || unshare(flags).map_err(StageError::at("pause", "unshare")),
-        |_| exec_pause(&pause, &pause_root, hostname),
-    )?
-    .pid;
-    let pause = ProcRef::of(pid.as_raw()).ok_or_else(|| ChildError {
+        |sync| exec_pause(&pause, &pause_root, hostname, sync),
+        // Recorded before pause may exec: a podrun killed from here on leaves a sandbox
+        // that `sandbox rm -f` finds and stops.
+        |pid| {
+            let fail = |errno: i32, message: String| ChildError { stage: "pause".into(), errno, message };
+            let pause = ProcRef::of(pid.as_raw())
+                .ok_or_else(|| fail(libc::ESRCH, "pause exited right after it started".into()))?;
+            let st = SandboxState {
+                name: name.to_string(),
+                hostname: hostname.to_owned(),
+                share_pid,
+                labels: labels.clone(),
+                created: now(),
+                pause,
+            };
+            state::write_json(dir, "state.json", &st).map_err(|e| {
+                fail(e.raw_os_error().unwrap_or(libc::EIO), format!("write {}: {e}", dir.join("state.json").display()))
+            })?;
+            recorded = Some(st);
+            Ok(())
+        },
+    )?;
+    let st = recorded.ok_or_else(|| ChildError {
         stage: "pause".into(),
         errno: libc::ESRCH,
-        message: "pause exited right after it started".into(),
+        message: "pause did not start".into(),
     })?;
-    let st = SandboxState {
-        name: name.to_string(),
-        hostname: hostname.to_owned(),
-        share_pid,
-        labels,
-        created: now(),
-        pause,
-    };
-    if let Err(e) = state::write_json(dir, "state.json", &st) {
-        let _ = pause.signal(Signal::SIGKILL);
-        return Err(io("write", dir.join("state.json"))(e));
-    }
     Ok(st)
 }
 

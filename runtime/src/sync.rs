@@ -4,11 +4,13 @@
 //! | from | message | meaning |
 //! | --- | --- | --- |
 //! | join stage | `Pid { pid }` | it forked the init stage; `pid` is the init's pid in podrun's pid namespace |
+//! | parent | `Go` | podrun has recorded that pid in the state: the init stage may exec the workload. Without it (podrun was killed: end of file) the init stage exits instead, so no workload ever runs that podrun's state does not name |
 //! | init stage | `Terminal` with the pty master fd (SCM_RIGHTS) | `-t`: the container's console; its slave is the workload's stdio |
 //! | any child stage | `Failed { stage, errno, message }` | the stage failed; the parent reports it and cleans up |
 //! | (none) | end of file | every child copy of the socket is closed: the last stage's `execve` succeeded (the socket is close-on-exec), or the children died |
 //!
-//! The parent never writes: every decision a child needs is made before the fork.
+//! Apart from `Go`, the parent never writes: every decision a child needs is made before
+//! the fork.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
     Pid { pid: i32 },
+    Go,
     Terminal,
     Failed { stage: String, errno: i32, message: String },
 }
@@ -88,6 +91,18 @@ impl ChildEnd {
         self.send(&Msg::Pid { pid });
     }
 
+    /// Waits for the parent's `Go`; false if podrun is gone (or said anything else).
+    pub fn wait_go(&self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match nix::sys::socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => return serde_json::from_slice::<Msg>(&buf[..n]).is_ok_and(|m| m == Msg::Go),
+                Err(Errno::EINTR) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Passes the pty master of a `-t` container to the parent.
     pub fn send_terminal(&self, master: BorrowedFd<'_>) -> Result<(), Errno> {
         let bytes = serde_json::to_vec(&Msg::Terminal).unwrap_or_default();
@@ -109,6 +124,12 @@ impl ChildEnd {
 }
 
 impl ParentEnd {
+    /// Lets the init stage exec the workload.
+    pub fn go(&self) -> Result<(), Errno> {
+        let bytes = serde_json::to_vec(&Msg::Go).unwrap_or_default();
+        send(self.0.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL).map(drop)
+    }
+
     /// The next message and the fd it carries, if any; None at end of file.
     pub fn recv(&self) -> Result<Option<(Msg, Option<OwnedFd>)>, Errno> {
         let mut buf = vec![0u8; 64 * 1024];
@@ -127,7 +148,9 @@ impl ParentEnd {
                     }
                     (m.bytes, fd)
                 }
-                Err(Errno::EINTR) => continue,
+                // A child that exits with our Go unread resets the connection; the error is
+                // reported once, and what it sent before is still queued behind it.
+                Err(Errno::EINTR | Errno::ECONNRESET) => continue,
                 Err(e) => return Err(e),
             };
             if n == 0 {
@@ -155,6 +178,15 @@ mod tests {
             Some(Msg::Failed { stage: "exec".into(), errno: libc::ENOENT, message: "not found".into() })
         );
         assert_eq!(msg(&p), None);
+    }
+
+    #[test]
+    fn go_reaches_the_child_and_a_dead_parent_is_no_go() {
+        let (p, c) = pair().unwrap();
+        p.go().unwrap();
+        assert!(c.wait_go());
+        drop(p);
+        assert!(!c.wait_go());
     }
 
     #[test]
