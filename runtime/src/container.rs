@@ -253,16 +253,33 @@ fn exec_process(process: Option<&oci_spec::runtime::Process>, sync: &crate::sync
 
 /// Records how the container ended, under its lock; if `rm` removed it meanwhile (its
 /// directory or state.json is gone), there is nothing to record.
-fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo) {
+fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo, background: bool) {
     let dir = paths.container(id);
     let Ok(lock) = state::lock(&dir) else { return };
     let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return };
     st.exit = Some(exit);
-    if st.auto_remove {
-        drop(lock);
-        let _ = remove_state(paths, store, &st, true);
-    } else {
+    if !st.auto_remove {
         let _ = state::write_json(&dir, "state.json", &st);
+        return;
+    }
+    drop(lock);
+    if !background {
+        let _ = remove_state(paths, store, &st, true);
+        return;
+    }
+    // `run --rm` in the foreground: the name is free once the rootfs is renamed into the
+    // store's tmp/; deleting its files is left to a child, so podrun returns the workload's
+    // status without waiting for the file system (nothing stays mounted: the container's
+    // mounts went with its mount namespace).
+    let Ok(cid) = ContainerId::parse(id) else { return };
+    let Ok(trash) = store.retire_rootfs(&cid) else { return };
+    // SAFETY: single-threaded; the child only deletes a directory and _exits. Its parent,
+    // this podrun, exits right after, so PID 1 reaps it.
+    if let Ok(ForkResult::Child) = unsafe { fork() } {
+        let _ = nix::unistd::setsid();
+        let _ = fs::remove_dir_all(&trash);
+        // SAFETY: see clone.rs: children _exit.
+        unsafe { libc::_exit(0) }
     }
 }
 
@@ -286,7 +303,7 @@ fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo,
         Some(master) => crate::terminal::proxy(master, &mut signals, pid),
         None => signals.wait(pid),
     };
-    record_exit(paths, store, &p.state.id, exit);
+    record_exit(paths, store, &p.state.id, exit, true);
     Ok(exit)
 }
 
@@ -372,7 +389,7 @@ fn monitor(paths: &Paths, store: &Store, p: Prepared, report: OwnedFd) -> i32 {
     tell(&mut report, Ok(()));
     drop(report);
     let exit = signals.wait(pid);
-    record_exit(paths, store, &p.state.id, exit);
+    record_exit(paths, store, &p.state.id, exit, false);
     0
 }
 

@@ -510,6 +510,14 @@ impl Store {
     /// Deletes container `cid`'s rootfs (its writes with it). Unmounts `merged` first if it is
     /// mounted in this mount namespace, and refuses while anything else is mounted inside.
     pub fn remove_rootfs(&self, cid: &ContainerId) -> Result<()> {
+        let trash = self.retire_rootfs(cid)?;
+        fs::remove_dir_all(&trash).map_err(io_err("remove", &trash))
+    }
+
+    /// Takes container `cid`'s rootfs out of the store at once: unmounted, and renamed into
+    /// tmp/, where it no longer holds the name or an image; the caller deletes the returned
+    /// directory (or leaves it to the next garbage collection of tmp/).
+    pub fn retire_rootfs(&self, cid: &ContainerId) -> Result<PathBuf> {
         let dir = self.container_dir(cid);
         if !dir.exists() {
             return Err(Error::NoRootfs(cid.to_string()));
@@ -519,7 +527,10 @@ impl Store {
             path: dir.clone(),
             source: e,
         })?;
-        fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let trash = self.root.join("tmp").join(format!("removed-{cid}-{nanos}"));
+        fs::rename(&dir, &trash).map_err(io_err("rename", &dir))?;
+        Ok(trash)
     }
 }
 
