@@ -12,11 +12,9 @@ fn out(o: &std::process::Output) -> String {
 
 /// Waits until `cmd` run by `podrun exec` in container `c` succeeds.
 fn wait_exec(t: &TestRoot, c: &str, cmd: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !t.podrun(["exec", c, "sh", "-c", cmd]).status.success() {
-        assert!(std::time::Instant::now() < deadline, "{cmd} never succeeded in {c}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::eventually(10, &format!("{cmd} never succeeded in {c}"), || {
+        t.podrun(["exec", c, "sh", "-c", cmd]).status.success()
+    });
 }
 
 #[test]

@@ -16,11 +16,7 @@ fn stderr(o: &std::process::Output) -> String {
 }
 
 fn wait_running(t: &TestRoot, name: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !t.ok(["ps", "-q"]).lines().any(|l| l == name) {
-        assert!(std::time::Instant::now() < deadline, "{name} never ran");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::eventually(10, &format!("{name} never ran"), || t.ok(["ps", "-q"]).lines().any(|l| l == name));
 }
 
 #[test]
@@ -164,11 +160,7 @@ fn detached_containers_log_and_are_killed_and_removed() {
             .trim(),
         "bg"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !t.ok(["logs", "bg"]).contains("to-stderr") {
-        assert!(std::time::Instant::now() < deadline, "no log output");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::eventually(10, "no log output", || t.ok(["logs", "bg"]).contains("to-stderr"));
     assert_eq!(t.ok(["logs", "bg"]), "started\nto-stderr\n");
     assert_eq!(t.ok(["ps", "-q"]).trim(), "bg");
     let pids = t.known_pids();
@@ -176,15 +168,10 @@ fn detached_containers_log_and_are_killed_and_removed() {
     let err = t.fails(["rm", "bg"]);
     assert!(err.contains("container bg is running; stop it first, or use -f"), "{err}");
     t.ok(["kill", "bg"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    common::eventually(10, "bg never showed exited(137)", || {
         let v: serde_json::Value = serde_json::from_str(&t.ok(["ps", "-a", "--format", "json"])).unwrap();
-        if v[0]["status"] == "exited(137)" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "not exited(137): {v}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        v[0]["status"] == "exited(137)"
+    });
     assert_eq!(t.ok(["ps", "-q"]), "", "ps without -a lists running containers only");
     let err = t.fails(["exec", "bg", "true"]);
     assert!(err.contains("container bg is not running"), "{err}");
@@ -206,11 +193,7 @@ fn killing_podrun_leaves_what_rm_f_removes() {
         .args(["run", "--name", "orphan", "busybox", "sleep", "3600"])
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while t.ok(["ps", "-q"]).trim() != "orphan" {
-        assert!(std::time::Instant::now() < deadline, "the container never ran");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_running(&t, "orphan");
     cli.kill().unwrap(); // SIGKILL to the podrun we started, by pid
     cli.wait().unwrap();
     // The workload outlives it, and podrun reports it truthfully.
@@ -263,11 +246,7 @@ fn bad_input_gets_one_clear_line_and_leaves_nothing() {
     let pid = pause[0]["pause"]["pid"].as_i64().unwrap() as i32;
     let pids = t.known_pids();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while common::running(pid) {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::eventually(5, "pause survived SIGKILL", || !common::running(pid));
     one_line(&["run", "--join", "dup", "busybox", "true"], "sandbox dup is not running");
     let ls: serde_json::Value = serde_json::from_str(&t.ok(["sandbox", "ls", "--format", "json"])).unwrap();
     assert_eq!(ls[0]["status"], "notready");
@@ -371,10 +350,6 @@ fn podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes() {
         args.extend(leftovers);
         t.ok(args);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !processes_with(marker).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "workloads left running: {:?}", processes_with(marker));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::eventually(5, "workloads left running after rm -f", || processes_with(marker).is_empty());
     t.assert_clean(&[]);
 }

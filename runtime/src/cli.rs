@@ -138,15 +138,8 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
-    /// Keep stdin open (default: /dev/null).
-    #[arg(short, long)]
-    pub interactive: bool,
-    /// Give the workload a terminal (a pty in the container; yours goes raw meanwhile).
-    #[arg(short, long)]
-    pub tty: bool,
-    /// KEY=VALUE, repeatable.
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     #[arg(short, long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
     /// USER[:GROUP], names or numbers, resolved in the image.
@@ -161,15 +154,24 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+/// The flags `run` and `exec` share: how the process meets your terminal, and its env.
 #[derive(Args)]
-pub struct ExecArgs {
+pub struct ProcessArgs {
+    /// Keep stdin open (default: /dev/null).
     #[arg(short, long)]
     pub interactive: bool,
-    /// Give the command a terminal.
+    /// Give the process a terminal (a pty in the container; yours goes raw meanwhile).
     #[arg(short, long)]
     pub tty: bool,
+    /// KEY=VALUE, repeatable.
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub process: ProcessArgs,
     pub container: String,
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -247,7 +249,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run_cmd(&paths, a),
         Command::Exec(a) => {
             require_root()?;
-            let exit = container::exec_in(&paths, &a.container, a.command, a.env, a.interactive, a.tty)?;
+            let p = a.process;
+            let exit = container::exec_in(&paths, &a.container, a.command, p.env, p.interactive, p.tty)?;
             Ok(exit.code.clamp(0, 255) as u8)
         }
         Command::Ps { all, format, quiet } => ps(&paths, all, format, quiet).map(|()| 0),
@@ -304,7 +307,7 @@ fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
-    if a.detach && (a.interactive || a.tty) {
+    if a.detach && (a.process.interactive || a.process.tty) {
         bail!("-d cannot be combined with -i or -t: a detached container has no stdin or terminal; use `podrun exec -it` to get a shell in it");
     }
     require_root()?;
@@ -316,14 +319,14 @@ fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
         join: a.join,
         detach: a.detach,
         auto_remove: a.rm,
-        interactive: a.interactive,
+        interactive: a.process.interactive,
         user: a.user,
         options: RunOptions {
             command: a.command,
-            env: a.env,
+            env: a.process.env,
             workdir: a.workdir,
             volumes,
-            tty: a.tty,
+            tty: a.process.tty,
             hostname: String::new(),
         },
     };

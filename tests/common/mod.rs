@@ -182,12 +182,17 @@ impl TestRoot {
         let root = self.path().to_str().unwrap();
         assert!(!mounts.contains(root), "mounts left under {root}");
         for &pid in pids {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while running(pid) {
-                assert!(std::time::Instant::now() < deadline, "process {pid} is still running");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            eventually(5, &format!("process {pid} is still running"), || !running(pid));
         }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; fails the test with `what` after `secs` seconds.
+pub fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
