@@ -147,6 +147,7 @@ fn container_defaults_are_a_careful_runtimes() {
     assert_eq!(lines[3].trim(), "0", "/proc/keys is masked");
     assert_eq!(&lines[4..8], ["proc-sys-ro", "sysrq-ro", "0", "sys-ro"]);
     assert_eq!(lines[8].trim(), "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero");
+    t.assert_clean(&[]);
 }
 
 #[test]
@@ -179,6 +180,11 @@ fn detached_containers_log_and_are_killed_and_removed() {
     assert_eq!(v["exit"]["code"], 137);
     assert_eq!(v["spec"]["process"]["args"][0], "sh");
     t.ok(["rm", "bg"]);
+    // logs -f follows until the container ends.
+    t.ok(["run", "-d", "--name", "f", "busybox", "sh", "-c", "echo one; sleep 0.5; echo two"]);
+    assert_eq!(t.ok(["logs", "-f", "f"]), "one\ntwo\n");
+    let pids = [pids, t.known_pids()].concat();
+    t.ok(["rm", "f"]);
     t.assert_clean(&pids);
 }
 
