@@ -59,8 +59,9 @@ const SHM_OPTIONS: &str = "mode=1777,size=65536k";
 
 /// Brings up `lo` in the current network namespace (SIOCSIFFLAGS, as `ip link set lo up`).
 pub fn loopback_up() -> Result<(), Errno> {
-    // SAFETY: a plain socket call; the fd is owned right away.
+    // SAFETY: a plain socket call with integer arguments.
     let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    // SAFETY: socket(2) succeeded (checked by Errno::result), so the fd is new and ours.
     let s: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(Errno::result(s)?) };
     // SAFETY: ifreq is plain data; zeroed is a valid value for it.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
