@@ -3,6 +3,7 @@
 //! The library holds everything the `podrun` binary does; the binary only parses the command
 //! line and reports errors.
 
+pub mod cgroup;
 pub mod clone;
 pub mod container;
 pub mod exec;
