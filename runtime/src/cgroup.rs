@@ -127,7 +127,7 @@ pub const CPU_PERIOD: u64 = 100_000;
 /// `--cpus 0.5` -> quota 50000 per 100000 µs.
 pub fn parse_cpus(s: &str) -> Result<(u64, u64), LimitError> {
     let n: f64 = s.trim().parse().map_err(|_| LimitError::Cpus(s.to_owned()))?;
-    if !(n.is_finite() && n >= 0.01 && n <= 1024.0) {
+    if !(n.is_finite() && (0.01..=1024.0).contains(&n)) {
         return Err(LimitError::Cpus(s.to_owned()));
     }
     Ok(((n * CPU_PERIOD as f64).round() as u64, CPU_PERIOD))
