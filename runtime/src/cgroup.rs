@@ -306,3 +306,219 @@ mod tests {
         );
     }
 }
+
+// ---- The kernel-facing part: create, place, remove. ----------------------------------------
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("{op} {path}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cgroup {0} still has processes after they were killed")]
+    Busy(String),
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
+    let path = path.to_owned();
+    move |source| CgroupError::Io { op, path, source }
+}
+
+impl Hierarchy {
+    /// This host's hierarchy, from /proc/self/mountinfo.
+    pub fn host() -> Result<Hierarchy, CgroupError> {
+        let text = fs::read_to_string("/proc/self/mountinfo").map_err(io("read", Path::new("/proc/self/mountinfo")))?;
+        Ok(detect(&text)?)
+    }
+
+    /// The directories holding cgroup `path`: one on v2; on v1 one per distinct controller
+    /// mount, plus the unified mount of a hybrid host (so `0::` agrees).
+    pub fn dirs(&self, path: &str) -> Vec<(Option<&str>, PathBuf)> {
+        let rel = path.trim_start_matches('/');
+        match self {
+            Hierarchy::V2 { mount } => vec![(None, mount.join(rel))],
+            Hierarchy::V1 { controllers, unified } => {
+                let mut out: Vec<(Option<&str>, PathBuf)> = Vec::new();
+                for (name, mount) in controllers {
+                    let d = mount.join(rel);
+                    if !out.iter().any(|(_, o)| *o == d) {
+                        out.push((Some(name.as_str()), d));
+                    }
+                }
+                if let Some(u) = unified {
+                    out.push((None, u.join(rel)));
+                }
+                out
+            }
+        }
+    }
+
+    fn dir_of(&self, controller: &str, path: &str) -> Option<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        match self {
+            Hierarchy::V2 { mount } => Some(mount.join(rel)),
+            Hierarchy::V1 { controllers, .. } => controllers.get(controller).map(|m| m.join(rel)),
+        }
+    }
+}
+
+/// The v2 controllers podrun uses, enabled in subtree_control along the path.
+const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
+
+/// Creates cgroup `path` (absolute in the hierarchy, under podrun's own `top`), with every
+/// missing level, and writes `limits`. Only directories at or below `top` are created;
+/// above it podrun only enables controllers (v2), as the kernel requires for `top` to use
+/// them.
+pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(), CgroupError> {
+    let levels: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let top_depth = top.trim_start_matches('/').split('/').count();
+    for (controller, dir) in h.dirs(path) {
+        let base = dir.ancestors().nth(levels.len()).unwrap_or(Path::new("/")).to_owned();
+        let mut cur = base.clone();
+        for (i, level) in levels.iter().enumerate() {
+            if matches!(h, Hierarchy::V2 { .. }) && controller.is_none() {
+                enable_controllers(&cur)?;
+            }
+            let next = cur.join(level);
+            match fs::create_dir(&next) {
+                Ok(()) => {
+                    if controller == Some("cpuset") {
+                        // A v1 cpuset starts empty and takes no task until cpus and mems are set.
+                        for f in ["cpuset.cpus", "cpuset.mems"] {
+                            let v = fs::read_to_string(cur.join(f)).map_err(io("read", &cur.join(f)))?;
+                            fs::write(next.join(f), v.trim()).map_err(io("write", &next.join(f)))?;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if i < top_depth - 1 => return Err(io("find", &next)(e)),
+                Err(e) => return Err(io("create cgroup", &next)(e)),
+            }
+            cur = next;
+        }
+    }
+    for (controller, file, value) in limit_files(h, limits) {
+        let Some(dir) = h.dir_of(controller, path) else { continue };
+        let f = dir.join(file);
+        match fs::write(&f, &value) {
+            Ok(()) => {}
+            // Swap limits need swap accounting; without it there is no swap to limit.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.contains("sw") => {}
+            Err(e) => return Err(io("write", &f)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Enables podrun's controllers for the children of `dir` (v2), where available and not
+/// enabled yet.
+fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let avail = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let on = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    let want: Vec<String> = V2_CONTROLLERS
+        .iter()
+        .filter(|c| avail.split_whitespace().any(|a| a == **c) && !on.split_whitespace().any(|a| a == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if want.is_empty() {
+        return Ok(());
+    }
+    let f = dir.join("cgroup.subtree_control");
+    fs::write(&f, want.join(" ")).map_err(io("enable controllers in", &f))
+}
+
+/// The cgroup.procs files of `path`, opened for writing, close-on-exec: the join stage
+/// writes "0" to each to move itself in before it unshares its cgroup namespace.
+pub fn procs_files(h: &Hierarchy, path: &str) -> Result<Vec<OwnedFd>, CgroupError> {
+    h.dirs(path)
+        .into_iter()
+        .map(|(_, d)| {
+            let f = d.join("cgroup.procs");
+            fs::OpenOptions::new().write(true).open(&f).map(OwnedFd::from).map_err(io("open", &f))
+        })
+        .collect()
+}
+
+/// Moves the calling process into the cgroups whose cgroup.procs files are given.
+pub fn join(procs: &[OwnedFd]) -> Result<(), nix::errno::Errno> {
+    for fd in procs {
+        nix::unistd::write(fd, b"0")?;
+    }
+    Ok(())
+}
+
+fn pids_in(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Kills every process left in cgroup `path` (cgroup.kill on v2, SIGKILL to each on v1),
+/// removes it in every hierarchy, then removes its parents up to `top` that are empty.
+/// A cgroup that does not exist is already removed.
+pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
+    let dirs: Vec<PathBuf> = h.dirs(path).into_iter().map(|(_, d)| d).filter(|d| d.exists()).collect();
+    for d in &dirs {
+        let kill = d.join("cgroup.kill");
+        if kill.exists() {
+            if !pids_in(d).is_empty() {
+                let _ = fs::write(&kill, "1");
+            }
+        } else {
+            for pid in pids_in(d) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for d in &dirs {
+        loop {
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                // EBUSY while the killed processes finish exiting.
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Err(_) => return Err(CgroupError::Busy(path.to_owned())),
+            }
+        }
+    }
+    // Parents podrun created, up to and including `top`, once nothing else is in them.
+    let top_depth = top.trim_start_matches('/').split('/').count();
+    let levels: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    for depth in (top_depth..levels.len()).rev() {
+        let parent = format!("/{}", levels[..depth].join("/"));
+        for (_, d) in h.dirs(&parent) {
+            let _ = fs::remove_dir(d);
+        }
+    }
+    Ok(())
+}
+
+/// Cgroups named `name` directly under `top` or one level deeper (in a sandbox's cgroup):
+/// where a container whose state was never written may have left its cgroup.
+pub fn find(h: &Hierarchy, top: &str, name: &str) -> Vec<String> {
+    let Some((_, dir)) = h.dirs(top).into_iter().next() else { return Vec::new() };
+    let mut found = Vec::new();
+    if dir.join(name).is_dir() {
+        found.push(format!("{top}/{name}"));
+    }
+    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let sub = e.file_name().to_string_lossy().into_owned();
+        if e.path().join(name).is_dir() {
+            found.push(format!("{top}/{sub}/{name}"));
+        }
+    }
+    found
+}
+
+/// The limit a cgroup file holds, read back (for `inspect` and tests).
+pub fn read(h: &Hierarchy, controller: &str, path: &str, file: &str) -> Option<String> {
+    fs::read_to_string(h.dir_of(controller, path)?.join(file)).ok().map(|s| s.trim().to_owned())
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nix::sys::signal::Signal;
+use podrun::cgroup;
 use podrun::container::{self, RunOutcome, RunRequest, Status};
 use podrun::image::progress::{human, Progress};
 use podrun::image::reference::ImageName;
@@ -101,6 +102,8 @@ pub enum SandboxCommand {
         /// KEY=VALUE, repeatable.
         #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List sandboxes.
     #[command(visible_alias = "list")]
@@ -140,6 +143,8 @@ pub struct RunArgs {
     pub rm: bool,
     #[command(flatten)]
     pub process: ProcessArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[arg(short, long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
     /// USER[:GROUP], names or numbers, resolved in the image.
@@ -152,6 +157,58 @@ pub struct RunArgs {
     /// The command and its arguments (default: the image's Entrypoint and Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// Resource limits, docker's flags: on the sandbox's cgroup they bind the whole pod; on a
+/// container's, that container.
+#[derive(Args)]
+pub struct LimitArgs {
+    /// Memory limit, e.g. 256m or 1g; the kernel's OOM killer acts beyond it.
+    #[arg(short, long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Memory plus swap (docker's meaning); -1 for unlimited swap. Default: twice --memory.
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPUs' worth of time per 100 ms, e.g. 0.5.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// Relative CPU weight, 2 to 262144 (1024 is the default share).
+    #[arg(long, value_name = "N")]
+    pub cpu_shares: Option<String>,
+    /// CPUs it may run on, e.g. 0-1 or 0,2.
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Most processes at once; -1 for no limit.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<String>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<cgroup::Limits> {
+        let memory = self.memory.as_deref().map(cgroup::parse_size).transpose()?;
+        let memory_swap = match self.memory_swap.as_deref() {
+            Some("-1") => Some(-1),
+            Some(s) => Some(cgroup::parse_size(s)? as i64),
+            // docker: the container may swap as much as its memory limit.
+            None => memory.map(|m| (2 * m) as i64),
+        };
+        if let (Some(m), Some(t)) = (memory, memory_swap) {
+            if t >= 0 && (t as u64) < m {
+                bail!("--memory-swap must be at least --memory (it counts memory plus swap), or -1");
+            }
+        }
+        Ok(cgroup::Limits {
+            memory,
+            memory_swap,
+            cpu_quota: self.cpus.as_deref().map(cgroup::parse_cpus).transpose()?,
+            cpu_shares: self.cpu_shares.as_deref().map(cgroup::parse_shares).transpose()?,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            pids: match self.pids_limit.as_deref() {
+                Some(p) => cgroup::parse_pids(p)?,
+                None => None,
+            },
+        })
+    }
 }
 
 /// The flags `run` and `exec` share: how the process meets your terminal, and its env.
@@ -313,7 +370,9 @@ fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
     require_root()?;
     let store = open_store(&paths.root)?;
     let volumes = a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
+    let limits = a.limits.limits()?;
     let req = RunRequest {
+        limits,
         image: a.image,
         name: a.name,
         join: a.join,
@@ -443,7 +502,8 @@ fn logs(paths: &Paths, id: &str, follow: bool) -> Result<()> {
 
 fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
     match cmd {
-        SandboxCommand::Create { name, hostname, share_pid, labels } => {
+        SandboxCommand::Create { name, hostname, share_pid, labels, limits } => {
+            let limits = limits.limits()?;
             require_root()?;
             let mut map = std::collections::BTreeMap::new();
             for l in labels {
@@ -453,7 +513,7 @@ fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("invalid label {l:?}: use KEY=VALUE"))?;
                 map.insert(k.to_owned(), v.to_owned());
             }
-            let sb = sandbox::create(paths, sandbox::CreateOptions { name, hostname, share_pid, labels: map })?;
+            let sb = sandbox::create(paths, sandbox::CreateOptions { name, hostname, share_pid, labels: map, limits })?;
             println!("{}", sb.name);
         }
         SandboxCommand::Ls { format } => {

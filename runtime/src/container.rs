@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::{fork, ForkResult};
 use oci_spec::runtime::Spec;
 
+use crate::cgroup;
 use crate::clone::{self, Signals};
 use crate::exec;
 use crate::ids::{self, ContainerId};
@@ -39,6 +40,8 @@ pub enum ContainerError {
     Sandbox(#[from] sandbox::SandboxError),
     #[error(transparent)]
     BadName(#[from] ids::BadId),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
     #[error("sandbox {0} is not running (its pause process is gone); remove it with `podrun sandbox rm -f {0}`")]
     SandboxDown(String),
     #[error("the container name {0} is already in use; remove it with `podrun rm {0}` or choose another --name")]
@@ -83,6 +86,7 @@ pub struct RunRequest {
     pub interactive: bool,
     pub user: Option<String>,
     pub options: RunOptions,
+    pub limits: cgroup::Limits,
 }
 
 /// How a `run` ended, for the CLI.
@@ -97,6 +101,18 @@ struct Prepared {
     rootfs: Rootfs,
     join: Option<(ProcRef, bool)>,
     interactive: bool,
+    /// The container's cgroup.procs files: the join stage moves itself in.
+    procs: Vec<OwnedFd>,
+}
+
+/// Removes what a container start made (its cgroup, rootfs and state), after a failure.
+fn discard(paths: &Paths, store: &Store, state: &ContainerState) {
+    if let (Some(cg), Ok(h)) = (&state.cgroup, cgroup::Hierarchy::host()) {
+        let _ = cgroup::remove(&h, &paths.cgroup_top(), cg);
+    }
+    if let Ok(id) = ContainerId::parse(&state.id) {
+        let _ = store.remove_rootfs(&id);
+    }
 }
 
 pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, ContainerError> {
@@ -121,13 +137,23 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         image::Error::RootfsExists(n) => ContainerError::NameInUse(n),
         e => e.into(),
     })?;
+    let top = paths.cgroup_top();
+    let cgroup_path = match &sb {
+        Some(s) => format!("{}/{id}", s.cgroup.clone().unwrap_or_else(|| format!("{top}/{}", s.name))),
+        None => format!("{top}/{id}"),
+    };
+    let mut made_cgroup = false;
     let prepared = (|| {
+        let h = cgroup::Hierarchy::host()?;
+        cgroup::create(&h, &top, &cgroup_path, &req.limits)?;
+        made_cgroup = true;
+        let procs = cgroup::procs_files(&h, &cgroup_path)?;
         let who = exec::identity(req.user.as_deref().or(image.config.user.as_deref()), &rootfs.lowers)?;
         let mut options = req.options.clone();
         options.hostname = sb.as_ref().map_or_else(|| id.to_string(), |s| s.hostname.clone());
         let join =
             sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });
-        let spec = spec::build(&image, &options, &who, join.as_ref())?;
+        let spec = spec::build(&image, &options, &who, join.as_ref(), &h)?;
         let state = ContainerState {
             id: id.to_string(),
             sandbox: sb.as_ref().map(|s| s.name.clone()),
@@ -139,6 +165,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             detached: req.detach,
             auto_remove: req.auto_remove,
             exit: None,
+            cgroup: Some(cgroup_path.clone()),
         };
         // config.json is read only once state.json exists, so it needs no rename.
         fs::write(rootfs.dir.join("config.json"), serde_json::to_vec(&spec).unwrap_or_default())
@@ -149,11 +176,17 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             rootfs: rootfs.clone(),
             join: sb.map(|s| (s.pause, s.share_pid)),
             interactive: req.interactive,
+            procs,
         })
     })();
     let p = match prepared {
         Ok(p) => p,
         Err(e) => {
+            if made_cgroup {
+                if let Ok(h) = cgroup::Hierarchy::host() {
+                    let _ = cgroup::remove(&h, &top, &cgroup_path);
+                }
+            }
             let _ = store.remove_rootfs(&id);
             return Err(e);
         }
@@ -180,6 +213,9 @@ fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             if let Some(fd) = &pause_fd {
                 ns::join(fd, share_pid).map_err(StageError::at("join", "setns into the sandbox"))?;
             }
+            // Into the container's cgroup before unsharing the cgroup namespace, so that
+            // cgroup is the namespace's root.
+            cgroup::join(&p.procs).map_err(StageError::at("join", "enter the container's cgroup"))?;
             unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))
         },
         |sync| init_stage(p, standalone, sync),
@@ -272,6 +308,9 @@ fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo, backgroun
     // status without waiting for the file system (nothing stays mounted: the container's
     // mounts went with its mount namespace).
     let Ok(cid) = ContainerId::parse(id) else { return };
+    if let (Some(cg), Ok(h)) = (&st.cgroup, cgroup::Hierarchy::host()) {
+        let _ = cgroup::remove(&h, &paths.cgroup_top(), cg);
+    }
     let Ok(trash) = store.retire_rootfs(&cid) else { return };
     // SAFETY: single-threaded; the child only deletes a directory and _exits. Its parent,
     // this podrun, exits right after, so PID 1 reaps it.
@@ -284,7 +323,6 @@ fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo, backgroun
 }
 
 fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo, ContainerError> {
-    let id = ContainerId::parse(&p.state.id)?;
     let started = (|| {
         clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
         let signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
@@ -294,7 +332,7 @@ fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo,
     let (mut signals, spawned) = match started {
         Ok(x) => x,
         Err(e) => {
-            let _ = store.remove_rootfs(&id);
+            discard(paths, store, &p.state);
             return Err(e);
         }
     };
@@ -354,10 +392,6 @@ fn monitor(paths: &Paths, store: &Store, p: Prepared, report: OwnedFd) -> i32 {
     let tell = |r: &mut fs::File, v: Result<(), ChildError>| {
         let _ = r.write_all(serde_json::to_string(&v).unwrap_or_default().as_bytes());
     };
-    let id = match ContainerId::parse(&p.state.id) {
-        Ok(i) => i,
-        Err(_) => return 1,
-    };
     let setup = (|| {
         nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
         let log = fs::OpenOptions::new()
@@ -377,7 +411,7 @@ fn monitor(paths: &Paths, store: &Store, p: Prepared, report: OwnedFd) -> i32 {
     let (mut signals, pid) = match setup {
         Ok(x) => x,
         Err(e) => {
-            let _ = store.remove_rootfs(&id);
+            discard(paths, store, &p.state);
             let ce = match e {
                 ContainerError::Child(c) => c,
                 e => ChildError { stage: "monitor".into(), errno: libc::EIO, message: e.to_string() },
@@ -442,6 +476,9 @@ pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: boo
         let _ = init.signal(Signal::SIGKILL);
         init.wait_gone(Duration::from_secs(10));
     }
+    if let Some(cg) = &c.cgroup {
+        cgroup::remove(&cgroup::Hierarchy::host()?, &paths.cgroup_top(), cg)?;
+    }
     store.remove_rootfs(&ContainerId::parse(&c.id)?)?;
     Ok(())
 }
@@ -452,7 +489,14 @@ pub fn remove(paths: &Paths, store: &Store, id: &str, force: bool) -> Result<(),
         Ok(c) => remove_state(paths, store, &c, force),
         // A container whose start was interrupted has a directory but no state: rm -f
         // cleans that up too.
-        Err(e) if force && paths.container(cid.as_str()).exists() => store.remove_rootfs(&cid).map_err(|_| e),
+        Err(e) if force && paths.container(cid.as_str()).exists() => {
+            let top = paths.cgroup_top();
+            let h = cgroup::Hierarchy::host()?;
+            for cg in cgroup::find(&h, &top, cid.as_str()) {
+                cgroup::remove(&h, &top, &cg)?;
+            }
+            store.remove_rootfs(&cid).map_err(|_| e)
+        }
         Err(e) => Err(e),
     }
 }
@@ -480,10 +524,18 @@ pub fn exec_in(
     process.set_args(Some(command));
     process.set_env(Some(full_env));
     let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;
+    let procs = match &c.cgroup {
+        Some(cg) => cgroup::procs_files(&cgroup::Hierarchy::host()?, cg)?,
+        None => Vec::new(),
+    };
     clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
     let mut signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
     let spawned = clone::spawn(
-        || ns::enter_all(&pidfd).map_err(StageError::at("join", "setns into the container")),
+        || {
+            // The container's cgroup first: the exec'd process counts against its limits.
+            cgroup::join(&procs).map_err(StageError::at("join", "enter the container's cgroup"))?;
+            ns::enter_all(&pidfd).map_err(StageError::at("join", "setns into the container"))
+        },
         |sync| {
             clone::reset_signals();
             if !interactive {

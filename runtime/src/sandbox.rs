@@ -39,6 +39,8 @@ pub enum SandboxError {
     Busy(String, String),
     #[error("starting pause")]
     Start(#[from] ChildError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     #[error("{op} {path}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
 }
@@ -53,6 +55,8 @@ pub struct CreateOptions {
     pub hostname: Option<String>,
     pub share_pid: bool,
     pub labels: BTreeMap<String, String>,
+    /// Pod-level limits, on the sandbox's cgroup: they bind every container in it.
+    pub limits: crate::cgroup::Limits,
 }
 
 const SHM_OPTIONS: &str = "mode=1777,size=65536k";
@@ -147,21 +151,38 @@ pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, Sandbo
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(SandboxError::Exists(name.to_string())),
         Err(e) => return Err(io("create", &dir)(e)),
     }
-    let made = start(&dir, &name, &hostname, opts.share_pid, opts.labels);
+    let top = paths.cgroup_top();
+    let cgroup = format!("{top}/{name}");
+    let made = start(&dir, &name, &hostname, opts.share_pid, opts.labels, &top, &cgroup, &opts.limits);
     if made.is_err() {
         cleanup(&dir, None);
+        if let Ok(h) = crate::cgroup::Hierarchy::host() {
+            let _ = crate::cgroup::remove(&h, &top, &format!("{cgroup}/pause"));
+            let _ = crate::cgroup::remove(&h, &top, &cgroup);
+        }
     }
     made
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start(
     dir: &Path,
     name: &SandboxId,
     hostname: &str,
     share_pid: bool,
     labels: BTreeMap<String, String>,
+    top: &str,
+    cgroup: &str,
+    limits: &crate::cgroup::Limits,
 ) -> Result<SandboxState, SandboxError> {
     let _lock = state::lock(dir).map_err(io("lock", dir))?;
+    // The pod's cgroup holds its limits; pause has a leaf of its own beside the containers'
+    // (cgroup v2 allows processes only in leaves).
+    let h = crate::cgroup::Hierarchy::host()?;
+    crate::cgroup::create(&h, top, cgroup, limits)?;
+    let pause_cgroup = format!("{cgroup}/pause");
+    crate::cgroup::create(&h, top, &pause_cgroup, &crate::cgroup::Limits::default())?;
+    let procs = crate::cgroup::procs_files(&h, &pause_cgroup)?;
     let (shm, pause_root) = (dir.join("shm"), dir.join("pause-root"));
     for d in [&shm, &pause_root] {
         fs::DirBuilder::new().mode(0o755).create(d).map_err(io("create", d))?;
@@ -183,7 +204,10 @@ fn start(
     let flags = ns::sandbox_flags(share_pid) | CloneFlags::CLONE_NEWNS;
     let mut recorded = None;
     clone::spawn(
-        || unshare(flags).map_err(StageError::at("pause", "unshare")),
+        || {
+            crate::cgroup::join(&procs).map_err(StageError::at("pause", "enter the sandbox's cgroup"))?;
+            unshare(flags).map_err(StageError::at("pause", "unshare"))
+        },
         |sync| exec_pause(&pause, &pause_root, hostname, sync),
         // Recorded before pause may exec: a podrun killed from here on leaves a sandbox
         // that `sandbox rm -f` finds and stops.
@@ -198,6 +222,7 @@ fn start(
                 labels: labels.clone(),
                 created: now(),
                 pause,
+                cgroup: Some(cgroup.to_owned()),
             };
             state::write_json(dir, "state.json", &st).map_err(|e| {
                 fail(e.raw_os_error().unwrap_or(libc::EIO), format!("write {}: {e}", dir.join("state.json").display()))
@@ -271,6 +296,11 @@ pub fn remove(
     }
     let _lock = state::lock(&dir).ok();
     cleanup(&dir, sb.as_ref().ok().map(|s| &s.pause));
+    let top = paths.cgroup_top();
+    let cgroup = sb.as_ref().ok().and_then(|s| s.cgroup.clone()).unwrap_or_else(|| format!("{top}/{name}"));
+    let h = crate::cgroup::Hierarchy::host()?;
+    crate::cgroup::remove(&h, &top, &format!("{cgroup}/pause"))?;
+    crate::cgroup::remove(&h, &top, &cgroup)?;
     Ok(removed)
 }
 

@@ -10,6 +10,7 @@ use oci_spec::runtime::{
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+use crate::cgroup::Hierarchy;
 use crate::image::ImageRecord;
 
 /// The capabilities runc and Docker give a container by default.
@@ -164,7 +165,41 @@ fn environment(
     Ok(env)
 }
 
-pub fn build(image: &ImageRecord, opts: &RunOptions, who: &Identity, join: Option<&Join>) -> Result<Spec, SpecError> {
+/// The container's view of its cgroups at /sys/fs/cgroup, read-only: with a cgroup
+/// namespace, each hierarchy's root there is the container's own cgroup, so JVMs and Go
+/// read their limits from it.
+fn cgroup_mounts(h: &Hierarchy) -> Result<Vec<Mount>, SpecError> {
+    const OPTS: [&str; 4] = ["nosuid", "noexec", "nodev", "ro"];
+    Ok(match h {
+        Hierarchy::V2 { .. } => vec![mount("/sys/fs/cgroup", "cgroup2", "cgroup", &OPTS)?],
+        Hierarchy::V1 { controllers, .. } => {
+            let mut by_mount: std::collections::BTreeMap<&std::path::Path, Vec<&str>> = Default::default();
+            for (name, m) in controllers {
+                by_mount.entry(m.as_path()).or_default().push(name.as_str());
+            }
+            let mut v = vec![mount(
+                "/sys/fs/cgroup",
+                "tmpfs",
+                "cgroup",
+                &["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
+            )?];
+            for (m, names) in by_mount {
+                let dir = m.file_name().map_or_else(|| names.join(","), |d| d.to_string_lossy().into_owned());
+                let opts: Vec<&str> = names.iter().copied().chain(OPTS).collect();
+                v.push(mount(&format!("/sys/fs/cgroup/{dir}"), "cgroup", "cgroup", &opts)?);
+            }
+            v
+        }
+    })
+}
+
+pub fn build(
+    image: &ImageRecord,
+    opts: &RunOptions,
+    who: &Identity,
+    join: Option<&Join>,
+    cgroups: &Hierarchy,
+) -> Result<Spec, SpecError> {
     let cfg = &image.config;
     let mut args = cfg.entrypoint.clone();
     args.extend(if opts.command.is_empty() { cfg.cmd.clone() } else { opts.command.clone() });
@@ -233,6 +268,7 @@ pub fn build(image: &ImageRecord, opts: &RunOptions, who: &Identity, join: Optio
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
     ];
+    mounts.extend(cgroup_mounts(cgroups)?);
     if let Some(j) = join {
         // The pod's /etc files, one copy for all its containers (as docker binds them):
         // nothing to write into each container's rootfs.

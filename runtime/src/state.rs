@@ -33,6 +33,9 @@ pub struct SandboxState {
     /// Unix seconds.
     pub created: u64,
     pub pause: ProcRef,
+    /// The sandbox's cgroup (pod limits); pause is in `<cgroup>/pause`.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +62,9 @@ pub struct ContainerState {
     pub auto_remove: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitInfo>,
+    /// The container's cgroup, absolute in the hierarchy.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 pub fn now() -> u64 {
@@ -71,7 +77,24 @@ pub struct Paths {
     pub root: PathBuf,
 }
 
+/// The default root: its cgroups live under /podrun.
+pub const DEFAULT_ROOT: &str = "/var/lib/podrun";
+
 impl Paths {
+    /// podrun's own top cgroup for this root: `/podrun` for the default root, and
+    /// `/podrun-<hash of the root>` for any other, so two roots never share cgroup names.
+    pub fn cgroup_top(&self) -> String {
+        if self.root == Path::new(DEFAULT_ROOT) {
+            return "/podrun".into();
+        }
+        // FNV-1a: stable across runs and builds, unlike std's hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.root.as_os_str().as_encoded_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        format!("/podrun-{:08x}", h as u32)
+    }
+
     pub fn sandboxes(&self) -> PathBuf {
         self.root.join("sandboxes")
     }
@@ -131,11 +154,21 @@ mod tests {
             labels: [("app".to_owned(), "web".to_owned())].into(),
             created: 1,
             pause: ProcRef { pid: 7, start_time: 99 },
+            cgroup: Some("/podrun/pod".into()),
         };
         write_json(dir.path(), "state.json", &s).unwrap();
         let back: SandboxState = read_json(&dir.path().join("state.json")).unwrap();
         assert_eq!(back.pause, s.pause);
         assert_eq!(back.labels, s.labels);
         assert_eq!(list(dir.path()), vec!["state.json"]);
+    }
+
+    #[test]
+    fn cgroup_top_is_podrun_for_the_default_root_and_distinct_for_others() {
+        let p = |r: &str| Paths { root: r.into() }.cgroup_top();
+        assert_eq!(p(DEFAULT_ROOT), "/podrun");
+        assert_ne!(p("/tmp/a"), p("/tmp/b"));
+        assert_eq!(p("/tmp/a"), p("/tmp/a"));
+        assert!(p("/tmp/a").starts_with("/podrun-"));
     }
 }

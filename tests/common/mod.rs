@@ -173,8 +173,8 @@ impl TestRoot {
         pids
     }
 
-    /// The harness's leak check: no sandbox or container state, no mount under the root, and
-    /// none of the processes seen earlier still running.
+    /// The harness's leak check: no sandbox or container state, no mount under the root, none
+    /// of the processes seen earlier still running, and no cgroup of this root.
     pub fn assert_clean(&self, pids: &[i32]) {
         assert!(self.entries("sandboxes").is_empty(), "sandboxes left: {:?}", self.entries("sandboxes"));
         assert!(self.entries("containers").is_empty(), "containers left: {:?}", self.entries("containers"));
@@ -184,6 +184,10 @@ impl TestRoot {
         for &pid in pids {
             eventually(5, &format!("process {pid} is still running"), || !running(pid));
         }
+        let top = podrun::state::Paths { root: self.store() }.cgroup_top();
+        let h = podrun::cgroup::Hierarchy::host().expect("a cgroup hierarchy");
+        let left: Vec<_> = h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).collect();
+        assert!(left.is_empty(), "cgroups left: {left:?}");
     }
 }
 

@@ -1,0 +1,115 @@
+//! Resource limits, enforced for real on both cgroup worlds: this development machine's
+//! hybrid v1 hierarchy, and pure cgroup v2 (CI runs the suite again in
+//! ../shared/tools/in-cgroup2-vm). Each test checks that no cgroup is left behind.
+
+mod common;
+
+use common::{need_root, TestRoot};
+
+/// The cgroup files a container sees at /sys/fs/cgroup for `file` in either world.
+fn inside(v1_controller: &str, file_v1: &str, file_v2: &str) -> String {
+    format!("cat /sys/fs/cgroup/{v1_controller}/{file_v1} 2>/dev/null || cat /sys/fs/cgroup/{file_v2}")
+}
+
+/// Every cgroup directory under this root's top cgroup, in every hierarchy.
+fn cgroups_of(t: &TestRoot) -> Vec<String> {
+    let top = podrun::state::Paths { root: t.store() }.cgroup_top();
+    let h = podrun::cgroup::Hierarchy::host().unwrap();
+    h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).map(|(_, d)| d.display().to_string()).collect()
+}
+
+fn assert_no_cgroups(t: &TestRoot) {
+    assert!(cgroups_of(t).is_empty(), "cgroups left: {:?}", cgroups_of(t));
+}
+
+#[test]
+fn memory_hog_is_oom_killed_with_137_and_limits_show_inside() {
+    if !need_root("memory_hog_is_oom_killed_with_137_and_limits_show_inside") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    let o = t.podrun([
+        "run",
+        "--rm",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", String::from_utf8_lossy(&o.stdout));
+    let cmd = format!(
+        "{}; {}",
+        inside("memory", "memory.limit_in_bytes", "memory.max"),
+        inside("pids", "pids.max", "pids.max")
+    );
+    let out = t.ok(["run", "--rm", "--memory", "32m", "--pids-limit", "50", "busybox", "sh", "-c", &cmd]);
+    assert_eq!(out, "33554432\n50\n");
+    // The container's cgroup is the root of its cgroup namespace.
+    assert!(t.ok(["run", "--rm", "busybox", "cat", "/proc/self/cgroup"]).lines().all(|l| l.ends_with(":/")));
+    assert_no_cgroups(&t);
+}
+
+#[test]
+fn fork_loop_stops_at_the_pids_limit() {
+    if !need_root("fork_loop_stops_at_the_pids_limit") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    let o = t.podrun(["run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c", "while true; do sleep 30 & done"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("can't fork"), "the loop was not stopped: {err}");
+    assert_ne!(o.status.code(), Some(0));
+    assert_no_cgroups(&t);
+}
+
+#[test]
+fn a_pod_limit_binds_a_container_without_its_own() {
+    if !need_root("a_pod_limit_binds_a_container_without_its_own") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok(["sandbox", "create", "--memory", "32m", "pod"]);
+    t.ok(["run", "-d", "--join", "pod", "--name", "quiet", "busybox", "sleep", "3600"]);
+    let o = t.podrun([
+        "run",
+        "--rm",
+        "--join",
+        "pod",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(o.status.code(), Some(137));
+    // The sandbox survives, and so does its other container.
+    let ps: serde_json::Value = serde_json::from_str(&t.ok(["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["id"], "quiet");
+    assert_eq!(t.ok(["run", "--rm", "--join", "pod", "busybox", "echo", "alive"]), "alive\n");
+    let pids = t.known_pids();
+    t.ok(["sandbox", "rm", "-f", "pod"]);
+    t.assert_clean(&pids);
+    assert_no_cgroups(&t);
+}
+
+#[test]
+fn bad_limits_are_refused_before_anything_is_made() {
+    if !need_root("bad_limits_are_refused_before_anything_is_made") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    for (flag, value, says) in [
+        ("--memory", "lots", "invalid size"),
+        ("--cpus", "0", "invalid --cpus"),
+        ("--cpu-shares", "1", "invalid --cpu-shares"),
+        ("--pids-limit", "many", "invalid --pids-limit"),
+    ] {
+        let err = t.fails(["run", "--rm", flag, value, "busybox", "true"]);
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
+    let err = t.fails(["run", "--rm", "--memory", "64m", "--memory-swap", "32m", "busybox", "true"]);
+    assert!(err.contains("--memory-swap must be at least --memory"), "{err}");
+    t.assert_clean(&[]);
+    assert_no_cgroups(&t);
+}
