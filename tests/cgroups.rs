@@ -18,8 +18,9 @@ fn cgroups_of(t: &TestRoot) -> Vec<String> {
     h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).map(|(_, d)| d.display().to_string()).collect()
 }
 
+/// No cgroup of this root is left (`run --rm` removes its cgroup just after it returns).
 fn assert_no_cgroups(t: &TestRoot) {
-    assert!(cgroups_of(t).is_empty(), "cgroups left: {:?}", cgroups_of(t));
+    common::eventually(5, &format!("cgroups left: {:?}", cgroups_of(t)), || cgroups_of(t).is_empty());
 }
 
 #[test]

@@ -33,6 +33,12 @@ pub enum LimitError {
     NoHierarchy,
 }
 
+/// The v1 controllers podrun puts containers in: those it sets limits with or reads usage
+/// from. Each hierarchy costs a mkdir and an rmdir per container (blkio's alone about
+/// 100 µs), so the others (blkio, devices, freezer, the empty unified mount) are left
+/// alone: a container stays in its creator's cgroup there.
+pub const V1_CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "cpuset", "memory", "pids"];
+
 /// Unescapes a mountinfo field (`\040` for space, ...).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -67,7 +73,7 @@ pub fn detect(mountinfo: &str) -> Result<Hierarchy, LimitError> {
             "cgroup2" => v2.push(mount),
             "cgroup" => {
                 for o in opts.split(',') {
-                    if matches!(o, "cpu" | "cpuacct" | "cpuset" | "memory" | "pids" | "blkio" | "freezer" | "devices") {
+                    if V1_CONTROLLERS.contains(&o) {
                         controllers.entry(o.to_owned()).or_insert_with(|| mount.clone());
                     }
                 }
@@ -336,22 +342,19 @@ impl Hierarchy {
         Ok(detect(&text)?)
     }
 
-    /// The directories holding cgroup `path`: one on v2; on v1 one per distinct controller
-    /// mount, plus the unified mount of a hybrid host (so `0::` agrees).
+    /// The directories holding cgroup `path`: one on v2; on v1 one per distinct mount of
+    /// podrun's controllers.
     pub fn dirs(&self, path: &str) -> Vec<(Option<&str>, PathBuf)> {
         let rel = path.trim_start_matches('/');
         match self {
             Hierarchy::V2 { mount } => vec![(None, mount.join(rel))],
-            Hierarchy::V1 { controllers, unified } => {
+            Hierarchy::V1 { controllers, .. } => {
                 let mut out: Vec<(Option<&str>, PathBuf)> = Vec::new();
                 for (name, mount) in controllers {
                     let d = mount.join(rel);
                     if !out.iter().any(|(_, o)| *o == d) {
                         out.push((Some(name.as_str()), d));
                     }
-                }
-                if let Some(u) = unified {
-                    out.push((None, u.join(rel)));
                 }
                 out
             }

@@ -304,18 +304,19 @@ fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo, backgroun
         return;
     }
     // `run --rm` in the foreground: the name is free once the rootfs is renamed into the
-    // store's tmp/; deleting its files is left to a child, so podrun returns the workload's
-    // status without waiting for the file system (nothing stays mounted: the container's
-    // mounts went with its mount namespace).
+    // store's tmp/; removing its cgroup and deleting its files is left to a child, so podrun
+    // returns the workload's status without waiting for either (nothing stays mounted: the
+    // container's mounts went with its mount namespace).
     let Ok(cid) = ContainerId::parse(id) else { return };
-    if let (Some(cg), Ok(h)) = (&st.cgroup, cgroup::Hierarchy::host()) {
-        let _ = cgroup::remove(&h, &paths.cgroup_top(), cg);
-    }
     let Ok(trash) = store.retire_rootfs(&cid) else { return };
-    // SAFETY: single-threaded; the child only deletes a directory and _exits. Its parent,
-    // this podrun, exits right after, so PID 1 reaps it.
+    let top = paths.cgroup_top();
+    // SAFETY: single-threaded; the child only removes a cgroup and a directory and _exits.
+    // Its parent, this podrun, exits right after, so PID 1 reaps it.
     if let Ok(ForkResult::Child) = unsafe { fork() } {
         let _ = nix::unistd::setsid();
+        if let (Some(cg), Ok(h)) = (&st.cgroup, cgroup::Hierarchy::host()) {
+            let _ = cgroup::remove(&h, &top, cg);
+        }
         let _ = fs::remove_dir_all(&trash);
         // SAFETY: see clone.rs: children _exit.
         unsafe { libc::_exit(0) }

@@ -184,10 +184,11 @@ impl TestRoot {
         for &pid in pids {
             eventually(5, &format!("process {pid} is still running"), || !running(pid));
         }
+        // `run --rm` removes its cgroup just after it returns.
         let top = podrun::state::Paths { root: self.store() }.cgroup_top();
         let h = podrun::cgroup::Hierarchy::host().expect("a cgroup hierarchy");
-        let left: Vec<_> = h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).collect();
-        assert!(left.is_empty(), "cgroups left: {left:?}");
+        let left = || h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).map(|(_, d)| d).collect::<Vec<_>>();
+        eventually(5, &format!("cgroups left: {:?}", left()), || left().is_empty());
     }
 }
 
