@@ -13,9 +13,8 @@ Scenarios (medians, and the ratio podrun/crun: below 1.0 means podrun is faster)
 crun 1.8 refuses hybrid cgroup hosts, so on one the whole benchmark re-runs itself in a
 private mount namespace in which the empty cgroup2 mount is hidden (unmounted there only; the
 host's mounts are untouched), so that neither runtime pays for a wrapper per command. crun's
-containers get an absolute cgroupsPath under /podrun-bench/, removed at the end. podrun does
-not create cgroups yet (issue 5), so crun is also measured with --cgroup-manager=disabled
-for a like-for-like figure.
+containers get an absolute cgroupsPath under /podrun-bench/, removed at the end; podrun's go
+under its own /podrun-<hash>. crun is also measured with --cgroup-manager=disabled.
 """
 
 import json
