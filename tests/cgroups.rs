@@ -114,3 +114,66 @@ fn bad_limits_are_refused_before_anything_is_made() {
     t.assert_clean(&[]);
     assert_no_cgroups(&t);
 }
+
+fn cpu_usage_usec(t: &TestRoot, name: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&t.ok(["stats", "--no-stream", "--format", "json", name])).unwrap();
+    v[0]["cpu_usage_usec"].as_u64().unwrap()
+}
+
+#[test]
+fn cpus_throttle_a_busy_loop() {
+    if !need_root("cpus_throttle_a_busy_loop") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok(["run", "-d", "--name", "busy", "--cpus", "0.2", "busybox", "sh", "-c", "while :; do :; done"]);
+    let (u0, t0) = (cpu_usage_usec(&t, "busy"), std::time::Instant::now());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (u1, t1) = (cpu_usage_usec(&t, "busy"), std::time::Instant::now());
+    let cpus = (u1 - u0) as f64 / (t1 - t0).as_micros() as f64;
+    assert!((0.1..=0.3).contains(&cpus), "a busy loop under --cpus 0.2 used {cpus:.3} CPUs");
+    let v: serde_json::Value =
+        serde_json::from_str(&t.ok(["stats", "--no-stream", "--format", "json", "busy"])).unwrap();
+    assert!(v[0]["throttled_periods"].as_u64().unwrap() > 0, "no throttling counted: {v}");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "busy"]);
+    t.assert_clean(&pids);
+}
+
+#[test]
+fn oom_killed_is_reported_and_the_sandbox_survives() {
+    if !need_root("oom_killed_is_reported_and_the_sandbox_survives") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok(["sandbox", "create", "pod"]);
+    t.ok([
+        "run",
+        "-d",
+        "--join",
+        "pod",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 100m /dev/zero | tr '\\0' a)",
+    ]);
+    common::eventually(10, "no exit recorded", || {
+        let ps: serde_json::Value = serde_json::from_str(&t.ok(["ps", "-a", "--format", "json"])).unwrap();
+        ps[0]["exit_code"] == 137
+    });
+    let ps: serde_json::Value = serde_json::from_str(&t.ok(["ps", "-a", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["status"], "oomkilled(137)");
+    assert_eq!(ps[0]["oom_killed"], true);
+    assert!(t.ok(["ps", "-a"]).contains("OOMKilled (137)"));
+    let inspect: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "hog"])).unwrap();
+    assert_eq!(inspect["exit"]["oom_killed"], true);
+    let ls: serde_json::Value = serde_json::from_str(&t.ok(["sandbox", "ls", "--format", "json"])).unwrap();
+    assert_eq!(ls[0]["status"], "ready", "the sandbox survives its container's OOM");
+    let pids = t.known_pids();
+    t.ok(["sandbox", "rm", "-f", "pod"]);
+    t.assert_clean(&pids);
+}

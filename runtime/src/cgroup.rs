@@ -525,3 +525,87 @@ pub fn find(h: &Hierarchy, top: &str, name: &str) -> Vec<String> {
 pub fn read(h: &Hierarchy, controller: &str, path: &str, file: &str) -> Option<String> {
     fs::read_to_string(h.dir_of(controller, path)?.join(file)).ok().map(|s| s.trim().to_owned())
 }
+
+/// What a cgroup has used, read from either world's files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    pub memory_bytes: u64,
+    /// None: no limit.
+    pub memory_limit: Option<u64>,
+    pub cpu_usec: u64,
+    pub throttled_periods: u64,
+    pub throttled_usec: u64,
+    pub pids: u64,
+    pub pids_limit: Option<u64>,
+    /// OOM kills in this cgroup so far.
+    pub oom_kills: u64,
+}
+
+/// The value of `key` in a flat-keyed file ("key value" per line), by exact key.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some(key)).then(|| it.next()?.parse().ok()).flatten()
+    })
+}
+
+/// A limit file's value: "max" (v2) or a page-rounded near-2^63 (v1) mean none.
+fn limit_value(s: &str) -> Option<u64> {
+    match s.trim() {
+        "max" => None,
+        v => v.parse::<u64>().ok().filter(|&n| n < (1 << 62)),
+    }
+}
+
+pub fn usage(h: &Hierarchy, path: &str) -> Usage {
+    let r = |c: &str, f: &str| read(h, c, path, f).unwrap_or_default();
+    match h {
+        Hierarchy::V2 { .. } => {
+            let cpu = r("cpu", "cpu.stat");
+            Usage {
+                memory_bytes: r("memory", "memory.current").parse().unwrap_or(0),
+                memory_limit: limit_value(&r("memory", "memory.max")),
+                cpu_usec: keyed(&cpu, "usage_usec").unwrap_or(0),
+                throttled_periods: keyed(&cpu, "nr_throttled").unwrap_or(0),
+                throttled_usec: keyed(&cpu, "throttled_usec").unwrap_or(0),
+                pids: r("pids", "pids.current").parse().unwrap_or(0),
+                pids_limit: limit_value(&r("pids", "pids.max")),
+                oom_kills: keyed(&r("memory", "memory.events"), "oom_kill").unwrap_or(0),
+            }
+        }
+        Hierarchy::V1 { .. } => {
+            let cpu = r("cpu", "cpu.stat");
+            Usage {
+                memory_bytes: r("memory", "memory.usage_in_bytes").parse().unwrap_or(0),
+                memory_limit: limit_value(&r("memory", "memory.limit_in_bytes")),
+                cpu_usec: r("cpuacct", "cpuacct.usage").parse::<u64>().unwrap_or(0) / 1000,
+                throttled_periods: keyed(&cpu, "nr_throttled").unwrap_or(0),
+                throttled_usec: keyed(&cpu, "throttled_time").unwrap_or(0) / 1000,
+                pids: r("pids", "pids.current").parse().unwrap_or(0),
+                pids_limit: limit_value(&r("pids", "pids.max")),
+                oom_kills: keyed(&r("memory", "memory.oom_control"), "oom_kill").unwrap_or(0),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn flat_keyed_files_are_read_by_exact_key() {
+        let stat = "usage_usec 1500\nuser_usec 1000\nnr_throttled 7\nthrottled_usec 900\n";
+        assert_eq!(keyed(stat, "usage_usec"), Some(1500));
+        assert_eq!(keyed(stat, "throttled_usec"), Some(900));
+        assert_eq!(keyed(stat, "usage"), None, "no prefix matching");
+        assert_eq!(keyed("oom 0\noom_kill 2\n", "oom_kill"), Some(2));
+    }
+
+    #[test]
+    fn unlimited_reads_as_none_in_both_worlds() {
+        assert_eq!(limit_value("max\n"), None);
+        assert_eq!(limit_value("9223372036854771712"), None);
+        assert_eq!(limit_value("33554432"), Some(32 << 20));
+    }
+}

@@ -81,6 +81,19 @@ pub enum Command {
     },
     /// Show a container's state and OCI spec as JSON.
     Inspect { container: String },
+    /// Resource use of running containers (all, or those named, or a sandbox's), like
+    /// `docker stats`: memory against the limit, CPU, CPU throttling, processes.
+    Stats {
+        containers: Vec<String>,
+        /// Only this sandbox's containers, and the pod's cgroup as a whole.
+        #[arg(long, value_name = "SANDBOX")]
+        sandbox: Option<String>,
+        /// Print once instead of refreshing every second.
+        #[arg(long)]
+        no_stream: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -334,6 +347,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Stats { containers, sandbox, no_stream, format } => {
+            stats(&paths, &containers, sandbox.as_deref(), no_stream, format).map(|()| 0)
+        }
         Command::Inspect { container } => {
             let c = container::load(&paths, &container)?;
             let spec: serde_json::Value =
@@ -402,6 +418,7 @@ fn status_word(c: &ContainerState) -> String {
     match container::status(c) {
         Status::Created => "created".into(),
         Status::Running => "running".into(),
+        Status::Exited(Some(e)) if e.oom_killed => format!("oomkilled({})", e.code),
         Status::Exited(Some(e)) => format!("exited({})", e.code),
         Status::Exited(None) => "exited(unknown)".into(),
     }
@@ -425,7 +442,7 @@ fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Result<()> {
                     serde_json::json!({
                         "id": c.id, "image": c.image, "command": c.command, "created": c.created,
                         "status": status_word(c), "sandbox": c.sandbox, "pid": c.init.map(|i| i.pid),
-                        "exit_code": c.exit.map(|e| e.code),
+                        "exit_code": c.exit.map(|e| e.code), "oom_killed": c.exit.is_some_and(|e| e.oom_killed),
                     })
                 })
                 .collect();
@@ -449,6 +466,9 @@ fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Result<()> {
                 let status = match container::status(c) {
                     Status::Created => "Created".to_owned(),
                     Status::Running => "Up".to_owned(),
+                    Status::Exited(Some(e)) if e.oom_killed => {
+                        format!("OOMKilled ({}) {}", e.code, ago(now, e.finished))
+                    }
                     Status::Exited(Some(e)) => format!("Exited ({}) {}", e.code, ago(now, e.finished)),
                     Status::Exited(None) => "Exited".to_owned(),
                 };
@@ -465,6 +485,101 @@ fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The cgroups `stats` reports on: (name, cgroup path).
+fn stat_targets(paths: &Paths, names: &[String], sandbox: Option<&str>) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(sb) = sandbox {
+        let s = sandbox::load(paths, sb)?;
+        if let Some(cg) = s.cgroup {
+            out.push((format!("{sb} (pod)"), cg));
+        }
+    }
+    for c in container::list(paths) {
+        let wanted = if names.is_empty() {
+            sandbox.is_none_or(|sb| c.sandbox.as_deref() == Some(sb))
+        } else {
+            names.contains(&c.id)
+        };
+        if wanted && container::status(&c) == Status::Running {
+            if let Some(cg) = c.cgroup.clone() {
+                out.push((c.id.clone(), cg));
+            }
+        }
+    }
+    for n in names {
+        if !out.iter().any(|(id, _)| id == n) {
+            container::load(paths, n)?;
+            bail!("container {n} is not running");
+        }
+    }
+    Ok(out)
+}
+
+fn stats(paths: &Paths, names: &[String], sandbox: Option<&str>, no_stream: bool, format: Format) -> Result<()> {
+    let h = cgroup::Hierarchy::host()?;
+    let sample = |targets: &[(String, String)]| targets.iter().map(|(_, cg)| cgroup::usage(&h, cg)).collect::<Vec<_>>();
+    let mut targets = stat_targets(paths, names, sandbox)?;
+    let mut before = sample(&targets);
+    let mut t0 = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(if no_stream { 200 } else { 1000 }));
+        let after = sample(&targets);
+        let wall = t0.elapsed().as_micros().max(1) as f64;
+        let rows: Vec<serde_json::Value> = targets
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|((name, cg), (b, a))| {
+                let cpu = (a.cpu_usec.saturating_sub(b.cpu_usec)) as f64 / wall * 100.0;
+                serde_json::json!({
+                    "name": name, "cgroup": cg, "cpu_percent": (cpu * 100.0).round() / 100.0,
+                    "cpu_usage_usec": a.cpu_usec, "throttled_periods": a.throttled_periods,
+                    "throttled_usec": a.throttled_usec, "memory_bytes": a.memory_bytes,
+                    "memory_limit": a.memory_limit, "pids": a.pids, "pids_limit": a.pids_limit,
+                    "oom_kills": a.oom_kills,
+                })
+            })
+            .collect();
+        match format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            Format::Table => {
+                if !no_stream {
+                    print!("\x1b[2J\x1b[H");
+                }
+                let mut t = vec![[
+                    "NAME".to_owned(),
+                    "CPU %".into(),
+                    "MEM USAGE / LIMIT".into(),
+                    "MEM %".into(),
+                    "PIDS".into(),
+                    "THROTTLED".into(),
+                ]];
+                for ((name, _), a) in targets.iter().zip(&after) {
+                    let row = rows.iter().find(|r| r["name"] == name.as_str()).cloned().unwrap_or_default();
+                    let limit = a.memory_limit.map_or("unlimited".to_owned(), human);
+                    let pct = a
+                        .memory_limit
+                        .map_or("-".to_owned(), |l| format!("{:.2}%", a.memory_bytes as f64 / l as f64 * 100.0));
+                    t.push([
+                        name.clone(),
+                        format!("{:.2}%", row["cpu_percent"].as_f64().unwrap_or(0.0)),
+                        format!("{} / {limit}", human(a.memory_bytes)),
+                        pct,
+                        a.pids.to_string(),
+                        format!("{} periods", a.throttled_periods),
+                    ]);
+                }
+                print!("{}", columns(&t));
+            }
+        }
+        if no_stream {
+            return Ok(());
+        }
+        targets = stat_targets(paths, names, sandbox)?;
+        before = sample(&targets);
+        t0 = std::time::Instant::now();
+    }
 }
 
 fn columns<const N: usize>(rows: &[[String; N]]) -> String {

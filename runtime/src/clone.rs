@@ -213,11 +213,11 @@ pub fn forward(pid: Pid, sig: Signal) {
 /// How `pid` ended, if it has; reaps other children (an exec's join stage) on the way.
 pub fn reap(pid: Pid) -> Option<ExitInfo> {
     let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => Some(ExitInfo { code, signal: None, finished: now() }),
+        Ok(WaitStatus::Exited(_, code)) => Some(ExitInfo { code, signal: None, finished: now(), oom_killed: false }),
         Ok(WaitStatus::Signaled(_, sig, _)) => {
-            Some(ExitInfo { code: 128 + sig as i32, signal: Some(sig as i32), finished: now() })
+            Some(ExitInfo { code: 128 + sig as i32, signal: Some(sig as i32), finished: now(), oom_killed: false })
         }
-        Err(Errno::ECHILD) => Some(ExitInfo { code: 255, signal: None, finished: now() }),
+        Err(Errno::ECHILD) => Some(ExitInfo { code: 255, signal: None, finished: now(), oom_killed: false }),
         _ => None,
     };
     loop {

@@ -289,26 +289,30 @@ fn exec_process(process: Option<&oci_spec::runtime::Process>, sync: &crate::sync
 
 /// Records how the container ended, under its lock; if `rm` removed it meanwhile (its
 /// directory or state.json is gone), there is nothing to record.
-fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo, background: bool) {
+fn record_exit(paths: &Paths, store: &Store, id: &str, mut exit: ExitInfo, background: bool) -> ExitInfo {
     let dir = paths.container(id);
-    let Ok(lock) = state::lock(&dir) else { return };
-    let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return };
+    let Ok(lock) = state::lock(&dir) else { return exit };
+    let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return exit };
+    // Read while the cgroup still exists: docker's OOMKilled.
+    if let (Some(cg), Ok(h)) = (&st.cgroup, cgroup::Hierarchy::host()) {
+        exit.oom_killed = cgroup::usage(&h, cg).oom_kills > 0;
+    }
     st.exit = Some(exit);
     if !st.auto_remove {
         let _ = state::write_json(&dir, "state.json", &st);
-        return;
+        return exit;
     }
     drop(lock);
     if !background {
         let _ = remove_state(paths, store, &st, true);
-        return;
+        return exit;
     }
     // `run --rm` in the foreground: the name is free once the rootfs is renamed into the
     // store's tmp/; removing its cgroup and deleting its files is left to a child, so podrun
     // returns the workload's status without waiting for either (nothing stays mounted: the
     // container's mounts went with its mount namespace).
-    let Ok(cid) = ContainerId::parse(id) else { return };
-    let Ok(trash) = store.retire_rootfs(&cid) else { return };
+    let Ok(cid) = ContainerId::parse(id) else { return exit };
+    let Ok(trash) = store.retire_rootfs(&cid) else { return exit };
     let top = paths.cgroup_top();
     // SAFETY: single-threaded; the child only removes a cgroup and a directory and _exits.
     // Its parent, this podrun, exits right after, so PID 1 reaps it.
@@ -321,6 +325,7 @@ fn record_exit(paths: &Paths, store: &Store, id: &str, exit: ExitInfo, backgroun
         // SAFETY: see clone.rs: children _exit.
         unsafe { libc::_exit(0) }
     }
+    exit
 }
 
 fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo, ContainerError> {
@@ -342,8 +347,7 @@ fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo,
         Some(master) => crate::terminal::proxy(master, &mut signals, pid),
         None => signals.wait(pid),
     };
-    record_exit(paths, store, &p.state.id, exit, true);
-    Ok(exit)
+    Ok(record_exit(paths, store, &p.state.id, exit, true))
 }
 
 /// Forks a monitor that starts the container with its output going to the log, tells us

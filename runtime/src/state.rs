@@ -45,6 +45,9 @@ pub struct ExitInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     pub finished: u64,
+    /// The kernel's OOM killer acted in the container's cgroup.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
