@@ -177,3 +177,44 @@ fn oom_killed_is_reported_and_the_sandbox_survives() {
     t.ok(["sandbox", "rm", "-f", "pod"]);
     t.assert_clean(&pids);
 }
+
+#[test]
+fn rm_f_kills_every_process_of_the_container_even_in_a_shared_pid_namespace() {
+    if !need_root("rm_f_kills_every_process_of_the_container_even_in_a_shared_pid_namespace") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok(["sandbox", "create", "--share-pid", "sp"]);
+    // Its init is not PID 1 here, so killing it alone would orphan its children to pause:
+    // the cgroup is what finds them all.
+    t.ok([
+        "run",
+        "-d",
+        "--join",
+        "sp",
+        "--name",
+        "forky",
+        "--pids-limit",
+        "40",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do sleep 86398 & sleep 0.01; done",
+    ]);
+    let count = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("86398"))
+            })
+            .filter(|e| e.file_name().to_str().and_then(|p| p.parse().ok()).is_some_and(common::running))
+            .count()
+    };
+    common::eventually(10, "no children were started", || count() > 5);
+    t.ok(["rm", "-f", "forky"]);
+    common::eventually(5, "processes of the container outlived rm -f", || count() == 0);
+    let pids = t.known_pids();
+    t.ok(["sandbox", "rm", "-f", "sp"]);
+    t.assert_clean(&pids);
+}

@@ -468,21 +468,23 @@ fn pids_in(dir: &Path) -> Vec<i32> {
 /// A cgroup that does not exist is already removed.
 pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
     let dirs: Vec<PathBuf> = h.dirs(path).into_iter().map(|(_, d)| d).filter(|d| d.exists()).collect();
-    for d in &dirs {
-        let kill = d.join("cgroup.kill");
-        if kill.exists() {
-            if !pids_in(d).is_empty() {
-                let _ = fs::write(&kill, "1");
-            }
-        } else {
-            for pid in pids_in(d) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
     let deadline = Instant::now() + Duration::from_secs(5);
     for d in &dirs {
         loop {
+            // v2 kills the whole cgroup atomically; on v1 each listed process is killed,
+            // again on every round, so a fork loop cannot outrun the removal for long.
+            let left = pids_in(d);
+            if !left.is_empty() {
+                let kill = d.join("cgroup.kill");
+                if kill.exists() {
+                    let _ = fs::write(&kill, "1");
+                } else {
+                    for pid in left {
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+            }
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
