@@ -13,7 +13,7 @@ fn inside(v1_controller: &str, file_v1: &str, file_v2: &str) -> String {
 
 /// Every cgroup directory under this root's top cgroup, in every hierarchy.
 fn cgroups_of(t: &TestRoot) -> Vec<String> {
-    let top = podrun::state::Paths { root: t.store() }.cgroup_top();
+    let top = podrun::state::Paths { root: t.store(), cgroup_parent: None }.cgroup_top();
     let h = podrun::cgroup::Hierarchy::host().unwrap();
     h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).map(|(_, d)| d.display().to_string()).collect()
 }
@@ -217,4 +217,51 @@ fn rm_f_kills_every_process_of_the_container_even_in_a_shared_pid_namespace() {
     let pids = t.known_pids();
     t.ok(["sandbox", "rm", "-f", "sp"]);
     t.assert_clean(&pids);
+}
+
+#[test]
+fn cgroup_parent_moves_podrun_under_an_existing_cgroup_and_never_removes_it() {
+    if !need_root("cgroup_parent_moves_podrun_under_an_existing_cgroup_and_never_removes_it") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    let h = podrun::cgroup::Hierarchy::host().unwrap();
+    // The test's own parent cgroup, as an orchestrator would have made it.
+    let parent = format!("/podrun-test-parent-{}", std::process::id());
+    struct Parent(Vec<std::path::PathBuf>);
+    impl Drop for Parent {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let dirs: Vec<_> = h.dirs(&parent).into_iter().map(|(_, d)| d).collect();
+    let _guard = Parent(dirs.clone());
+    let missing = t.fails(["--cgroup-parent", &parent, "run", "--rm", "busybox", "true"]);
+    assert!(missing.contains("does not exist"), "{missing}");
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+        // A v1 cpuset takes no task until its cpus and mems are set (podrun copies its
+        // own cpusets' from the parent).
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(v) = std::fs::read_to_string(d.parent().unwrap().join(f)) {
+                std::fs::write(d.join(f), v.trim()).unwrap();
+            }
+        }
+    }
+    let out = t.ok(["--cgroup-parent", &parent, "run", "--rm", "busybox", "cat", "/proc/self/cgroup"]);
+    assert!(out.lines().all(|l| l.ends_with(":/")), "{out}");
+    t.ok(["--cgroup-parent", &parent, "sandbox", "create", "--memory", "64m", "pod"]);
+    t.ok(["run", "-d", "--join", "pod", "--name", "c", "busybox", "sleep", "3600"]);
+    let st: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "c"])).unwrap();
+    assert_eq!(st["cgroup"], format!("{parent}/podrun/pod/c"), "joined containers follow their pod");
+    let pids = t.known_pids();
+    t.ok(["sandbox", "rm", "-f", "pod"]);
+    t.assert_clean(&pids);
+    common::eventually(5, "podrun's cgroups under the parent were left", || {
+        h.dirs(&format!("{parent}/podrun")).iter().all(|(_, d)| !d.exists())
+    });
+    assert!(dirs.iter().all(|d| d.is_dir()), "podrun removed a cgroup it did not create");
+    assert!(t.fails(["--cgroup-parent", "/a/../b", "ps"]).contains("absolute cgroup path"));
 }

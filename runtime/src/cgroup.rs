@@ -328,6 +328,8 @@ pub enum CgroupError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("cgroup {0} still has processes after they were killed")]
     Busy(String),
+    #[error("cgroup parent {0} does not exist; podrun creates cgroups only under its own `podrun` cgroup")]
+    NoParent(PathBuf),
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
@@ -388,6 +390,14 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
                 enable_controllers(&cur)?;
             }
             let next = cur.join(level);
+            if i + 1 < top_depth {
+                // Above podrun's own top: it must exist; podrun creates nothing there.
+                if !next.is_dir() {
+                    return Err(CgroupError::NoParent(next));
+                }
+                cur = next;
+                continue;
+            }
             match fs::create_dir(&next) {
                 Ok(()) => {
                     if controller == Some("cpuset") {
@@ -399,7 +409,6 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) if i < top_depth - 1 => return Err(io("find", &next)(e)),
                 Err(e) => return Err(io("create cgroup", &next)(e)),
             }
             cur = next;

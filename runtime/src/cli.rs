@@ -25,6 +25,10 @@ pub struct Cli {
     /// Where podrun keeps images, containers and sandboxes.
     #[arg(long, global = true, env = "PODRUN_ROOT", default_value = "/var/lib/podrun", value_name = "DIR")]
     pub root: PathBuf,
+    /// An existing cgroup to put podrun's own `podrun` cgroup in (default: the hierarchy's
+    /// root), e.g. /kubepods.slice.
+    #[arg(long, global = true, env = "PODRUN_CGROUP_PARENT", value_name = "PATH", value_parser = cgroup_parent)]
+    pub cgroup_parent: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -312,7 +316,7 @@ pub enum Format {
 
 /// Runs the command; returns the exit status (a workload's own, for run and exec).
 pub fn run(cli: Cli) -> Result<u8> {
-    let paths = Paths { root: cli.root.clone() };
+    let paths = Paths { root: cli.root.clone(), cgroup_parent: cli.cgroup_parent.clone() };
     match cli.command {
         Command::Image(cmd) => image(&cli.root, cmd).map(|()| 0),
         Command::Sandbox(cmd) => sandbox_cmd(&paths, cmd).map(|()| 0),
@@ -360,6 +364,22 @@ pub fn run(cli: Cli) -> Result<u8> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(0)
         }
+    }
+}
+
+/// An absolute cgroup path of plain components: no `..`, nothing odd.
+fn cgroup_parent(s: &str) -> std::result::Result<String, String> {
+    let ok = s.starts_with('/')
+        && s.split('/').skip(1).all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b))
+        });
+    if ok {
+        Ok(s.trim_end_matches('/').to_owned())
+    } else {
+        Err("use an absolute cgroup path such as /kubepods.slice or /mygroup/pods".into())
     }
 }
 

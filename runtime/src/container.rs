@@ -105,10 +105,15 @@ struct Prepared {
     procs: Vec<OwnedFd>,
 }
 
+/// The top cgroup a container's cgroup was made under.
+fn top_of(paths: &Paths, c: &ContainerState) -> String {
+    c.cgroup_top.clone().unwrap_or_else(|| paths.cgroup_top())
+}
+
 /// Removes what a container start made (its cgroup, rootfs and state), after a failure.
 fn discard(paths: &Paths, store: &Store, state: &ContainerState) {
     if let (Some(cg), Ok(h)) = (&state.cgroup, cgroup::Hierarchy::host()) {
-        let _ = cgroup::remove(&h, &paths.cgroup_top(), cg);
+        let _ = cgroup::remove(&h, &top_of(paths, state), cg);
     }
     if let Ok(id) = ContainerId::parse(&state.id) {
         let _ = store.remove_rootfs(&id);
@@ -137,7 +142,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         image::Error::RootfsExists(n) => ContainerError::NameInUse(n),
         e => e.into(),
     })?;
-    let top = paths.cgroup_top();
+    // A joined container's cgroup is inside its sandbox's, under the sandbox's top.
+    let top = sb.as_ref().and_then(|s| s.cgroup_top.clone()).unwrap_or_else(|| paths.cgroup_top());
     let cgroup_path = match &sb {
         Some(s) => format!("{}/{id}", s.cgroup.clone().unwrap_or_else(|| format!("{top}/{}", s.name))),
         None => format!("{top}/{id}"),
@@ -166,6 +172,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             auto_remove: req.auto_remove,
             exit: None,
             cgroup: Some(cgroup_path.clone()),
+            cgroup_top: Some(top.clone()),
         };
         // config.json is read only once state.json exists, so it needs no rename.
         fs::write(rootfs.dir.join("config.json"), serde_json::to_vec(&spec).unwrap_or_default())
@@ -313,7 +320,7 @@ fn record_exit(paths: &Paths, store: &Store, id: &str, mut exit: ExitInfo, backg
     // container's mounts went with its mount namespace).
     let Ok(cid) = ContainerId::parse(id) else { return exit };
     let Ok(trash) = store.retire_rootfs(&cid) else { return exit };
-    let top = paths.cgroup_top();
+    let top = top_of(paths, &st);
     // SAFETY: single-threaded; the child only removes a cgroup and a directory and _exits.
     // Its parent, this podrun, exits right after, so PID 1 reaps it.
     if let Ok(ForkResult::Child) = unsafe { fork() } {
@@ -482,7 +489,7 @@ pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: boo
         init.wait_gone(Duration::from_secs(10));
     }
     if let Some(cg) = &c.cgroup {
-        cgroup::remove(&cgroup::Hierarchy::host()?, &paths.cgroup_top(), cg)?;
+        cgroup::remove(&cgroup::Hierarchy::host()?, &top_of(paths, c), cg)?;
     }
     store.remove_rootfs(&ContainerId::parse(&c.id)?)?;
     Ok(())

@@ -223,6 +223,7 @@ fn start(
                 created: now(),
                 pause,
                 cgroup: Some(cgroup.to_owned()),
+                cgroup_top: Some(top.to_owned()),
             };
             state::write_json(dir, "state.json", &st).map_err(|e| {
                 fail(e.raw_os_error().unwrap_or(libc::EIO), format!("write {}: {e}", dir.join("state.json").display()))
@@ -296,7 +297,7 @@ pub fn remove(
     }
     let _lock = state::lock(&dir).ok();
     cleanup(&dir, sb.as_ref().ok().map(|s| &s.pause));
-    let top = paths.cgroup_top();
+    let top = sb.as_ref().ok().and_then(|s| s.cgroup_top.clone()).unwrap_or_else(|| paths.cgroup_top());
     let cgroup = sb.as_ref().ok().and_then(|s| s.cgroup.clone()).unwrap_or_else(|| format!("{top}/{name}"));
     let h = crate::cgroup::Hierarchy::host()?;
     crate::cgroup::remove(&h, &top, &format!("{cgroup}/pause"))?;

@@ -36,6 +36,9 @@ pub struct SandboxState {
     /// The sandbox's cgroup (pod limits); pause is in `<cgroup>/pause`.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// podrun's own top cgroup the sandbox's is in: removal never goes above it.
+    #[serde(default)]
+    pub cgroup_top: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,9 @@ pub struct ContainerState {
     /// The container's cgroup, absolute in the hierarchy.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// podrun's own top cgroup the container's is in: removal never goes above it.
+    #[serde(default)]
+    pub cgroup_top: Option<String>,
 }
 
 pub fn now() -> u64 {
@@ -78,6 +84,8 @@ pub fn now() -> u64 {
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub root: PathBuf,
+    /// `--cgroup-parent`: an existing cgroup podrun puts its own `podrun` cgroup in.
+    pub cgroup_parent: Option<String>,
 }
 
 /// The default root: its cgroups live under /podrun.
@@ -87,6 +95,9 @@ impl Paths {
     /// podrun's own top cgroup for this root: `/podrun` for the default root, and
     /// `/podrun-<hash of the root>` for any other, so two roots never share cgroup names.
     pub fn cgroup_top(&self) -> String {
+        if let Some(p) = &self.cgroup_parent {
+            return format!("{}/podrun", p.trim_end_matches('/'));
+        }
         if self.root == Path::new(DEFAULT_ROOT) {
             return "/podrun".into();
         }
@@ -158,6 +169,7 @@ mod tests {
             created: 1,
             pause: ProcRef { pid: 7, start_time: 99 },
             cgroup: Some("/podrun/pod".into()),
+            cgroup_top: Some("/podrun".into()),
         };
         write_json(dir.path(), "state.json", &s).unwrap();
         let back: SandboxState = read_json(&dir.path().join("state.json")).unwrap();
@@ -168,10 +180,12 @@ mod tests {
 
     #[test]
     fn cgroup_top_is_podrun_for_the_default_root_and_distinct_for_others() {
-        let p = |r: &str| Paths { root: r.into() }.cgroup_top();
+        let p = |r: &str| Paths { root: r.into(), cgroup_parent: None }.cgroup_top();
         assert_eq!(p(DEFAULT_ROOT), "/podrun");
         assert_ne!(p("/tmp/a"), p("/tmp/b"));
         assert_eq!(p("/tmp/a"), p("/tmp/a"));
         assert!(p("/tmp/a").starts_with("/podrun-"));
+        let moved = Paths { root: "/tmp/a".into(), cgroup_parent: Some("/kubepods/burstable/".into()) };
+        assert_eq!(moved.cgroup_top(), "/kubepods/burstable/podrun");
     }
 }
