@@ -265,3 +265,62 @@ fn cgroup_parent_moves_podrun_under_an_existing_cgroup_and_never_removes_it() {
     assert!(dirs.iter().all(|d| d.is_dir()), "podrun removed a cgroup it did not create");
     assert!(t.fails(["--cgroup-parent", "/a/../b", "ps"]).contains("absolute cgroup path"));
 }
+
+#[test]
+fn device_read_bps_throttles_reads_on_v2_and_is_refused_on_v1() {
+    if !need_root("device_read_bps_throttles_reads_on_v2_and_is_refused_on_v1") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    match podrun::cgroup::Hierarchy::host().unwrap() {
+        podrun::cgroup::Hierarchy::V1 { .. } => {
+            // Any block device will do to reach the check: the root file system's disk.
+            let dev = std::fs::read_dir("/sys/block")
+                .unwrap()
+                .flatten()
+                .map(|e| format!("/dev/{}", e.file_name().to_string_lossy()))
+                .find(|d| std::path::Path::new(d).exists())
+                .expect("a block device");
+            let err = t.fails(["run", "--rm", "--device-read-bps", &format!("{dev}:1m"), "busybox", "true"]);
+            assert!(err.contains("io limits need cgroup v2"), "{err}");
+        }
+        podrun::cgroup::Hierarchy::V2 { .. } => {
+            // The guest of ../shared/tools/in-cgroup2-vm has an empty scratch disk for this.
+            let dev = std::env::var("IN_CGROUP2_VM_DISK").expect("a scratch block device (IN_CGROUP2_VM_DISK)");
+            let rate = format!("{dev}:1m");
+            let vol = format!("{dev}:/disk");
+            let start = std::time::Instant::now();
+            let out = t.ok([
+                "run",
+                "--rm",
+                "--device-read-bps",
+                &rate,
+                "-v",
+                &vol,
+                "busybox",
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/io.max; dd if=/disk of=/dev/null bs=64k count=48 2>/dev/null",
+            ]);
+            let took = start.elapsed();
+            assert!(out.contains("rbps=1048576"), "{out}");
+            // --io-weight works where the kernel has a weight (iocost or BFQ), and says so
+            // clearly where it has none.
+            let w = t.podrun([
+                "run",
+                "--rm",
+                "--io-weight",
+                "300",
+                "busybox",
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/io.weight /sys/fs/cgroup/io.bfq.weight 2>/dev/null; true",
+            ]);
+            let (wout, werr) = (String::from_utf8_lossy(&w.stdout), String::from_utf8_lossy(&w.stderr));
+            assert!(wout.contains("300") || werr.contains("offers no io.weight"), "{wout} {werr}");
+            // 3 MiB at 1 MiB/s, less the kernel's initial allowance: well over a second.
+            assert!(took >= std::time::Duration::from_millis(1500), "3 MiB read in {took:?}: not throttled");
+        }
+    }
+    t.assert_clean(&[]);
+}

@@ -31,6 +31,12 @@ pub enum LimitError {
     Pids(String),
     #[error("no cgroup hierarchy found in /proc/self/mountinfo")]
     NoHierarchy,
+    #[error("invalid --io-weight {0:?}: use 1 to 10000")]
+    IoWeight(String),
+    #[error("invalid device rate {0:?}: use DEVICE:RATE, e.g. /dev/sda:1m, with a block device")]
+    DeviceRate(String),
+    #[error("io limits need cgroup v2; this host's io controller is on cgroup v1")]
+    IoNeedsV2,
 }
 
 /// The v1 controllers podrun puts containers in: those it sets limits with or reads usage
@@ -102,6 +108,18 @@ pub struct Limits {
     pub cpuset_cpus: Option<String>,
     /// --pids-limit; None for no limit.
     pub pids: Option<u64>,
+    /// --io-weight, 1..10000 (v2 only).
+    pub io_weight: Option<u64>,
+    /// --device-read-bps and --device-write-bps, as ((major, minor), bytes per second) (v2 only).
+    pub device_read_bps: Vec<((u64, u64), u64)>,
+    pub device_write_bps: Vec<((u64, u64), u64)>,
+}
+
+impl Limits {
+    /// io limits exist only on cgroup v2 here (podrun does not use v1's blkio).
+    pub fn has_io(&self) -> bool {
+        self.io_weight.is_some() || !self.device_read_bps.is_empty() || !self.device_write_bps.is_empty()
+    }
 }
 
 /// Parses a docker size: `1024`, `512k`, `256m`, `1g` (binary units, case-insensitive).
@@ -149,6 +167,24 @@ pub fn parse_pids(s: &str) -> Result<Option<u64>, LimitError> {
     Ok(u64::try_from(n).ok().filter(|&n| n > 0))
 }
 
+pub fn parse_io_weight(s: &str) -> Result<u64, LimitError> {
+    s.trim().parse::<u64>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| LimitError::IoWeight(s.to_owned()))
+}
+
+/// `/dev/sda:1m` -> the block device's (major, minor) and the rate in bytes per second.
+pub fn parse_device_rate(s: &str) -> Result<((u64, u64), u64), LimitError> {
+    let bad = || LimitError::DeviceRate(s.to_owned());
+    let (dev, rate) = s.rsplit_once(':').ok_or_else(bad)?;
+    let st = nix::sys::stat::stat(dev).map_err(|_| bad())?;
+    if nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
+        != nix::sys::stat::SFlag::S_IFBLK
+    {
+        return Err(bad());
+    }
+    let rdev = st.st_rdev;
+    Ok(((nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)), parse_size(rate).map_err(|_| bad())?))
+}
+
 /// v1 cpu.shares to v2 cpu.weight, the conversion runc and crun use.
 pub fn shares_to_weight(shares: u64) -> u64 {
     1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
@@ -182,6 +218,19 @@ pub fn limit_files(h: &Hierarchy, l: &Limits) -> Vec<(&'static str, &'static str
             }
             if let Some(p) = l.pids {
                 w.push(("pids", "pids.max", p.to_string()));
+            }
+            if let Some(iw) = l.io_weight {
+                w.push(("io", "io.weight", format!("default {iw}")));
+            }
+            let mut devs: BTreeMap<(u64, u64), String> = BTreeMap::new();
+            for ((maj, min), rate) in &l.device_read_bps {
+                devs.entry((*maj, *min)).or_default().push_str(&format!(" rbps={rate}"));
+            }
+            for ((maj, min), rate) in &l.device_write_bps {
+                devs.entry((*maj, *min)).or_default().push_str(&format!(" wbps={rate}"));
+            }
+            for ((maj, min), rates) in devs {
+                w.push(("io", "io.max", format!("{maj}:{min}{rates}")));
             }
         }
         Hierarchy::V1 { .. } => {
@@ -274,6 +323,26 @@ mod tests {
     }
 
     #[test]
+    fn io_limits_are_v2_files() {
+        let l = Limits {
+            io_weight: Some(200),
+            device_read_bps: vec![((8, 0), 1 << 20)],
+            device_write_bps: vec![((8, 0), 2048)],
+            ..Limits::default()
+        };
+        assert_eq!(
+            limit_files(&detect(PURE_V2).unwrap(), &l),
+            vec![
+                ("io", "io.weight", "default 200".to_owned()),
+                ("io", "io.max", "8:0 rbps=1048576 wbps=2048".to_owned())
+            ]
+        );
+        assert!(parse_io_weight("0").is_err() && parse_io_weight("10001").is_err() && parse_io_weight("100").is_ok());
+        assert!(parse_device_rate("/dev/null:1m").is_err(), "a character device is not a block device");
+        assert!(parse_device_rate("/nonexistent:1m").is_err());
+    }
+
+    #[test]
     fn shares_map_to_weight_like_runc() {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(1024), 39);
@@ -328,6 +397,10 @@ pub enum CgroupError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("cgroup {0} still has processes after they were killed")]
     Busy(String),
+    #[error(
+        "this kernel offers no {0} in cgroups (for io.weight: neither the iocost controller nor the BFQ scheduler)"
+    )]
+    Unsupported(&'static str),
     #[error("cgroup parent {0} does not exist; podrun creates cgroups only under its own `podrun` cgroup")]
     NoParent(PathBuf),
 }
@@ -380,6 +453,9 @@ const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
 /// above it podrun only enables controllers (v2), as the kernel requires for `top` to use
 /// them.
 pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(), CgroupError> {
+    if limits.has_io() && matches!(h, Hierarchy::V1 { .. }) {
+        return Err(LimitError::IoNeedsV2.into());
+    }
     let levels: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let top_depth = top.trim_start_matches('/').split('/').count();
     for (controller, dir) in h.dirs(path) {
@@ -416,7 +492,14 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
     }
     for (controller, file, value) in limit_files(h, limits) {
         let Some(dir) = h.dir_of(controller, path) else { continue };
-        let f = dir.join(file);
+        let mut f = dir.join(file);
+        if !f.exists() && file == "io.weight" {
+            // Without the iocost controller the weight is BFQ's, when that scheduler is in use.
+            f = dir.join("io.bfq.weight");
+        }
+        if !f.exists() && !file.contains("sw") {
+            return Err(CgroupError::Unsupported(file));
+        }
         match fs::write(&f, &value) {
             Ok(()) => {}
             // Swap limits need swap accounting; without it there is no swap to limit.

@@ -198,6 +198,15 @@ pub struct LimitArgs {
     /// Most processes at once; -1 for no limit.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<String>,
+    /// Relative io weight, 1 to 10000 (cgroup v2).
+    #[arg(long, value_name = "N")]
+    pub io_weight: Option<String>,
+    /// Read rate limit of a block device, e.g. /dev/sda:1m; repeatable (cgroup v2).
+    #[arg(long, value_name = "DEVICE:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Write rate limit of a block device, e.g. /dev/sda:1m; repeatable (cgroup v2).
+    #[arg(long, value_name = "DEVICE:RATE")]
+    pub device_write_bps: Vec<String>,
 }
 
 impl LimitArgs {
@@ -224,6 +233,17 @@ impl LimitArgs {
                 Some(p) => cgroup::parse_pids(p)?,
                 None => None,
             },
+            io_weight: self.io_weight.as_deref().map(cgroup::parse_io_weight).transpose()?,
+            device_read_bps: self
+                .device_read_bps
+                .iter()
+                .map(|d| cgroup::parse_device_rate(d))
+                .collect::<Result<_, _>>()?,
+            device_write_bps: self
+                .device_write_bps
+                .iter()
+                .map(|d| cgroup::parse_device_rate(d))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -151,8 +151,9 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
     let mut made_cgroup = false;
     let prepared = (|| {
         let h = cgroup::Hierarchy::host()?;
-        cgroup::create(&h, &top, &cgroup_path, &req.limits)?;
+        // Set first: a create that fails halfway (a limit the kernel refuses) has made dirs.
         made_cgroup = true;
+        cgroup::create(&h, &top, &cgroup_path, &req.limits)?;
         let procs = cgroup::procs_files(&h, &cgroup_path)?;
         let who = exec::identity(req.user.as_deref().or(image.config.user.as_deref()), &rootfs.lowers)?;
         let mut options = req.options.clone();
