@@ -120,7 +120,7 @@ pub enum SandboxCommand {
         #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
         labels: Vec<String>,
         #[command(flatten)]
-        limits: LimitArgs,
+        limits: Box<LimitArgs>,
     },
     /// List sandboxes.
     #[command(visible_alias = "list")]
