@@ -49,7 +49,7 @@ pub enum Command {
         podrun run -it busybox sh\n\n\
         Exit status: the command's own, 128+N if signal N killed it; 125 podrun failed,\n\
         126 the command cannot be executed, 127 it was not found.")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a command in a running container: every namespace, root, cwd, user and env of it.
     Exec(ExecArgs),
     /// List containers (running ones; -a for all).
@@ -340,7 +340,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Image(cmd) => image(&cli.root, cmd).map(|()| 0),
         Command::Sandbox(cmd) => sandbox_cmd(&paths, cmd).map(|()| 0),
-        Command::Run(a) => run_cmd(&paths, a),
+        Command::Run(a) => run_cmd(&paths, *a),
         Command::Exec(a) => {
             require_root()?;
             let p = a.process;
