@@ -3,7 +3,8 @@
 
     bench/start.py [RUNS]      as root; default 30 runs of each, alternating
 
-Scenarios (medians, and the ratio podrun/crun: below 1.0 means podrun is faster):
+Scenarios (medians, and the ratio podrun/crun: below 1.0 means podrun is faster), each
+container with the same limits on both sides (LIMITS):
   run       `podrun run --rm busybox true`   vs `crun run` of the same busybox bundle
   join      `podrun run --rm --join SB busybox true` vs `crun exec` into a running container
   sandbox   `podrun sandbox create` until ready vs `crun create` + `crun start` of a pause
@@ -31,6 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PODRUN = os.path.join(ROOT, "target/release/podrun")
 FIXTURES = os.path.join(ROOT, "target/podrun-fixtures")
 HYBRID = os.path.ismount("/sys/fs/cgroup/unified")
+# Both runtimes get these limits: 256 MiB (512 MiB with swap), one CPU, 1000 processes.
+LIMITS = ["--memory", "256m", "--cpus", "1", "--pids-limit", "1000"]
 CGROUPS = "hybrid, cgroup2 mount hidden" if os.environ.get("PODRUN_BENCH_PRIVATE") else ("hybrid" if HYBRID else "v2")
 
 
@@ -60,6 +63,12 @@ def bundle(work, name, args, rootfs_tar):
     c["root"]["readonly"] = False
     c["linux"]["namespaces"].append({"type": "cgroup"})
     c["linux"]["cgroupsPath"] = f"/podrun-bench/{name}"
+    # The same limits podrun is given (LIMITS).
+    c["linux"]["resources"] = {
+        "memory": {"limit": 256 << 20, "swap": 512 << 20},
+        "cpu": {"quota": 100000, "period": 100000},
+        "pids": {"limit": 1000},
+    }
     with open(os.path.join(b, "config.json"), "w") as f:
         json.dump(c, f)
     return b
@@ -114,7 +123,7 @@ def main():
         # 1. run --rm true vs crun run
         p, c, cd = [], [], []
         for i in range(RUNS):
-            p.append(timed([PODRUN, "run", "--rm", "busybox", "true"], env=env))
+            p.append(timed([PODRUN, "run", "--rm"] + LIMITS + ["busybox", "true"], env=env))
             c.append(timed(crun_cmd("run", "-b", b_true, f"t{i}")))
             cd.append(timed(crun_cmd("run", "-b", b_true, f"u{i}", cgroups=False)))
         report("run", p, c, cd)
@@ -124,7 +133,7 @@ def main():
         subprocess.run(crun_cmd("run", "-d", "-b", b_sleep, "target"), check=True, stdout=subprocess.DEVNULL)
         p, c = [], []
         for i in range(RUNS):
-            p.append(timed([PODRUN, "run", "--rm", "--join", "bench", "busybox", "true"], env=env))
+            p.append(timed([PODRUN, "run", "--rm"] + LIMITS + ["--join", "bench", "busybox", "true"], env=env))
             c.append(timed(crun_cmd("exec", "target", "true")))
         report("join", p, c)
         subprocess.run(crun_cmd("delete", "-f", "target"), check=True)
