@@ -107,7 +107,8 @@ def cleanup_cgroups():
 def main():
     sh("cargo", "build", "--release", "-q", cwd=ROOT)
     sh("python3", os.path.join(ROOT, "rootfs-fixtures/build.py"), "busybox", FIXTURES)
-    work = tempfile.mkdtemp(prefix="podrun-bench.", dir="/var/tmp")
+    # On disk, like a real store (PODRUN_BENCH_DIR to choose; it must take an overlay upper dir).
+    work = tempfile.mkdtemp(prefix="podrun-bench.", dir=os.environ.get("PODRUN_BENCH_DIR", "/var/tmp"))
     store = os.path.join(work, "store")
     env = dict(os.environ, PODRUN_ROOT=store)
     rootfs_tar = os.path.join(FIXTURES, "busybox/busybox-rootfs.tar.gz")
