@@ -201,16 +201,7 @@ fn rm_f_kills_every_process_of_the_container_even_in_a_shared_pid_namespace() {
         "-c",
         "while true; do sleep 86398 & sleep 0.01; done",
     ]);
-    let count = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("86398"))
-            })
-            .filter(|e| e.file_name().to_str().and_then(|p| p.parse().ok()).is_some_and(common::running))
-            .count()
-    };
+    let count = || common::processes_with("86398").len();
     common::eventually(10, "no children were started", || count() > 5);
     t.ok(["rm", "-f", "forky"]);
     common::eventually(5, "processes of the container outlived rm -f", || count() == 0);

@@ -315,19 +315,6 @@ fn tty_gives_the_workload_a_terminal_of_its_own() {
     t.assert_clean(&pids);
 }
 
-/// Processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
-                && common::running(*pid)
-        })
-        .collect()
-}
-
 #[test]
 fn podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes() {
     if !need_root("podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes") {
@@ -350,12 +337,16 @@ fn podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes() {
     }
     // Every workload that runs is named by some state, so rm -f finds it.
     let leftovers = t.entries("containers");
-    eprintln!("{} of 24 starts left a container, {} workloads running", leftovers.len(), processes_with(marker).len());
+    eprintln!(
+        "{} of 24 starts left a container, {} workloads running",
+        leftovers.len(),
+        common::processes_with(marker).len()
+    );
     if !leftovers.is_empty() {
         let mut args = vec!["rm".to_owned(), "-f".into()];
         args.extend(leftovers);
         t.ok(args);
     }
-    common::eventually(5, "workloads left running after rm -f", || processes_with(marker).is_empty());
+    common::eventually(5, "workloads left running after rm -f", || common::processes_with(marker).is_empty());
     t.assert_clean(&[]);
 }

@@ -45,23 +45,6 @@ pub enum LimitError {
 /// alone: a container stays in its creator's cgroup there.
 pub const V1_CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "cpuset", "memory", "pids"];
 
-/// Unescapes a mountinfo field (`\040` for space, ...).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Works out the hierarchy from /proc/self/mountinfo: fields are `id parent major:minor
 /// root mountpoint options [optional...] - fstype source superoptions`.
 pub fn detect(mountinfo: &str) -> Result<Hierarchy, LimitError> {
@@ -74,7 +57,8 @@ pub fn detect(mountinfo: &str) -> Result<Hierarchy, LimitError> {
         else {
             continue;
         };
-        let mount = PathBuf::from(unescape(mount));
+        let mount =
+            PathBuf::from(String::from_utf8_lossy(&crate::mount::unescape_mountinfo(mount.as_bytes())).into_owned());
         match *fstype {
             "cgroup2" => v2.push(mount),
             "cgroup" => {

@@ -91,7 +91,7 @@ pub fn unmount_all_under(dir: &Path) -> io::Result<()> {
     let mut points: Vec<PathBuf> = info
         .split(|&b| b == b'\n')
         .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|p| PathBuf::from(OsStr::from_bytes(&unescape(p))))
+        .map(|p| PathBuf::from(OsStr::from_bytes(&super::unescape_mountinfo(p))))
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
@@ -107,29 +107,13 @@ pub fn unmount_all_under(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\' && i + 3 < s.len() && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((s[i + 1] - b'0') * 64 + (s[i + 2] - b'0') * 8 + (s[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape(br"/a\040b\134c"), b"/a b\\c".to_vec());
-        assert_eq!(unescape(br"/plain"), b"/plain".to_vec());
+        assert_eq!(super::super::unescape_mountinfo(br"/a\040b\134c"), b"/a b\\c".to_vec());
+        assert_eq!(super::super::unescape_mountinfo(br"/plain"), b"/plain".to_vec());
     }
 }
