@@ -106,14 +106,3 @@ pub fn unmount_all_under(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(super::super::unescape_mountinfo(br"/a\040b\134c"), b"/a b\\c".to_vec());
-        assert_eq!(super::super::unescape_mountinfo(br"/plain"), b"/plain".to_vec());
-    }
-}
