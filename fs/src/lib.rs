@@ -1,1 +1,84 @@
-//! podrun-procfs (issue 6).
+//! podrun-procfs: the resource view of a container (issue 6). This far: the pure part, the
+//! numbers read from a cgroup of either world (snapshot.rs) and the files rendered from
+//! them (render/). Not served yet: the FUSE server comes next.
+
+pub mod render;
+pub mod snapshot;
+
+#[cfg(test)]
+mod tests {
+    //! Fixture cgroup trees of both worlds, written to a temporary root:
+    //!
+    //! ```text
+    //! v2 root/                      v1 memory/                 v1 cpu/          v1 cpuset/
+    //!   podrun/pod   memory.max=256M  podrun/pod/c1 (memory.stat:  podrun/pod      podrun/pod/c1
+    //!     cpu.max 50000 100000          hierarchical_memory_limit   cfs 150000/    cpuset.cpus 0-1
+    //!     c1   memory.max=max             = 256M)                   100000
+    //!          cpu.max max 100000                                  c1 cfs -1
+    //! expected for c1: memory limit 256M (the pod's), CPUs = min(ceil(quota/period), cpuset, host)
+    //! ```
+    use super::snapshot::*;
+    use std::fs;
+    use std::path::Path;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn v2_limits_are_the_smallest_over_ancestors() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "podrun/pod/memory.max", "268435456\n");
+        write(r, "podrun/pod/cpu.max", "50000 100000\n");
+        write(r, "podrun/pod/c1/memory.max", "max\n");
+        write(r, "podrun/pod/c1/cpu.max", "max 100000\n");
+        write(r, "podrun/pod/c1/memory.current", "104857600\n");
+        write(r, "podrun/pod/c1/memory.stat", "anon 62914560\nfile 41943040\nfile_mapped 1\n");
+        write(r, "podrun/pod/c1/cpuset.cpus.effective", "0-3\n");
+        let m = memory_v2(r, "/podrun/pod/c1");
+        assert_eq!(m.limit, Some(256 << 20), "the pod's limit binds the container");
+        assert_eq!(m.usage, 100 << 20);
+        assert_eq!(m.stat("file"), 40 << 20);
+        let c = cpu_v2(r, "/podrun/pod/c1");
+        assert_eq!(c.quota, Some((50_000, 100_000)));
+        assert_eq!(cpu_count(&c, 8), 1, "ceil(0.5) = 1");
+        assert_eq!(cpu_count(&CpuSnapshot { quota: None, cpuset: c.cpuset.clone() }, 8), 4);
+        assert_eq!(cpu_count(&CpuSnapshot::default(), 2), 2, "no limits: the host's CPUs");
+    }
+
+    #[test]
+    fn v1_reads_each_controller_at_its_own_path() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(
+            r,
+            "memory/podrun/pod/c1/memory.stat",
+            "total_rss 62914560\ntotal_cache 41943040\nhierarchical_memory_limit 268435456\nhierarchical_memsw_limit 536870912\n",
+        );
+        write(r, "memory/podrun/pod/c1/memory.usage_in_bytes", "104857600\n");
+        write(r, "cpu/podrun/pod/cpu.cfs_quota_us", "150000\n");
+        write(r, "cpu/podrun/pod/cpu.cfs_period_us", "100000\n");
+        write(r, "cpu/podrun/pod/c1/cpu.cfs_quota_us", "-1\n");
+        write(r, "cpu/podrun/pod/c1/cpu.cfs_period_us", "100000\n");
+        // A different cpuset path than the cpu path: each is read where it is.
+        write(r, "cpuset/other/c1/cpuset.cpus", "0-1\n");
+        let m = memory_v1(&r.join("memory"), "/podrun/pod/c1");
+        assert_eq!(m.limit, Some(256 << 20));
+        assert_eq!(m.swap_limit, Some(256 << 20), "memsw minus memory");
+        assert_eq!(m.stat("anon"), 60 << 20);
+        let c = cpu_v1(&r.join("cpu"), "/podrun/pod/c1", &r.join("cpuset"), "/other/c1");
+        assert_eq!(c.quota, Some((150_000, 100_000)));
+        assert_eq!(c.cpuset, Some(vec![0, 1]));
+        assert_eq!(cpu_count(&c, 8), 2, "min(ceil(1.5)=2, cpuset 2, host 8)");
+    }
+
+    #[test]
+    fn cpulists_parse_and_refuse_garbage() {
+        assert_eq!(parse_cpulist("0-2,5,7-8\n"), Some(vec![0, 1, 2, 5, 7, 8]));
+        assert_eq!(parse_cpulist("3-1"), None);
+        assert_eq!(parse_cpulist("x"), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! /proc/meminfo as a container should see it: MemTotal is its memory limit, and the other
+//! lines are derived from its cgroup's memory.stat so that procps' and busybox's `free` and
+//! `top` add up (total = used + free + buff/cache). Lines podrun cannot attribute to the
+//! cgroup (Slab, PageTables, ...) are the host's, as in LXCFS.
+
+use crate::snapshot::MemorySnapshot;
+
+fn kb(bytes: u64) -> u64 {
+    bytes / 1024
+}
+
+/// The value of `key:` in the host's meminfo, in kB.
+fn host_kb(host: &str, key: &str) -> Option<u64> {
+    host.lines().find_map(|l| {
+        let (k, rest) = l.split_once(':')?;
+        (k == key).then(|| rest.split_whitespace().next()?.parse().ok()).flatten()
+    })
+}
+
+/// Renders meminfo for a cgroup. Without a memory limit the host's text comes back as it is.
+pub fn render_meminfo(host: &str, m: &MemorySnapshot) -> String {
+    let host_total = host_kb(host, "MemTotal").unwrap_or(0);
+    let Some(limit) = m.limit else { return host.to_owned() };
+    let total = kb(limit).min(host_total);
+    let used = kb(m.usage).min(total);
+    let free = total - used;
+    let (active_file, inactive_file) = (kb(m.stat("active_file")), kb(m.stat("inactive_file")));
+    let (active_anon, inactive_anon) = (kb(m.stat("active_anon")), kb(m.stat("inactive_anon")));
+    let cached = kb(m.stat("file")).min(used);
+    // What the kernel could give back without swapping: free memory plus the page cache.
+    let available = (free + active_file + inactive_file).min(total);
+    let host_swap = host_kb(host, "SwapTotal").unwrap_or(0);
+    let swap_total = m.swap_limit.map_or(host_swap, |s| kb(s).min(host_swap));
+    let swap_free = swap_total.saturating_sub(kb(m.swap_usage));
+    let ours: [(&str, u64); 14] = [
+        ("MemTotal", total),
+        ("MemFree", free),
+        ("MemAvailable", available),
+        ("Buffers", 0),
+        ("Cached", cached),
+        ("SwapCached", 0),
+        ("Active", active_anon + active_file),
+        ("Inactive", inactive_anon + inactive_file),
+        ("Active(anon)", active_anon),
+        ("Inactive(anon)", inactive_anon),
+        ("Active(file)", active_file),
+        ("Inactive(file)", inactive_file),
+        ("SwapTotal", swap_total),
+        ("SwapFree", swap_free),
+    ];
+    let more: [(&str, u64); 3] =
+        [("AnonPages", kb(m.stat("anon"))), ("Mapped", kb(m.stat("file_mapped"))), ("Shmem", kb(m.stat("shmem")))];
+    let mut out = String::with_capacity(host.len());
+    for line in host.lines() {
+        let key = line.split(':').next().unwrap_or("");
+        match ours.iter().chain(more.iter()).find(|(k, _)| *k == key) {
+            // The kernel's layout: "%-16s%8lu kB" with the colon in the name column.
+            Some((k, v)) => out.push_str(&format!("{:<16}{:>8} kB\n", format!("{k}:"), v)),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "\
+MemTotal:       24684092 kB
+MemFree:        21236244 kB
+MemAvailable:   23885148 kB
+Buffers:           93640 kB
+Cached:          2703388 kB
+SwapCached:            0 kB
+Active:          1448632 kB
+Inactive:        1504432 kB
+Active(anon):       1516 kB
+Inactive(anon):   163352 kB
+Active(file):    1447116 kB
+Inactive(file):  1341080 kB
+SwapTotal:       2097148 kB
+SwapFree:        2097148 kB
+AnonPages:        166608 kB
+Mapped:           145312 kB
+Shmem:              8856 kB
+Slab:             201500 kB
+";
+
+    fn snap(limit: Option<u64>, usage: u64) -> MemorySnapshot {
+        let mut m = MemorySnapshot { limit, usage, swap_limit: Some(0), ..Default::default() };
+        for (k, v) in [
+            ("anon", 60 << 20),
+            ("file", 40 << 20),
+            ("shmem", 1 << 20),
+            ("active_file", 30 << 20),
+            ("inactive_file", 10 << 20),
+            ("active_anon", 50 << 20),
+            ("inactive_anon", 10 << 20),
+        ] {
+            m.stat.insert(k.to_owned(), v);
+        }
+        m
+    }
+
+    fn field(text: &str, key: &str) -> u64 {
+        host_kb(text, key).unwrap_or_else(|| panic!("{key} missing in\n{text}"))
+    }
+
+    #[test]
+    fn meminfo_total_is_the_limit_and_free_adds_up() {
+        let out = render_meminfo(HOST, &snap(Some(256 << 20), 100 << 20));
+        assert_eq!(field(&out, "MemTotal"), 262_144);
+        assert_eq!(field(&out, "MemFree"), 262_144 - 102_400);
+        assert_eq!(field(&out, "Cached"), 40_960);
+        assert_eq!(field(&out, "MemAvailable"), 262_144 - 102_400 + 40_960);
+        assert_eq!(field(&out, "SwapTotal"), 0, "no swap for a container with swap limit 0");
+        assert_eq!(field(&out, "Active"), 80 * 1024);
+        assert_eq!(field(&out, "Slab"), 201_500, "lines podrun cannot attribute stay the host's");
+        assert!(out.contains("MemTotal:         262144 kB\n"), "kernel layout: {out}");
+        assert_eq!(out.lines().count(), HOST.lines().count());
+    }
+
+    #[test]
+    fn meminfo_without_a_limit_is_the_hosts() {
+        assert_eq!(render_meminfo(HOST, &snap(None, 100 << 20)), HOST);
+    }
+
+    #[test]
+    fn meminfo_never_shows_more_than_the_host_has_or_negative_free() {
+        let out = render_meminfo(HOST, &snap(Some(1 << 50), 1 << 20));
+        assert_eq!(field(&out, "MemTotal"), 24_684_092);
+        let out = render_meminfo(HOST, &snap(Some(64 << 20), 200 << 20));
+        assert_eq!(field(&out, "MemFree"), 0);
+    }
+}

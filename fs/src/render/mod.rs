@@ -1,0 +1,4 @@
+//! Pure renderers: host file text plus a cgroup snapshot in, the container's view out.
+
+pub mod cpu;
+pub mod meminfo;
