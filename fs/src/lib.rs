@@ -1,7 +1,10 @@
-//! podrun-procfs: the resource view of a container (issue 6). This far: the pure part, the
-//! numbers read from a cgroup of either world (snapshot.rs) and the files rendered from
-//! them (render/). Not served yet: the FUSE server comes next.
+//! podrun-procfs: the resource view of a container (issue 6). The numbers read from a
+//! cgroup of either world (snapshot.rs), the files rendered from them (render/), computed
+//! for the reading process (caller.rs) and served over FUSE (fuse.rs, the only file that
+//! imports fuser). Not yet mounted into containers by podrun.
 
+pub mod caller;
+pub mod fuse;
 pub mod render;
 pub mod snapshot;
 
