@@ -315,3 +315,27 @@ fn device_read_bps_throttles_reads_on_v2_and_is_refused_on_v1() {
     }
     t.assert_clean(&[]);
 }
+
+#[test]
+fn a_sandbox_and_a_lone_container_of_one_name_get_separate_cgroups() {
+    if !need_root("a_sandbox_and_a_lone_container_of_one_name_get_separate_cgroups") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok(["sandbox", "create", "--memory", "64m", "web"]);
+    t.ok(["run", "-d", "--name", "web", "--memory", "32m", "busybox", "sleep", "3600"]);
+    let cmd = inside("memory", "memory.limit_in_bytes", "memory.max");
+    assert_eq!(t.ok(["exec", "web", "sh", "-c", &cmd]), "33554432\n", "the lone container has its own cgroup");
+    t.ok(["run", "-d", "--join", "web", "--name", "inpod", "busybox", "sleep", "3600"]);
+    let st: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "web"])).unwrap();
+    let pod: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "inpod"])).unwrap();
+    assert!(st["cgroup"].as_str().unwrap().ends_with("/container@web"), "{}", st["cgroup"]);
+    assert!(pod["cgroup"].as_str().unwrap().ends_with("/web/inpod"), "{}", pod["cgroup"]);
+    // pause's cgroup name is taken inside a sandbox.
+    let err = t.fails(["run", "--rm", "--join", "web", "--name", "pause", "busybox", "true"]);
+    assert!(err.contains("the name of the sandbox's own pause"), "{err}");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "web"]);
+    t.ok(["sandbox", "rm", "-f", "web"]);
+    t.assert_clean(&pids);
+}

@@ -429,6 +429,11 @@ impl Hierarchy {
     }
 }
 
+/// The cgroup of a sandbox's pause: `<top>/<sandbox>/pause`, beside its containers'.
+pub const PAUSE: &str = "pause";
+/// Prefix of the cgroup of a container without a sandbox: `<top>/container@<name>`.
+pub const LONE_PREFIX: &str = "container@";
+
 /// The v2 controllers podrun uses, enabled in subtree_control along the path.
 const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
 
@@ -582,13 +587,14 @@ pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Cgroups named `name` directly under `top` or one level deeper (in a sandbox's cgroup):
+/// The cgroups container `name` may have: alone under `top`, or in a sandbox's cgroup:
 /// where a container whose state was never written may have left its cgroup.
 pub fn find(h: &Hierarchy, top: &str, name: &str) -> Vec<String> {
     let Some((_, dir)) = h.dirs(top).into_iter().next() else { return Vec::new() };
     let mut found = Vec::new();
-    if dir.join(name).is_dir() {
-        found.push(format!("{top}/{name}"));
+    let lone = format!("{LONE_PREFIX}{name}");
+    if dir.join(&lone).is_dir() {
+        found.push(format!("{top}/{lone}"));
     }
     for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
         let sub = e.file_name().to_string_lossy().into_owned();

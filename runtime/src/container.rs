@@ -52,6 +52,8 @@ pub enum ContainerError {
     NotRunning(String),
     #[error("container {0} is running; stop it first, or use -f")]
     Running(String),
+    #[error("{0} is the name of the sandbox's own pause process; choose another --name")]
+    ReservedName(String),
     #[error("volume source {0} does not exist; create it first")]
     NoVolumeSource(String),
     #[error(transparent)]
@@ -138,6 +140,9 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             return Err(ContainerError::NoVolumeSource(v.host.display().to_string()));
         }
     }
+    if sb.is_some() && id.as_str() == cgroup::PAUSE {
+        return Err(ContainerError::ReservedName(id.to_string()));
+    }
     let rootfs = store.create_rootfs(&id, &image).map_err(|e| match e {
         image::Error::RootfsExists(n) => ContainerError::NameInUse(n),
         e => e.into(),
@@ -146,7 +151,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
     let top = sb.as_ref().and_then(|s| s.cgroup_top.clone()).unwrap_or_else(|| paths.cgroup_top());
     let cgroup_path = match &sb {
         Some(s) => format!("{}/{id}", s.cgroup.clone().unwrap_or_else(|| format!("{top}/{}", s.name))),
-        None => format!("{top}/{id}"),
+        // `@` is outside the name alphabet: a container alone never meets a sandbox's cgroup.
+        None => format!("{top}/{}{id}", cgroup::LONE_PREFIX),
     };
     let mut made_cgroup = false;
     let prepared = (|| {

@@ -157,7 +157,7 @@ pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, Sandbo
     if made.is_err() {
         cleanup(&dir, None);
         if let Ok(h) = crate::cgroup::Hierarchy::host() {
-            let _ = crate::cgroup::remove(&h, &top, &format!("{cgroup}/pause"));
+            let _ = crate::cgroup::remove(&h, &top, &format!("{cgroup}/{}", crate::cgroup::PAUSE));
             let _ = crate::cgroup::remove(&h, &top, &cgroup);
         }
     }
@@ -180,7 +180,7 @@ fn start(
     // (cgroup v2 allows processes only in leaves).
     let h = crate::cgroup::Hierarchy::host()?;
     crate::cgroup::create(&h, top, cgroup, limits)?;
-    let pause_cgroup = format!("{cgroup}/pause");
+    let pause_cgroup = format!("{cgroup}/{}", crate::cgroup::PAUSE);
     crate::cgroup::create(&h, top, &pause_cgroup, &crate::cgroup::Limits::default())?;
     let procs = crate::cgroup::procs_files(&h, &pause_cgroup)?;
     let (shm, pause_root) = (dir.join("shm"), dir.join("pause-root"));
@@ -300,7 +300,7 @@ pub fn remove(
     let top = sb.as_ref().ok().and_then(|s| s.cgroup_top.clone()).unwrap_or_else(|| paths.cgroup_top());
     let cgroup = sb.as_ref().ok().and_then(|s| s.cgroup.clone()).unwrap_or_else(|| format!("{top}/{name}"));
     let h = crate::cgroup::Hierarchy::host()?;
-    crate::cgroup::remove(&h, &top, &format!("{cgroup}/pause"))?;
+    crate::cgroup::remove(&h, &top, &format!("{cgroup}/{}", crate::cgroup::PAUSE))?;
     crate::cgroup::remove(&h, &top, &cgroup)?;
     Ok(removed)
 }
