@@ -350,3 +350,45 @@ fn podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes() {
     common::eventually(5, "workloads left running after rm -f", || common::processes_with(marker).is_empty());
     t.assert_clean(&[]);
 }
+
+#[test]
+fn podrun_killed_during_sandbox_create_leaves_what_sandbox_rm_f_removes() {
+    if !need_root("podrun_killed_during_sandbox_create_leaves_what_sandbox_rm_f_removes") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    let top = podrun::state::Paths { root: t.store(), cgroup_parent: None }.cgroup_top();
+    // Processes in this root's cgroups: pause is in <top>/<sandbox>/pause.
+    let ours = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()))
+            .filter(|&pid| {
+                common::running(pid)
+                    && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&top))
+            })
+            .count()
+    };
+    for i in 0..16u64 {
+        let mut cli = Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .args(["--root".as_ref(), t.store().as_os_str()])
+            .args(["sandbox", "create", &format!("s{i}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(500 * i));
+        cli.kill().unwrap();
+        cli.wait().unwrap();
+    }
+    let left = t.entries("sandboxes");
+    eprintln!("{} of 16 creates left a sandbox, {} processes in its cgroups", left.len(), ours());
+    if !left.is_empty() {
+        let mut args = vec!["sandbox".to_owned(), "rm".into(), "-f".into()];
+        args.extend(left);
+        t.ok(args);
+    }
+    common::eventually(5, "pause processes left after sandbox rm -f", || ours() == 0);
+    t.assert_clean(&[]);
+}
