@@ -375,15 +375,18 @@ fn podrun_killed_during_sandbox_create_leaves_what_sandbox_rm_f_removes() {
             .args(["--root".as_ref(), t.store().as_os_str()])
             .args(["sandbox", "create", &format!("s{i}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_micros(500 * i));
         cli.kill().unwrap();
-        cli.wait().unwrap();
+        let out = cli.wait_with_output().unwrap();
+        if !out.stderr.is_empty() {
+            eprintln!("s{i}: {}", String::from_utf8_lossy(&out.stderr));
+        }
     }
     let left = t.entries("sandboxes");
-    eprintln!("{} of 16 creates left a sandbox, {} processes in its cgroups", left.len(), ours());
+    eprintln!("{} of 16 creates left a sandbox ({left:?}), {} processes in its cgroups", left.len(), ours());
     if !left.is_empty() {
         let mut args = vec!["sandbox".to_owned(), "rm".into(), "-f".into()];
         args.extend(left);

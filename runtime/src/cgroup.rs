@@ -464,17 +464,21 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
                 continue;
             }
             match fs::create_dir(&next) {
-                Ok(()) => {
-                    if controller == Some("cpuset") {
-                        // A v1 cpuset starts empty and takes no task until cpus and mems are set.
-                        for f in ["cpuset.cpus", "cpuset.mems"] {
-                            let v = fs::read_to_string(cur.join(f)).map_err(io("read", &cur.join(f)))?;
-                            fs::write(next.join(f), v.trim()).map_err(io("write", &next.join(f)))?;
-                        }
-                    }
-                }
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io("create cgroup", &next)(e)),
+            }
+            if controller == Some("cpuset") {
+                // A v1 cpuset starts empty and takes no task until cpus and mems are set;
+                // an existing one may be empty too, if a podrun was killed right after its
+                // mkdir.
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let mine = fs::read_to_string(next.join(f)).unwrap_or_default();
+                    if mine.trim().is_empty() {
+                        let v = fs::read_to_string(cur.join(f)).map_err(io("read", &cur.join(f)))?;
+                        fs::write(next.join(f), v.trim()).map_err(io("write", &next.join(f)))?;
+                    }
+                }
             }
             cur = next;
         }

@@ -155,11 +155,13 @@ pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, Sandbo
     let cgroup = format!("{top}/{name}");
     let made = start(&dir, &name, &hostname, opts.share_pid, opts.labels, &top, &cgroup, &opts.limits);
     if made.is_err() {
-        cleanup(&dir, None);
+        // Cgroups first: if podrun is killed in the middle of this, the directory is still
+        // there for `sandbox rm -f` to find, and it knows the cgroups' names.
         if let Ok(h) = crate::cgroup::Hierarchy::host() {
             let _ = crate::cgroup::remove(&h, &top, &format!("{cgroup}/{}", crate::cgroup::PAUSE));
             let _ = crate::cgroup::remove(&h, &top, &cgroup);
         }
+        cleanup(&dir, None);
     }
     made
 }
@@ -296,12 +298,20 @@ pub fn remove(
         }
     }
     let _lock = state::lock(&dir).ok();
-    cleanup(&dir, sb.as_ref().ok().map(|s| &s.pause));
+    // pause, then the cgroups, then the directory: a podrun killed in between leaves the
+    // directory, which names everything that is left, for the next `sandbox rm -f`.
+    if let Ok(s) = &sb {
+        if s.pause.alive() {
+            let _ = s.pause.signal(Signal::SIGKILL);
+            s.pause.wait_gone(Duration::from_secs(5));
+        }
+    }
     let top = sb.as_ref().ok().and_then(|s| s.cgroup_top.clone()).unwrap_or_else(|| paths.cgroup_top());
     let cgroup = sb.as_ref().ok().and_then(|s| s.cgroup.clone()).unwrap_or_else(|| format!("{top}/{name}"));
     let h = crate::cgroup::Hierarchy::host()?;
     crate::cgroup::remove(&h, &top, &format!("{cgroup}/{}", crate::cgroup::PAUSE))?;
     crate::cgroup::remove(&h, &top, &cgroup)?;
+    cleanup(&dir, None);
     Ok(removed)
 }
 
