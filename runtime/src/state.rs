@@ -3,6 +3,7 @@
 //! sandboxes/<name>/state.json    SandboxState
 //! sandboxes/<name>/shm/          the pod's /dev/shm (a tmpfs, mounted while the sandbox exists)
 //! sandboxes/<name>/pause-root/   the empty directory pause's own root is mounted on
+//! sandboxes/<name>/hostname, hosts, resolv.conf   bind-mounted into each joined container
 //! containers/<id>/state.json     ContainerState (beside the rootfs dirs of image/store.rs)
 //! containers/<id>/config.json    the container's OCI runtime spec
 //! containers/<id>/log            stdout and stderr of a detached container
