@@ -18,13 +18,19 @@ pub(super) fn image(root: &Path, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Import(a) => {
             let name = a.name.as_deref().map(ImageName::parse).transpose()?;
             let mut progress = Progress::new(!a.quiet);
-            let (img, names) = store
+            let done = store
                 .import(&a.path, name.as_ref(), &mut progress)
                 .with_context(|| format!("importing {}", a.path.display()))?;
+            if done.skipped_devices > 0 {
+                eprintln!(
+                    "podrun: skipped {} device node(s) in the layers; containers get /dev from podrun",
+                    done.skipped_devices
+                );
+            }
             if a.quiet {
-                println!("{}", img.id);
+                println!("{}", done.image.id);
             } else {
-                for n in &names {
+                for n in &done.names {
                     println!("Loaded image: {n}");
                 }
             }

@@ -12,4 +12,4 @@ pub mod layer;
 pub mod reference;
 pub mod whiteout;
 
-pub use store::{ImageRecord, Rootfs, Store};
+pub use store::{ImageRecord, Imported, Rootfs, Store};

@@ -102,6 +102,16 @@ impl Index {
     }
 }
 
+/// What `Store::import` did.
+#[derive(Debug)]
+pub struct Imported {
+    pub image: ImageRecord,
+    /// The names this import gave the image.
+    pub names: Vec<ImageName>,
+    /// Device nodes in the layers that were not created (containers get /dev from podrun).
+    pub skipped_devices: u64,
+}
+
 /// What `Store::remove` did.
 #[derive(Debug, Default)]
 pub struct Removed {
@@ -230,14 +240,8 @@ impl Store {
         fs::read(&p).map_err(io_err("read", p))
     }
 
-    /// Imports the image (or rootfs tarball) at `path`, returning the stored record and the
-    /// names this import gave it.
-    pub fn import(
-        &self,
-        path: &Path,
-        name: Option<&ImageName>,
-        progress: &mut Progress,
-    ) -> Result<(ImageRecord, Vec<ImageName>)> {
+    /// Imports the image (or rootfs tarball) at `path`.
+    pub fn import(&self, path: &Path, name: Option<&ImageName>, progress: &mut Progress) -> Result<Imported> {
         let _shared = self.lock_for_import()?;
         let work = self.work_dir()?;
         let plan = match archive::detect(path, &work.0)? {
@@ -250,6 +254,7 @@ impl Store {
         let total = plan.layers.len();
         let mut layers = Vec::with_capacity(total);
         let mut unpacked: Vec<(Digest, PathBuf)> = Vec::new();
+        let mut skipped_devices = 0;
         for (i, planned) in plan.layers.iter().enumerate() {
             let label = |d: &str| format!("layer {}/{total} {}", i + 1, d);
             if let Some((d, size)) = planned.diff_id.as_ref().and_then(|d| known.get(d).map(|s| (d.clone(), *s))) {
@@ -272,13 +277,7 @@ impl Store {
                 Unpack::Other(e) => e,
             })?;
             progress.finish(&format!("{} files", stats.entries));
-            if stats.skipped_devices > 0 {
-                eprintln!(
-                    "podrun: layer {}/{total}: skipped {} device node(s); containers get /dev from podrun",
-                    i + 1,
-                    stats.skipped_devices
-                );
-            }
+            skipped_devices += stats.skipped_devices;
             layers.push(LayerRecord { diff_id: diff_id.clone(), size: stats.bytes });
             unpacked.push((diff_id, dest));
         }
@@ -309,7 +308,7 @@ impl Store {
             config: run_config(&config),
         };
         let names = record.names.clone();
-        Ok((self.commit(record, &config_raw, unpacked)?, names))
+        Ok(Imported { image: self.commit(record, &config_raw, unpacked)?, names, skipped_devices })
     }
 
     /// Takes the store lock shared for an import. If nobody else holds it, first cleans
