@@ -395,10 +395,16 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupErr
 }
 
 impl Hierarchy {
-    /// This host's hierarchy, from /proc/self/mountinfo.
+    /// This host's hierarchy, from /proc/self/mountinfo, read once per process (podrun
+    /// asks on every start and removal; the answer does not change while it runs).
     pub fn host() -> Result<Hierarchy, CgroupError> {
+        static HOST: std::sync::OnceLock<Hierarchy> = std::sync::OnceLock::new();
+        if let Some(h) = HOST.get() {
+            return Ok(h.clone());
+        }
         let text = fs::read_to_string("/proc/self/mountinfo").map_err(io("read", Path::new("/proc/self/mountinfo")))?;
-        Ok(detect(&text)?)
+        let h = detect(&text)?;
+        Ok(HOST.get_or_init(|| h).clone())
     }
 
     /// The directories holding cgroup `path`: one on v2; on v1 one per distinct mount of
