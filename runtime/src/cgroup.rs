@@ -454,6 +454,15 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
     let levels: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let top_depth = top.trim_start_matches('/').split('/').count();
     for (controller, dir) in h.dirs(path) {
+        // A v1 cpuset cgroup only where a cpuset is asked for, here or above (the parent
+        // has one): otherwise the container stays in the root cpuset, which is every CPU,
+        // and skips a mkdir, two copies and an attach.
+        if controller == Some("cpuset")
+            && limits.cpuset_cpus.is_none()
+            && !dir.parent().is_some_and(|p| p.is_dir() && levels.len() > top_depth)
+        {
+            continue;
+        }
         let base = dir.ancestors().nth(levels.len()).unwrap_or(Path::new("/")).to_owned();
         let mut cur = base.clone();
         for (i, level) in levels.iter().enumerate() {
@@ -531,6 +540,7 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
 pub fn procs_files(h: &Hierarchy, path: &str) -> Result<Vec<OwnedFd>, CgroupError> {
     h.dirs(path)
         .into_iter()
+        .filter(|(_, d)| d.is_dir())
         .map(|(_, d)| {
             let f = d.join("cgroup.procs");
             fs::OpenOptions::new().write(true).open(&f).map(OwnedFd::from).map_err(io("open", &f))
@@ -613,6 +623,15 @@ pub fn find(h: &Hierarchy, top: &str, name: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// OOM kills in cgroup `path` so far (one file read, for a container's exit).
+pub fn oom_kills(h: &Hierarchy, path: &str) -> u64 {
+    match h {
+        Hierarchy::V2 { .. } => keyed(&read(h, "memory", path, "memory.events").unwrap_or_default(), "oom_kill"),
+        Hierarchy::V1 { .. } => keyed(&read(h, "memory", path, "memory.oom_control").unwrap_or_default(), "oom_kill"),
+    }
+    .unwrap_or(0)
 }
 
 /// The limit a cgroup file holds, read back (for `inspect` and tests).

@@ -309,7 +309,7 @@ fn record_exit(paths: &Paths, store: &Store, id: &str, mut exit: ExitInfo, backg
     let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return exit };
     // Read while the cgroup still exists: docker's OOMKilled.
     if let (Some(cg), Ok(h)) = (&st.cgroup, cgroup::Hierarchy::host()) {
-        exit.oom_killed = cgroup::usage(&h, cg).oom_kills > 0;
+        exit.oom_killed = cgroup::oom_kills(&h, cg) > 0;
     }
     st.exit = Some(exit);
     if !st.auto_remove {
