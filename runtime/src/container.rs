@@ -368,9 +368,17 @@ fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo,
 /// the result, then waits for the container and records its exit status.
 fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<String, ContainerError> {
     let id = p.state.id.clone();
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe")(e.into()))?;
+    let p_state = p.state.clone();
     // SAFETY: single-threaded; the monitor ends with _exit.
-    match unsafe { fork() }.map_err(|e| io("fork the monitor")(e.into()))? {
+    let forked = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).and_then(|(rd, wr)| Ok((rd, wr, unsafe { fork() }?)));
+    let (rd, wr, forked) = match forked {
+        Ok(x) => x,
+        Err(e) => {
+            discard(paths, store, &p.state);
+            return Err(io("start the monitor")(e.into()));
+        }
+    };
+    match forked {
         ForkResult::Child => {
             drop(rd);
             clone::set_name("podrun:[monitor]");
@@ -384,6 +392,8 @@ fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<String, Con
             let _ = fs::File::from(rd).read_to_string(&mut msg);
             if msg.is_empty() {
                 let _ = nix::sys::wait::waitpid(child, None);
+                // It died before it could say: whatever it started goes with the cgroup.
+                discard(paths, store, &p_state);
                 return Err(ContainerError::Child(ChildError {
                     stage: "monitor".into(),
                     errno: libc::ECHILD,
