@@ -41,8 +41,16 @@ pub fn keyed(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The value of `key` in a flat-keyed file, by exact key (no prefix matching).
+pub fn keyed_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some(key)).then(|| it.next()?.parse().ok()).flatten()
+    })
+}
+
 /// A limit file's value: "max" (v2) or v1's near-2^63 "unlimited" read as None.
-fn limit(text: &str) -> Option<u64> {
+pub fn limit(text: &str) -> Option<u64> {
     match text.trim() {
         "max" => None,
         v => v.parse::<u64>().ok().filter(|&n| n < (1 << 62)),

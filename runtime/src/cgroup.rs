@@ -654,21 +654,8 @@ pub struct Usage {
     pub oom_kills: u64,
 }
 
-/// The value of `key` in a flat-keyed file ("key value" per line), by exact key.
-fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let mut it = l.split_whitespace();
-        (it.next() == Some(key)).then(|| it.next()?.parse().ok()).flatten()
-    })
-}
-
-/// A limit file's value: "max" (v2) or a page-rounded near-2^63 (v1) mean none.
-fn limit_value(s: &str) -> Option<u64> {
-    match s.trim() {
-        "max" => None,
-        v => v.parse::<u64>().ok().filter(|&n| n < (1 << 62)),
-    }
-}
+// Kernel files are parsed in one place, shared with the resource view.
+use podrun_procfs::snapshot::{keyed_value as keyed, limit as limit_value};
 
 pub fn usage(h: &Hierarchy, path: &str) -> Usage {
     let r = |c: &str, f: &str| read(h, c, path, f).unwrap_or_default();
