@@ -381,12 +381,18 @@ pub enum CgroupError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("cgroup {0} still has processes after they were killed")]
     Busy(String),
-    #[error(
-        "this kernel offers no {0} in cgroups (for io.weight: neither the iocost controller nor the BFQ scheduler)"
-    )]
+    #[error("this host's cgroups offer no {file}{why}", file = .0, why = unsupported_why(.0))]
     Unsupported(&'static str),
     #[error("cgroup parent {0} does not exist; podrun creates cgroups only under its own `podrun` cgroup")]
     NoParent(PathBuf),
+}
+
+fn unsupported_why(file: &str) -> &'static str {
+    if file == "io.weight" {
+        " (neither the iocost controller nor the BFQ scheduler)"
+    } else {
+        " (its controller is not available here)"
+    }
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
