@@ -55,12 +55,12 @@ fn a_reader_sees_its_own_cgroups_limits_and_an_outsider_the_host() {
     let cg = TestCgroup { h: &h, top: top.clone(), path: format!("{top}/c") };
     let limits = Limits { memory: Some(256 << 20), cpu_quota: Some((50_000, 100_000)), ..Limits::default() };
     cgroup::create(&h, &cg.top, &cg.path, &limits).unwrap();
-    let procs = cgroup::procs_files(&h, &cg.path).unwrap();
+    let entry = cgroup::Entry::open(&h, &cg.path).unwrap();
 
     // SAFETY: the child only joins the cgroup, reads three files and _exits.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
-            let ok = cgroup::join(&procs).is_ok()
+            let ok = entry.join(false).is_ok()
                 && std::fs::read_to_string(dir.path().join("meminfo")).is_ok_and(|m| mem_total_kb(&m) == 262_144)
                 && std::fs::read_to_string(dir.path().join("online")).is_ok_and(|o| o == "0\n")
                 && std::fs::read_to_string(dir.path().join("cpuinfo"))

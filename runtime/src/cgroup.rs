@@ -369,6 +369,7 @@ mod tests {
 // ---- The kernel-facing part: create, place, remove. ----------------------------------------
 
 use std::fs;
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -469,6 +470,18 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
         {
             continue;
         }
+        // The parent usually exists (the sandbox's cgroup, or podrun's top): then one mkdir
+        // does, and the walk below (a mkdir per level, two reads per level on v2) is for
+        // the first cgroup and for a leaf that already exists.
+        if let (Ok(()), Some(parent)) = (fs::create_dir(&dir), dir.parent()) {
+            if matches!(h, Hierarchy::V2 { .. }) {
+                enable_controllers(parent)?;
+            }
+            if controller == Some("cpuset") {
+                fill_cpuset(parent, &dir)?;
+            }
+            continue;
+        }
         let base = dir.ancestors().nth(levels.len()).unwrap_or(Path::new("/")).to_owned();
         let mut cur = base.clone();
         for (i, level) in levels.iter().enumerate() {
@@ -490,35 +503,41 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
                 Err(e) => return Err(io("create cgroup", &next)(e)),
             }
             if controller == Some("cpuset") {
-                // A v1 cpuset starts empty and takes no task until cpus and mems are set;
-                // an existing one may be empty too, if a podrun was killed right after its
-                // mkdir.
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    let mine = fs::read_to_string(next.join(f)).unwrap_or_default();
-                    if mine.trim().is_empty() {
-                        let v = fs::read_to_string(cur.join(f)).map_err(io("read", &cur.join(f)))?;
-                        fs::write(next.join(f), v.trim()).map_err(io("write", &next.join(f)))?;
-                    }
-                }
+                fill_cpuset(&cur, &next)?;
             }
             cur = next;
         }
     }
     for (controller, file, value) in limit_files(h, limits) {
         let Some(dir) = h.dir_of(controller, path) else { continue };
+        // Written without a look first: a missing file is the rare case.
+        let write = |f: &Path| fs::OpenOptions::new().write(true).open(f).and_then(|mut w| w.write_all(value.as_bytes()));
         let mut f = dir.join(file);
-        if !f.exists() && file == "io.weight" {
+        let mut r = write(&f);
+        if file == "io.weight" && r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
             // Without the iocost controller the weight is BFQ's, when that scheduler is in use.
             f = dir.join("io.bfq.weight");
+            r = write(&f);
         }
-        if !f.exists() && !file.contains("sw") {
-            return Err(CgroupError::Unsupported(file));
-        }
-        match fs::write(&f, &value) {
+        match r {
             Ok(()) => {}
             // Swap limits need swap accounting; without it there is no swap to limit.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.contains("sw") => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CgroupError::Unsupported(file)),
             Err(e) => return Err(io("write", &f)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A v1 cpuset starts empty and takes no task until cpus and mems are set; an existing one
+/// may be empty too, if a podrun was killed right after its mkdir. Fills them from `parent`.
+fn fill_cpuset(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = fs::read_to_string(dir.join(f)).unwrap_or_default();
+        if mine.trim().is_empty() {
+            let v = fs::read_to_string(parent.join(f)).map_err(io("read", &parent.join(f)))?;
+            fs::write(dir.join(f), v.trim()).map_err(io("write", &dir.join(f)))?;
         }
     }
     Ok(())
@@ -541,25 +560,64 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     fs::write(&f, want.join(" ")).map_err(io("enable controllers in", &f))
 }
 
-/// The cgroup.procs files of `path`, opened for writing, close-on-exec: the join stage
-/// writes "0" to each to move itself in before it unshares its cgroup namespace.
-pub fn procs_files(h: &Hierarchy, path: &str) -> Result<Vec<OwnedFd>, CgroupError> {
-    h.dirs(path)
-        .into_iter()
-        .filter(|(_, d)| d.is_dir())
-        .map(|(_, d)| {
-            let f = d.join("cgroup.procs");
-            fs::OpenOptions::new().write(true).open(&f).map(OwnedFd::from).map_err(io("open", &f))
-        })
-        .collect()
+/// How a new process enters cgroup `path`, prepared before the spawn (opening files is
+/// the parent's work, not the child's).
+///
+/// Moving a process through `cgroup.procs` takes the kernel's global
+/// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period whenever it
+/// was idle: measured here, 5–14 ms per start, more than a whole `podrun run`. So podrun
+/// does not migrate processes: on v2 the join stage is created in its cgroup (clone3
+/// CLONE_INTO_CGROUP, see `clone::spawn`); on v1, where that flag does not apply, the
+/// single-threaded join stage writes "0" to each hierarchy's `tasks` file, which moves
+/// only the calling thread and so needs no global lock. `cgroup.procs` remains the v2
+/// fallback for kernels without CLONE_INTO_CGROUP (before 5.7).
+pub struct Entry {
+    /// v2: the cgroup's directory, for CLONE_INTO_CGROUP.
+    dir: Option<OwnedFd>,
+    /// v1: each hierarchy's `tasks`.
+    tasks: Vec<OwnedFd>,
 }
 
-/// Moves the calling process into the cgroups whose cgroup.procs files are given.
-pub fn join(procs: &[OwnedFd]) -> Result<(), nix::errno::Errno> {
-    for fd in procs {
-        nix::unistd::write(fd, b"0")?;
+impl Entry {
+    pub fn open(h: &Hierarchy, path: &str) -> Result<Entry, CgroupError> {
+        let v2 = matches!(h, Hierarchy::V2 { .. });
+        let open_w = |f: PathBuf| fs::OpenOptions::new().write(true).open(&f).map(OwnedFd::from).map_err(io("open", &f));
+        let mut entry = Entry { dir: None, tasks: Vec::new() };
+        for (_, d) in h.dirs(path).into_iter().filter(|(_, d)| d.is_dir()) {
+            if v2 {
+                let flags = nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+                entry.dir = Some(
+                    nix::fcntl::open(&d, flags, nix::sys::stat::Mode::empty())
+                        .map_err(|e| io("open", &d)(e.into()))?,
+                );
+            } else {
+                entry.tasks.push(open_w(d.join("tasks"))?);
+            }
+        }
+        Ok(entry)
     }
-    Ok(())
+
+    /// The directory a v2 child can be created in.
+    pub fn clone_into(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.dir.as_ref().map(|d| d.as_fd())
+    }
+
+    /// Moves the calling (single-threaded) process in, unless it was created there.
+    pub fn join(&self, placed: bool) -> Result<(), nix::errno::Errno> {
+        if placed {
+            return Ok(());
+        }
+        if let Some(dir) = &self.dir {
+            let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC;
+            let procs = nix::fcntl::openat(dir, "cgroup.procs", flags, nix::sys::stat::Mode::empty())?;
+            nix::unistd::write(&procs, b"0")?;
+        }
+        for fd in &self.tasks {
+            nix::unistd::write(fd, b"0")?;
+        }
+        Ok(())
+    }
 }
 
 fn pids_in(dir: &Path) -> Vec<i32> {

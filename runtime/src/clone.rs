@@ -9,9 +9,14 @@
 //! ```
 //! The join stage exists because a pid namespace, joined or new, applies only to children.
 //! The parent is a child subreaper (when it must wait), so the init stage, orphaned when the
-//! join stage exits, is re-parented to it. Forks go through glibc's `fork`, not a raw clone3:
-//! after a raw clone glibc's cached thread id is the parent's, and `abort()` would signal
-//! the parent. Children end with `_exit`, never by returning or unwinding.
+//! join stage exits, is re-parented to it. The join stage is created straight in its cgroup
+//! on v2 (clone3 CLONE_INTO_CGROUP, see `cgroup::Entry` for why); other forks go through
+//! glibc's `fork`. After a raw clone3 glibc's cached thread id is still the parent's; the
+//! join stage only makes syscalls and forks (glibc's fork sets the new child's), and
+//! glibc 2.34+ `abort()` signals the caller by its real tid. Children end with `_exit`,
+//! never by returning or unwinding.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -54,12 +59,14 @@ pub struct Spawned {
     pub terminal: Option<std::os::fd::OwnedFd>,
 }
 
-/// Forks the join stage, which runs `join` and forks the init stage, which runs `init`
-/// (returning only with an error; it must call `ChildEnd::wait_go` before its exec).
-/// `started` runs with the init's pid before it may exec (to record it); then the init
-/// gets `Go`. Returns once the workload has exec'd.
+/// Forks the join stage (created in cgroup `into` where given and possible), which runs
+/// `join(placed)` and forks the init stage, which runs `init` (returning only with an
+/// error; it must call `ChildEnd::wait_go` before its exec). `placed` says whether the
+/// join stage was born in `into`. `started` runs with the init's pid before it may exec
+/// (to record it); then the init gets `Go`. Returns once the workload has exec'd.
 pub fn spawn(
-    join: impl FnOnce() -> Result<(), StageError>,
+    into: Option<BorrowedFd<'_>>,
+    join: impl FnOnce(bool) -> Result<(), StageError>,
     init: impl FnOnce(&ChildEnd) -> StageError,
     mut started: impl FnMut(Pid) -> Result<(), ChildError>,
 ) -> Result<Spawned, ChildError> {
@@ -67,12 +74,13 @@ pub fn spawn(
         |e: Errno| ChildError { stage: "spawn".into(), errno: e as i32, message: format!("spawn: {}", e.desc()) };
     let (parent, child) = sync::pair().map_err(proto)?;
     // SAFETY: podrun is single-threaded here; the child only runs the stages and _exits.
-    match unsafe { fork() }.map_err(proto)? {
+    let (forked, placed) = unsafe { fork_into(into) }.map_err(proto)?;
+    match forked {
         ForkResult::Child => {
             drop(parent);
             set_name("podrun:[join]");
             set_non_dumpable();
-            exit_now(join_stage(join, init, &child))
+            exit_now(join_stage(|| join(placed), init, &child))
         }
         ForkResult::Parent { child: join_pid } => {
             drop(child);
@@ -122,6 +130,38 @@ pub fn spawn(
             }
         }
     }
+}
+
+/// <linux/sched.h>; libc's constant is an overflowing c_int (libc issue 3584).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `fork`, or with a cgroup v2 directory, clone3 with CLONE_INTO_CGROUP, falling back to
+/// `fork` where the kernel lacks it (the caller then moves the child itself). Returns
+/// whether the child was born in the cgroup.
+///
+/// # Safety
+/// As `fork`: the caller is single-threaded, and the child only makes syscalls and ends
+/// with `_exit`.
+unsafe fn fork_into(cgroup: Option<BorrowedFd<'_>>) -> Result<(ForkResult, bool), Errno> {
+    if let Some(dir) = cgroup {
+        // SAFETY: clone_args is plain data; zero is "not set" for every field.
+        let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+        args.flags = CLONE_INTO_CGROUP;
+        args.exit_signal = libc::SIGCHLD as u64;
+        args.cgroup = dir.as_raw_fd() as u64;
+        // SAFETY: no CLONE_VM: the child gets a copy of this (single-threaded) process,
+        // like fork, and returns here with 0.
+        let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, size_of::<libc::clone_args>()) };
+        match r {
+            0 => return Ok((ForkResult::Child, true)),
+            r if r > 0 => return Ok((ForkResult::Parent { child: Pid::from_raw(r as i32) }, true)),
+            // Before 5.7 (no CLONE_INTO_CGROUP: E2BIG, EINVAL) or 5.3 (no clone3: ENOSYS),
+            // or a cgroup the kernel will not take (the cgroup.procs write says why).
+            _ => {}
+        }
+    }
+    // SAFETY: as this function's.
+    unsafe { fork() }.map(|f| (f, false))
 }
 
 fn join_stage(

@@ -184,7 +184,7 @@ fn start(
     crate::cgroup::create(&h, top, cgroup, limits)?;
     let pause_cgroup = format!("{cgroup}/{}", crate::cgroup::PAUSE);
     crate::cgroup::create(&h, top, &pause_cgroup, &crate::cgroup::Limits::default())?;
-    let procs = crate::cgroup::procs_files(&h, &pause_cgroup)?;
+    let entry = crate::cgroup::Entry::open(&h, &pause_cgroup)?;
     let (shm, pause_root) = (dir.join("shm"), dir.join("pause-root"));
     for d in [&shm, &pause_root] {
         fs::DirBuilder::new().mode(0o755).create(d).map_err(io("create", d))?;
@@ -206,8 +206,9 @@ fn start(
     let flags = ns::sandbox_flags(share_pid) | CloneFlags::CLONE_NEWNS;
     let mut recorded = None;
     clone::spawn(
-        || {
-            crate::cgroup::join(&procs).map_err(StageError::at("pause", "enter the sandbox's cgroup"))?;
+        entry.clone_into(),
+        |placed| {
+            entry.join(placed).map_err(StageError::at("pause", "enter the sandbox's cgroup"))?;
             unshare(flags).map_err(StageError::at("pause", "unshare"))
         },
         |sync| exec_pause(&pause, &pause_root, hostname, sync),
