@@ -211,6 +211,35 @@ fn rm_f_kills_every_process_of_the_container_even_in_a_shared_pid_namespace() {
 }
 
 #[test]
+fn rm_f_ends_a_fork_loop_that_never_pauses() {
+    if !need_root("rm_f_ends_a_fork_loop_that_never_pauses") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok([
+        "run", "-d", "--name", "bomb", "--pids-limit", "200", "busybox", "sh", "-c", "while true; do sleep 86397 & done",
+    ]);
+    let count = || common::processes_with("86397").len();
+    common::eventually(10, "the loop did not fork", || count() > 20);
+    let sleeper = common::processes_with("86397")
+        .into_iter()
+        .find(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"))
+        .expect("a sleep of the loop");
+    let groups = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap_or_default();
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // v1: in a freezer cgroup of its own, which rm freezes before it kills.
+        assert!(
+            groups.lines().any(|l| l.contains(":freezer:/") && l.contains("bomb")),
+            "not in its own freezer cgroup:\n{groups}"
+        );
+    }
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "bomb"]);
+    assert_eq!(count(), 0, "processes of the loop outlived rm -f");
+    t.assert_clean(&pids);
+}
+
+#[test]
 fn cgroup_parent_moves_podrun_under_an_existing_cgroup_and_never_removes_it() {
     if !need_root("cgroup_parent_moves_podrun_under_an_existing_cgroup_and_never_removes_it") {
         return;

@@ -40,10 +40,11 @@ pub enum LimitError {
 }
 
 /// The v1 controllers podrun puts containers in: those it sets limits with or reads usage
-/// from. Each hierarchy costs a mkdir and an rmdir per container (blkio's alone about
-/// 100 µs), so the others (blkio, devices, freezer, the empty unified mount) are left
-/// alone: a container stays in its creator's cgroup there.
-pub const V1_CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "cpuset", "memory", "pids"];
+/// from, and the freezer, which holds a container still while it is killed. Each
+/// hierarchy costs a mkdir and an rmdir per container (blkio's alone about 100 µs), so the
+/// others (blkio, devices, the empty unified mount) are left alone: a container stays in
+/// its creator's cgroup there.
+pub const V1_CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "cpuset", "freezer", "memory", "pids"];
 
 /// Works out the hierarchy from /proc/self/mountinfo: fields are `id parent major:minor
 /// root mountpoint options [optional...] - fstype source superoptions`.
@@ -634,6 +635,10 @@ fn pids_in(dir: &Path) -> Vec<i32> {
 pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
     let dirs: Vec<PathBuf> = h.dirs(path).into_iter().map(|(_, d)| d).filter(|d| d.exists()).collect();
     let deadline = Instant::now() + Duration::from_secs(5);
+    let freezer = h.dir_of("freezer", path).filter(|d| matches!(h, Hierarchy::V1 { .. }) && d.is_dir());
+    if let Some(freezer) = freezer {
+        kill_frozen(&freezer, deadline);
+    }
     for d in &dirs {
         loop {
             // v2 kills the whole cgroup atomically; on v1 each listed process is killed,
@@ -669,6 +674,25 @@ pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
         }
     }
     Ok(())
+}
+
+/// v1: freezes the cgroup (a fork loop stops forking), kills every process in it, and
+/// thaws it so the killed can exit, as runc does. v2 has cgroup.kill instead; without a
+/// freezer the kill loop in `remove` still ends a fork loop, only more slowly.
+fn kill_frozen(freezer: &Path, deadline: Instant) {
+    let state = freezer.join("freezer.state");
+    if fs::write(&state, "FROZEN").is_err() {
+        return;
+    }
+    // FREEZING until every task has stopped; bounded, since killing works either way.
+    let frozen_by = (Instant::now() + Duration::from_secs(1)).min(deadline);
+    while fs::read_to_string(&state).is_ok_and(|s| s.trim() != "FROZEN") && Instant::now() < frozen_by {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for pid in pids_in(freezer) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = fs::write(&state, "THAWED");
 }
 
 /// The cgroups container `name` may have: alone under `top`, or in a sandbox's cgroup:
