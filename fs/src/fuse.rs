@@ -1,149 +1,312 @@
-//! The FUSE adapter, the only file that imports fuser: a flat read-only directory of the
-//! view's files. Each open renders the file once for the opening process (one consistent
-//! snapshot per open, as LXCFS does), with direct I/O and zero TTLs, so nothing is cached
-//! between readers of different cgroups.
+//! The view's FUSE server: the kernel protocol spoken directly on a /dev/fuse descriptor.
+//!
+//! Why not a FUSE library: a restarted server must take over the *same* connection, which
+//! is already initialised (the kernel sends INIT once per mount), so that containers keep
+//! their bind mounts and never see "Transport endpoint is not connected". Libraries (fuser
+//! included) insist on the INIT handshake. A flat read-only directory of generated files
+//! needs only a dozen opcodes, all here. On takeover the new server asks the kernel to
+//! resend the requests the dead one had read but not answered (FUSE_NOTIFY_RESEND, Linux
+//! 6.9), so no reader waits forever.
+//!
+//! Every file is rendered at open for the process that opens it (the request carries its
+//! pid) and read from that copy, with direct I/O: no page cache shared between readers.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, UNIX_EPOCH};
-
-use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner, MountOption, OpenFlags,
-    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
-};
 
 use crate::caller::{render_for, CgroupRoots, ViewFile};
 
-pub use fuser::BackgroundSession;
+const FUSE_LOOKUP: u32 = 1;
+const FUSE_FORGET: u32 = 2;
+const FUSE_GETATTR: u32 = 3;
+const FUSE_OPEN: u32 = 14;
+const FUSE_READ: u32 = 15;
+const FUSE_STATFS: u32 = 17;
+const FUSE_RELEASE: u32 = 18;
+const FUSE_FLUSH: u32 = 25;
+const FUSE_INIT: u32 = 26;
+const FUSE_OPENDIR: u32 = 27;
+const FUSE_READDIR: u32 = 28;
+const FUSE_RELEASEDIR: u32 = 29;
+const FUSE_ACCESS: u32 = 34;
+const FUSE_INTERRUPT: u32 = 36;
+const FUSE_DESTROY: u32 = 38;
+const FUSE_BATCH_FORGET: u32 = 42;
+const FUSE_NOTIFY_RESEND: i32 = 7;
+const FOPEN_DIRECT_IO: u32 = 1;
+/// The header of every request: len, opcode, unique, nodeid, uid, gid, pid, extlen, pad.
+const IN_HEADER: usize = 40;
+const ROOT: u64 = 1;
+/// Requests are small (no writes are accepted); the kernel wants room for max_write.
+const BUFFER: usize = 64 * 1024;
 
-const NO_TTL: Duration = Duration::ZERO;
-
-fn attr(ino: u64, dir: bool) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(ino),
-        size: 0,
-        blocks: 0,
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: if dir { FileType::Directory } else { FileType::RegularFile },
-        perm: if dir { 0o555 } else { 0o444 },
-        nlink: if dir { 2 } else { 1 },
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        flags: 0,
-        blksize: 4096,
-    }
-}
-
-/// Inode of a view file: 2, 3, 4 in `ViewFile::ALL` order (1 is the directory).
-fn file_of(ino: INodeNo) -> Option<ViewFile> {
-    let i = u64::from(ino).checked_sub(2)? as usize;
-    ViewFile::ALL.get(i).copied()
-}
-
+/// What a server needs: the cgroup mounts to read, and the open files' rendered copies.
 pub struct ProcView {
     roots: CgroupRoots,
-    open: Mutex<HashMap<u64, Vec<u8>>>,
-    next_fh: AtomicU64,
+    handles: Mutex<(u64, HashMap<u64, Vec<u8>>)>,
 }
 
 impl ProcView {
     pub fn new(roots: CgroupRoots) -> ProcView {
-        ProcView { roots, open: Mutex::new(HashMap::new()), next_fh: AtomicU64::new(1) }
+        ProcView { roots, handles: Mutex::new((1, HashMap::new())) }
     }
 }
 
-impl Filesystem for ProcView {
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let found = ViewFile::ALL.iter().position(|f| Some(f.name()) == name.to_str());
-        match (u64::from(parent), found) {
-            (1, Some(i)) => reply.entry(&NO_TTL, &attr(i as u64 + 2, false), fuser::Generation(0)),
-            _ => reply.error(Errno::ENOENT),
+fn node_file(node: u64) -> Option<ViewFile> {
+    ViewFile::ALL.get(usize::try_from(node.checked_sub(ROOT + 1)?).ok()?).copied()
+}
+
+/// fuse_attr: ino, size, blocks, a/m/ctime, their nsecs, mode, nlink, uid, gid, rdev,
+/// blksize, flags (88 bytes). Files are empty-sized like /proc's; readers read to EOF.
+fn attr(node: u64) -> Vec<u8> {
+    let mut a = Vec::with_capacity(88);
+    let mode: u32 = if node == ROOT { libc::S_IFDIR | 0o555 } else { libc::S_IFREG | 0o444 };
+    for v in [node, 0, 0, 0, 0, 0] {
+        a.extend_from_slice(&v.to_ne_bytes());
+    }
+    for v in [0u32, 0, 0, mode, if node == ROOT { 2 } else { 1 }, 0, 0, 0, 4096, 0] {
+        a.extend_from_slice(&v.to_ne_bytes());
+    }
+    a
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4).map_or(0, |s| u32::from_ne_bytes(s.try_into().unwrap_or_default()))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or_default()))
+}
+
+/// Writes one reply (or notification) in a single write(2), as the protocol requires.
+fn reply(fd: RawFd, unique: u64, error: i32, body: &[u8]) {
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+    out.extend_from_slice(&(-error).to_ne_bytes());
+    out.extend_from_slice(&unique.to_ne_bytes());
+    out.extend_from_slice(body);
+    // SAFETY: writes `out`, which lives across the call. A reply to an interrupted request
+    // fails with ENOENT; there is nobody else to tell.
+    unsafe { libc::write(fd, out.as_ptr().cast(), out.len()) };
+}
+
+fn entry(node: u64) -> Vec<u8> {
+    // nodeid, generation, entry_valid, attr_valid (seconds), their nsecs, attr.
+    let mut e = Vec::with_capacity(128);
+    for v in [node, 0, 60, 60] {
+        e.extend_from_slice(&v.to_ne_bytes());
+    }
+    e.extend_from_slice(&[0u8; 8]);
+    e.extend_from_slice(&attr(node));
+    e
+}
+
+impl ProcView {
+    /// Answers one request (`req` is the whole message, header first).
+    fn handle(&self, fd: RawFd, req: &[u8]) {
+        let (opcode, unique, node, pid) = (u32_at(req, 4), u64_at(req, 8), u64_at(req, 16), u32_at(req, 32));
+        let body = &req[IN_HEADER.min(req.len())..];
+        match opcode {
+            FUSE_INIT => {
+                let (major, minor) = (u32_at(body, 0), u32_at(body, 4));
+                if major < 7 {
+                    return reply(fd, unique, libc::EPROTO, &[]);
+                }
+                // major, minor, max_readahead, flags, max_background, congestion_threshold,
+                // max_write, time_gran, max_pages, map_alignment, flags2, ... (64 bytes).
+                let mut out = Vec::with_capacity(64);
+                for v in [7u32, minor.min(40), 0, 0] {
+                    out.extend_from_slice(&v.to_ne_bytes());
+                }
+                out.extend_from_slice(&16u16.to_ne_bytes());
+                out.extend_from_slice(&12u16.to_ne_bytes());
+                out.extend_from_slice(&4096u32.to_ne_bytes());
+                out.extend_from_slice(&1u32.to_ne_bytes());
+                out.resize(64, 0);
+                reply(fd, unique, 0, &out)
+            }
+            FUSE_LOOKUP => {
+                let name = body.split(|&b| b == 0).next().unwrap_or_default();
+                match ViewFile::ALL.iter().position(|f| f.name().as_bytes() == name) {
+                    Some(i) if node == ROOT => reply(fd, unique, 0, &entry(ROOT + 1 + i as u64)),
+                    _ => reply(fd, unique, libc::ENOENT, &[]),
+                }
+            }
+            FUSE_GETATTR => {
+                if node != ROOT && node_file(node).is_none() {
+                    return reply(fd, unique, libc::ENOENT, &[]);
+                }
+                let mut out = Vec::with_capacity(104);
+                out.extend_from_slice(&60u64.to_ne_bytes());
+                out.extend_from_slice(&[0u8; 8]);
+                out.extend_from_slice(&attr(node));
+                reply(fd, unique, 0, &out)
+            }
+            FUSE_OPEN => {
+                let Some(file) = node_file(node) else { return reply(fd, unique, libc::EISDIR, &[]) };
+                if u32_at(body, 0) & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
+                    return reply(fd, unique, libc::EACCES, &[]);
+                }
+                let content = render_for(&self.roots, pid, file).into_bytes();
+                let fh = {
+                    let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+                    let fh = h.0;
+                    h.0 += 1;
+                    h.1.insert(fh, content);
+                    fh
+                };
+                let mut out = Vec::with_capacity(16);
+                out.extend_from_slice(&fh.to_ne_bytes());
+                out.extend_from_slice(&FOPEN_DIRECT_IO.to_ne_bytes());
+                out.extend_from_slice(&[0u8; 4]);
+                reply(fd, unique, 0, &out)
+            }
+            FUSE_READ => {
+                let (fh, offset, size) = (u64_at(body, 0), u64_at(body, 8), u32_at(body, 16) as usize);
+                let slice = |c: &[u8]| {
+                    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(c.len());
+                    c[start..(start + size).min(c.len())].to_vec()
+                };
+                let held = self.handles.lock().unwrap_or_else(|p| p.into_inner()).1.get(&fh).map(|c| slice(c));
+                let data = match (held, node_file(node)) {
+                    (Some(d), _) => d,
+                    // Opened under a server that is gone: render afresh for this reader.
+                    (None, Some(file)) => slice(render_for(&self.roots, pid, file).as_bytes()),
+                    (None, None) => return reply(fd, unique, libc::EBADF, &[]),
+                };
+                reply(fd, unique, 0, &data)
+            }
+            FUSE_RELEASE => {
+                self.handles.lock().unwrap_or_else(|p| p.into_inner()).1.remove(&u64_at(body, 0));
+                reply(fd, unique, 0, &[])
+            }
+            FUSE_OPENDIR => {
+                if node != ROOT {
+                    return reply(fd, unique, libc::ENOTDIR, &[]);
+                }
+                reply(fd, unique, 0, &[0u8; 16])
+            }
+            FUSE_READDIR => {
+                let (offset, size) = (u64_at(body, 8), u32_at(body, 16) as usize);
+                let mut out = Vec::new();
+                let names = [(ROOT, ".".to_owned()), (ROOT, "..".to_owned())]
+                    .into_iter()
+                    .chain(ViewFile::ALL.iter().enumerate().map(|(i, f)| (ROOT + 1 + i as u64, f.name().to_owned())));
+                for (i, (ino, name)) in names.enumerate().skip(offset as usize) {
+                    // fuse_dirent: ino, off (of the next entry), namelen, type, name, padded to 8.
+                    let mut d = Vec::new();
+                    d.extend_from_slice(&ino.to_ne_bytes());
+                    d.extend_from_slice(&(i as u64 + 1).to_ne_bytes());
+                    d.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+                    d.extend_from_slice(&(if ino == ROOT { libc::DT_DIR } else { libc::DT_REG } as u32).to_ne_bytes());
+                    d.extend_from_slice(name.as_bytes());
+                    d.resize(d.len().next_multiple_of(8), 0);
+                    if out.len() + d.len() > size {
+                        break;
+                    }
+                    out.extend_from_slice(&d);
+                }
+                reply(fd, unique, 0, &out)
+            }
+            FUSE_STATFS => {
+                let mut out = vec![0u8; 80];
+                out[40..44].copy_from_slice(&4096u32.to_ne_bytes());
+                out[44..48].copy_from_slice(&255u32.to_ne_bytes());
+                reply(fd, unique, 0, &out)
+            }
+            FUSE_RELEASEDIR | FUSE_FLUSH | FUSE_ACCESS => reply(fd, unique, 0, &[]),
+            // No reply is expected to these.
+            FUSE_FORGET | FUSE_BATCH_FORGET | FUSE_INTERRUPT | FUSE_DESTROY => {}
+            _ => reply(fd, unique, libc::ENOSYS, &[]),
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match u64::from(ino) {
-            1 => reply.attr(&NO_TTL, &attr(1, true)),
-            n if file_of(ino).is_some() => reply.attr(&NO_TTL, &attr(n, false)),
-            _ => reply.error(Errno::ENOENT),
+    /// Serves requests from `fd` on `threads` threads until the filesystem is unmounted.
+    /// `resume`: the connection was initialised by an earlier server (which is gone):
+    /// ask the kernel to resend what that server had read and not answered.
+    pub fn serve(&self, fd: BorrowedFd<'_>, threads: usize, resume: bool) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        if resume {
+            reply(raw, 0, -FUSE_NOTIFY_RESEND, &[]);
         }
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| self.worker(raw))).collect();
+            workers.into_iter().map(|w| w.join().unwrap_or(Ok(()))).collect::<io::Result<Vec<()>>>()
+        })
+        .map(drop)
     }
 
-    fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let Some(file) = file_of(ino) else { return reply.error(Errno::ENOENT) };
-        let text = render_for(&self.roots, req.pid(), file);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut open) = self.open.lock() {
-            open.insert(fh, text.into_bytes());
-        }
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        let open = match self.open.lock() {
-            Ok(o) => o,
-            Err(_) => return reply.error(Errno::EIO),
-        };
-        let Some(data) = open.get(&u64::from(fh)) else { return reply.error(Errno::EBADF) };
-        let start = (offset as usize).min(data.len());
-        let end = start.saturating_add(size as usize).min(data.len());
-        reply.data(&data[start..end]);
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        if let Ok(mut open) = self.open.lock() {
-            open.remove(&u64::from(fh));
-        }
-        reply.ok();
-    }
-
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        if u64::from(ino) != 1 {
-            return reply.error(Errno::ENOENT);
-        }
-        let mut entries = vec![(1u64, FileType::Directory, "."), (1, FileType::Directory, "..")];
-        entries.extend(ViewFile::ALL.iter().enumerate().map(|(i, f)| (i as u64 + 2, FileType::RegularFile, f.name())));
-        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(ino), (i + 1) as u64, kind, name) {
-                break;
+    fn worker(&self, fd: RawFd) -> io::Result<()> {
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            // SAFETY: reads into `buf`, which is BUFFER bytes long.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    // Interrupted, or a request withdrawn before we read it.
+                    Some(libc::EINTR) | Some(libc::ENOENT) | Some(libc::EAGAIN) => continue,
+                    // Unmounted: the session is over.
+                    Some(libc::ENODEV) => return Ok(()),
+                    _ => return Err(io::Error::last_os_error()),
+                }
+            }
+            let n = n as usize;
+            if n >= IN_HEADER {
+                self.handle(fd, &buf[..n]);
             }
         }
-        reply.ok();
     }
 }
 
-/// Mounts the view at `dir` and serves it from a background thread until the returned
-/// session is dropped. Everyone may read it (containers' processes run as any uid).
-pub fn serve(roots: CgroupRoots, dir: &Path) -> std::io::Result<BackgroundSession> {
-    let mut config = Config::default();
-    config.mount_options = vec![MountOption::RO, MountOption::FSName("podrun-procview".into())];
-    // SessionACL::All is the allow_other mount option.
-    config.acl = SessionACL::All;
-    fuser::spawn_mount(ProcView::new(roots), dir, &config)
+/// Opens /dev/fuse and mounts a view on `dir` (as root; readable by every process).
+/// Returns the connection's descriptor, which the caller serves.
+pub fn mount(dir: &Path) -> io::Result<OwnedFd> {
+    let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse")?;
+    let fd: OwnedFd = dev.into();
+    let opts = format!("fd={},rootmode=40000,user_id=0,group_id=0,allow_other", fd.as_raw_fd());
+    let c = |s: &str| std::ffi::CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let (src, target, fstype, data) = (
+        c("podrun-procview")?,
+        c(dir.to_str().ok_or(io::ErrorKind::InvalidInput)?)?,
+        c("fuse.podrun-procview")?,
+        c(&opts)?,
+    );
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
+    // SAFETY: all pointers are NUL-terminated strings that outlive the call.
+    let r = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// A view mounted on a directory and served by threads of this process, for tests and
+/// tools; dropping it unmounts.
+pub struct BackgroundView {
+    dir: std::path::PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for BackgroundView {
+    fn drop(&mut self) {
+        if let Ok(c) = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()) {
+            // SAFETY: c is NUL-terminated. MNT_DETACH: the serving threads see ENODEV.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Mounts a view on `dir` and serves it from a background thread.
+pub fn serve(roots: CgroupRoots, dir: &Path) -> io::Result<BackgroundView> {
+    let fd = mount(dir)?;
+    let thread = std::thread::spawn(move || {
+        let _ = ProcView::new(roots).serve(std::os::fd::AsFd::as_fd(&fd), 2, false);
+    });
+    Ok(BackgroundView { dir: dir.to_owned(), thread: Some(thread) })
 }

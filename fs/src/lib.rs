@@ -1,7 +1,7 @@
 //! podrun-procfs: the resource view of a container (issue 6). The numbers read from a
 //! cgroup of either world (snapshot.rs), the files rendered from them (render/), computed
-//! for the reading process (caller.rs) and served over FUSE (fuse.rs, the only file that
-//! imports fuser). Not yet mounted into containers by podrun.
+//! for the reading process (caller.rs) and served over FUSE (fuse.rs, which speaks the
+//! kernel protocol itself so that a restarted server can take over a live connection).
 
 pub mod caller;
 pub mod fuse;
