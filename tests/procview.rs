@@ -84,10 +84,154 @@ fn a_reader_sees_its_own_cgroups_limits_and_an_outsider_the_host() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(listing.len(), 3, "{listing:?}");
+    assert_eq!(listing.len(), podrun_procfs::caller::ViewFile::ALL.len(), "{listing:?}");
     drop(session);
     drop(cg);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(dir.path().to_str().unwrap()), "the view is still mounted");
     assert!(h.dirs(&top).iter().all(|(_, d)| !d.exists()), "the test cgroup was left");
+}
+
+fn kb(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+}
+
+fn host_mem_total() -> u64 {
+    kb(&std::fs::read_to_string("/proc/meminfo").unwrap(), "MemTotal")
+}
+
+fn view_gone(t: &common::TestRoot) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = t.store();
+    assert!(
+        !mounts.lines().any(|l| l.contains("podrun-procview") && l.contains(root.to_str().unwrap())),
+        "the view is still mounted"
+    );
+    assert!(!root.join("procview.keeper").exists(), "the keeper is still recorded");
+    assert!(
+        common::processes_with("").iter().all(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).map_or(true, |c| !c.starts_with("podrun:[keeper]"))
+                || !std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains(t.path().to_str().unwrap())
+        }),
+        "a keeper of this root is still running"
+    );
+}
+
+#[test]
+fn a_limited_container_sees_its_limits_in_proc_and_sys() {
+    if !need_root("a_limited_container_sees_its_limits_in_proc_and_sys") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    let script = "cat /proc/meminfo; echo ==; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
+                  cat /proc/uptime; echo ==; top -bn1 | head -1; echo ==; \
+                  head -c 60m /dev/zero >/dev/shm/x; grep MemAvailable /proc/meminfo";
+    let out = t.ok(["run", "--rm", "--memory", "256m", "--cpus", "0.5", "busybox", "sh", "-c", script]);
+    let parts: Vec<&str> = out.split("==\n").collect();
+    assert_eq!(parts.len(), 4, "{out}");
+    assert_eq!(kb(parts[0], "MemTotal"), 262_144, "{}", parts[0]);
+    let mut lines = parts[1].lines();
+    assert_eq!(lines.next(), Some("1"), "processors");
+    assert_eq!(lines.next(), Some("0"), "cpu/online");
+    let up: f64 = lines.next().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap();
+    assert!(up < 60.0, "uptime {up} s is the host's, not the container's");
+    // top: "Mem: 1416K used, 260728K free, ...": used + free is the limit.
+    let mem = parts[2].trim();
+    let n = |s: &str| s.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().unwrap();
+    let used = n(mem.split("K used").next().unwrap().trim_start_matches("Mem:"));
+    let free = n(mem.split(", ").nth(1).unwrap().split("K free").next().unwrap());
+    assert!((used + free).abs_diff(262_144) < 1024, "top shows {mem}");
+    // 60 MiB in the container's /dev/shm (a tmpfs, charged to its cgroup): used.
+    assert!(kb(parts[3], "MemAvailable") < 200 * 1024, "{out}");
+    view_gone(&t);
+}
+
+#[test]
+fn pods_containers_see_their_own_the_pods_or_the_hosts_limits_and_off_shows_the_host() {
+    if !need_root("pods_containers_see_their_own_the_pods_or_the_hosts_limits_and_off_shows_the_host") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    t.ok(["sandbox", "create", "--share-pid", "--memory", "512m", "pod"]);
+    let total = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "cat", "/proc/meminfo"]);
+        kb(&t.ok(args), "MemTotal")
+    };
+    // Two containers of one pod, one pid namespace, different limits: each its own.
+    t.ok(["run", "-d", "--name", "a", "--join", "pod", "--memory", "128m", "busybox", "sleep", "600"]);
+    t.ok(["run", "-d", "--name", "b", "--join", "pod", "--memory", "64m", "busybox", "sleep", "600"]);
+    assert_eq!(kb(&t.ok(["exec", "a", "cat", "/proc/meminfo"]), "MemTotal"), 128 * 1024);
+    assert_eq!(kb(&t.ok(["exec", "b", "cat", "/proc/meminfo"]), "MemTotal"), 64 * 1024);
+    assert_eq!(total(&["--join", "pod"]), 512 * 1024, "no limit of its own: the pod's");
+    assert_eq!(total(&[]), host_mem_total(), "no limits at all: the host's");
+    assert_eq!(total(&["--memory", "64m", "--procview", "off"]), host_mem_total(), "--procview off");
+    t.ok(["sandbox", "create", "--procview", "off", "--memory", "64m", "plain"]);
+    assert_eq!(total(&["--join", "plain"]), host_mem_total(), "the sandbox's default");
+    assert_eq!(total(&["--join", "plain", "--procview", "on"]), 64 * 1024, "overridden per container");
+    let pids = t.known_pids();
+    t.ok(["sandbox", "rm", "-f", "pod", "plain"]);
+    t.assert_clean(&pids);
+    view_gone(&t);
+}
+
+#[test]
+fn readers_survive_the_view_server_being_killed() {
+    if !need_root("readers_survive_the_view_server_being_killed") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    // 8 readers in 3 containers, each printing MemTotal in a loop (an error prints "err").
+    let loop_ = "while true; do v=$(cat /proc/meminfo 2>/dev/null | grep MemTotal) || v=err; echo \"$v\"; sleep 0.01; done";
+    let mut names = Vec::new();
+    for (i, mem) in ["64m", "96m", "128m"].iter().enumerate() {
+        let name = format!("r{i}");
+        let readers = if i == 0 { 2 } else { 3 };
+        let script = (0..readers).map(|_| format!("( {loop_} ) &")).collect::<Vec<_>>().join(" ") + " wait";
+        t.ok(["run", "-d", "--name", &name, "--memory", mem, "busybox", "sh", "-c", &script]);
+        names.push((name, mem.trim_end_matches('m').parse::<u64>().unwrap() * 1024));
+    }
+    let keeper: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
+    let keeper = keeper["pid"].as_i64().unwrap();
+    let server = || {
+        std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .next()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for round in 0..3 {
+        let old = server().expect("a view server");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let killed = std::time::Instant::now();
+        common::eventually(1, "no new server within 1 s", || server().is_some_and(|s| s != old));
+        // Within a second of the kill, every container reads its own value again.
+        for (name, want) in &names {
+            common::eventually(2, "a container did not read its value again", || {
+                let last = t.ok(["logs", name]).lines().last().unwrap_or_default().to_owned();
+                last.contains(&format!("{want} kB"))
+            });
+        }
+        assert!(killed.elapsed() < std::time::Duration::from_millis(1500), "round {round}: recovery took too long");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for (name, want) in &names {
+        let log = t.ok(["logs", name]);
+        let host = format!("{} kB", host_mem_total());
+        assert!(!log.contains(&host), "{name} read the host's value");
+        let bad: Vec<&str> = log.lines().filter(|l| !l.contains(&format!("{want} kB")) && *l != "err").collect();
+        assert!(bad.is_empty(), "{name} read {bad:?}");
+    }
+    let pids = t.known_pids();
+    for (name, _) in &names {
+        t.ok(["rm", "-f", name]);
+    }
+    t.assert_clean(&pids);
+    view_gone(&t);
 }

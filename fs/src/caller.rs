@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::render::{cpu, meminfo};
+use crate::render::{cpu, meminfo, uptime};
 use crate::snapshot;
 
 /// Where the cgroup hierarchies are mounted, as podrun's runtime found them.
@@ -40,26 +40,87 @@ fn cgroups_of(pid: u32) -> (Option<String>, Vec<(String, String)>) {
     (v2, v1)
 }
 
-/// The files the view serves.
+/// The files the view serves: the name in the view's directory, and where a container
+/// sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViewFile {
     Meminfo,
     Cpuinfo,
+    Uptime,
+    Swaps,
     CpuOnline,
+    CpuPresent,
+    CpuPossible,
 }
 
 impl ViewFile {
-    pub const ALL: [ViewFile; 3] = [ViewFile::Meminfo, ViewFile::Cpuinfo, ViewFile::CpuOnline];
+    pub const ALL: [ViewFile; 7] = [
+        ViewFile::Meminfo,
+        ViewFile::Cpuinfo,
+        ViewFile::Uptime,
+        ViewFile::Swaps,
+        ViewFile::CpuOnline,
+        ViewFile::CpuPresent,
+        ViewFile::CpuPossible,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ViewFile::Meminfo => "meminfo",
             ViewFile::Cpuinfo => "cpuinfo",
+            ViewFile::Uptime => "uptime",
+            ViewFile::Swaps => "swaps",
             ViewFile::CpuOnline => "online",
+            ViewFile::CpuPresent => "present",
+            ViewFile::CpuPossible => "possible",
+        }
+    }
+
+    /// The path in the container this file is mounted over.
+    pub fn target(self) -> &'static str {
+        match self {
+            ViewFile::Meminfo => "/proc/meminfo",
+            ViewFile::Cpuinfo => "/proc/cpuinfo",
+            ViewFile::Uptime => "/proc/uptime",
+            ViewFile::Swaps => "/proc/swaps",
+            ViewFile::CpuOnline => "/sys/devices/system/cpu/online",
+            ViewFile::CpuPresent => "/sys/devices/system/cpu/present",
+            ViewFile::CpuPossible => "/sys/devices/system/cpu/possible",
         }
     }
 }
 
+/// Clock ticks per second of /proc/<pid>/stat's times.
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1)
+}
+
+/// (parent pid, start time in ticks after boot) from /proc/<pid>/stat.
+fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state, ppid, ... starttime is field 22.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((rest.get(1)?.parse().ok()?, rest.get(19)?.parse().ok()?))
+}
+
+/// When the reader's container started, in ticks after boot: the start of the first
+/// process of its pid namespace (the container's init, or with a shared pid namespace the
+/// sandbox's pause), found by walking up its parents while they are in the same namespace.
+fn container_start(pid: u32) -> Option<u64> {
+    let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let own = ns(pid)?;
+    let (mut cur, mut start) = (pid, parent_and_start(pid)?.1);
+    for _ in 0..64 {
+        let (parent, _) = parent_and_start(cur)?;
+        if parent <= 1 || ns(parent).as_ref() != Some(&own) {
+            break;
+        }
+        cur = parent;
+        start = parent_and_start(cur)?.1;
+    }
+    Some(start)
+}
 fn host_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -88,6 +149,13 @@ pub fn render_for(roots: &CgroupRoots, pid: u32, file: ViewFile) -> String {
             meminfo::render_meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default(), &mem())
         }
         ViewFile::Cpuinfo => cpu::render_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(), cpus()),
-        ViewFile::CpuOnline => cpu::render_online(cpus()),
+        ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
+        ViewFile::Uptime => {
+            let host = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+            let host_up: f64 = host.split_whitespace().next().and_then(|u| u.parse().ok()).unwrap_or(0.0);
+            let started = container_start(pid).map_or(0.0, |t| t as f64 / ticks_per_second() as f64);
+            uptime::render_uptime(host_up, started, cpus())
+        }
+        ViewFile::Swaps => meminfo::render_swaps(&std::fs::read_to_string("/proc/swaps").unwrap_or_default(), &mem()),
     }
 }

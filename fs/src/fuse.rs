@@ -55,16 +55,37 @@ impl ProcView {
     }
 }
 
-fn node_file(node: u64) -> Option<ViewFile> {
-    ViewFile::ALL.get(usize::try_from(node.checked_sub(ROOT + 1)?).ok()?).copied()
+/// A file's inode number: the file in the low byte, and above it a hash of the looking-up
+/// process's cgroups. Each container's bind mount, made by a process already in the
+/// container's cgroup, pins an inode of its own, so a page cache (which sendfile and splice
+/// read through) is never shared between containers. A restarted server needs no table:
+/// the file is in the number.
+fn node_of(file: usize, pid: u32) -> u64 {
+    let groups = std::fs::read(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in groups {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    ((h >> 16) << 8) | (file as u64 + ROOT + 1)
 }
 
+fn node_file(node: u64) -> Option<ViewFile> {
+    if node == ROOT {
+        return None;
+    }
+    ViewFile::ALL.get(usize::try_from((node & 0xff).checked_sub(ROOT + 1)?).ok()?).copied()
+}
+
+/// Room above the rendered length in a file's size: sendfile and splice read through the
+/// page cache, which stops at the size; a short read then sets the real one.
+const SIZE_SLACK: u64 = 1024;
+
 /// fuse_attr: ino, size, blocks, a/m/ctime, their nsecs, mode, nlink, uid, gid, rdev,
-/// blksize, flags (88 bytes). Files are empty-sized like /proc's; readers read to EOF.
-fn attr(node: u64) -> Vec<u8> {
+/// blksize, flags (88 bytes).
+fn attr(node: u64, size: u64) -> Vec<u8> {
     let mut a = Vec::with_capacity(88);
     let mode: u32 = if node == ROOT { libc::S_IFDIR | 0o555 } else { libc::S_IFREG | 0o444 };
-    for v in [node, 0, 0, 0, 0, 0] {
+    for v in [node, size, 0, 0, 0, 0] {
         a.extend_from_slice(&v.to_ne_bytes());
     }
     for v in [0u32, 0, 0, mode, if node == ROOT { 2 } else { 1 }, 0, 0, 0, 4096, 0] {
@@ -93,14 +114,15 @@ fn reply(fd: RawFd, unique: u64, error: i32, body: &[u8]) {
     unsafe { libc::write(fd, out.as_ptr().cast(), out.len()) };
 }
 
-fn entry(node: u64) -> Vec<u8> {
-    // nodeid, generation, entry_valid, attr_valid (seconds), their nsecs, attr.
+fn entry(node: u64, size: u64) -> Vec<u8> {
+    // nodeid, generation, entry_valid, attr_valid (0: ask again, the answer depends on
+    // who asks), their nsecs, attr.
     let mut e = Vec::with_capacity(128);
-    for v in [node, 0, 60, 60] {
+    for v in [node, 0, 0, 0] {
         e.extend_from_slice(&v.to_ne_bytes());
     }
     e.extend_from_slice(&[0u8; 8]);
-    e.extend_from_slice(&attr(node));
+    e.extend_from_slice(&attr(node, size));
     e
 }
 
@@ -131,18 +153,22 @@ impl ProcView {
             FUSE_LOOKUP => {
                 let name = body.split(|&b| b == 0).next().unwrap_or_default();
                 match ViewFile::ALL.iter().position(|f| f.name().as_bytes() == name) {
-                    Some(i) if node == ROOT => reply(fd, unique, 0, &entry(ROOT + 1 + i as u64)),
+                    Some(i) if node == ROOT => {
+                        let size = render_for(&self.roots, pid, ViewFile::ALL[i]).len() as u64 + SIZE_SLACK;
+                        reply(fd, unique, 0, &entry(node_of(i, pid), size))
+                    }
                     _ => reply(fd, unique, libc::ENOENT, &[]),
                 }
             }
             FUSE_GETATTR => {
-                if node != ROOT && node_file(node).is_none() {
-                    return reply(fd, unique, libc::ENOENT, &[]);
-                }
+                let size = match node_file(node) {
+                    Some(f) => render_for(&self.roots, pid, f).len() as u64 + SIZE_SLACK,
+                    None if node == ROOT => 0,
+                    None => return reply(fd, unique, libc::ENOENT, &[]),
+                };
                 let mut out = Vec::with_capacity(104);
-                out.extend_from_slice(&60u64.to_ne_bytes());
-                out.extend_from_slice(&[0u8; 8]);
-                out.extend_from_slice(&attr(node));
+                out.extend_from_slice(&[0u8; 16]);
+                out.extend_from_slice(&attr(node, size));
                 reply(fd, unique, 0, &out)
             }
             FUSE_OPEN => {
@@ -194,7 +220,7 @@ impl ProcView {
                 let mut out = Vec::new();
                 let names = [(ROOT, ".".to_owned()), (ROOT, "..".to_owned())]
                     .into_iter()
-                    .chain(ViewFile::ALL.iter().enumerate().map(|(i, f)| (ROOT + 1 + i as u64, f.name().to_owned())));
+                    .chain(ViewFile::ALL.iter().enumerate().map(|(i, f)| (node_of(i, pid), f.name().to_owned())));
                 for (i, (ino, name)) in names.enumerate().skip(offset as usize) {
                     // fuse_dirent: ino, off (of the next entry), namelen, type, name, padded to 8.
                     let mut d = Vec::new();

@@ -42,6 +42,8 @@ pub enum ContainerError {
     BadName(#[from] ids::BadId),
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    View(#[from] crate::procview::ViewError),
     #[error("sandbox {0} is not running (its pause process is gone); remove it with `podrun sandbox rm -f {0}`")]
     SandboxDown(String),
     #[error("the container name {0} is already in use; remove it with `podrun rm {0}` or choose another --name")]
@@ -89,6 +91,8 @@ pub struct RunRequest {
     pub user: Option<String>,
     pub options: RunOptions,
     pub limits: cgroup::Limits,
+    /// The resource view: None takes the sandbox's setting (on without a sandbox).
+    pub procview: Option<bool>,
 }
 
 /// How a `run` ended, for the CLI.
@@ -120,6 +124,7 @@ fn discard(paths: &Paths, store: &Store, state: &ContainerState) {
     if let Ok(id) = ContainerId::parse(&state.id) {
         let _ = store.remove_rootfs(&id);
     }
+    crate::procview::release_if_unused(paths);
 }
 
 pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, ContainerError> {
@@ -164,6 +169,9 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         let who = exec::identity(req.user.as_deref().or(image.config.user.as_deref()), &rootfs.lowers)?;
         let mut options = req.options.clone();
         options.hostname = sb.as_ref().map_or_else(|| id.to_string(), |s| s.hostname.clone());
+        if req.procview.unwrap_or_else(|| sb.as_ref().is_none_or(|s| s.procview)) {
+            options.procview = Some(crate::procview::ensure(paths)?);
+        }
         let join =
             sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });
         let spec = spec::build(&image, &options, &who, join.as_ref(), &h)?;
@@ -202,6 +210,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
                 }
             }
             let _ = store.remove_rootfs(&id);
+            crate::procview::release_if_unused(paths);
             return Err(e);
         }
     };
@@ -348,6 +357,7 @@ fn record_exit(
             let _ = cgroup::remove(&h, &top, cg);
         }
         let _ = fs::remove_dir_all(&trash);
+        crate::procview::release_if_unused(paths);
         // SAFETY: see clone.rs: children _exit.
         unsafe { libc::_exit(0) }
     }
@@ -525,6 +535,7 @@ pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: boo
         cgroup::remove(&cgroup::Hierarchy::host()?, &top_of(paths, c), cg)?;
     }
     store.remove_rootfs(&ContainerId::parse(&c.id)?)?;
+    crate::procview::release_if_unused(paths);
     Ok(())
 }
 
@@ -540,7 +551,9 @@ pub fn remove(paths: &Paths, store: &Store, id: &str, force: bool) -> Result<(),
             for cg in cgroup::find(&h, &top, cid.as_str()) {
                 cgroup::remove(&h, &top, &cg)?;
             }
-            store.remove_rootfs(&cid).map_err(|_| e)
+            let removed = store.remove_rootfs(&cid).map_err(|_| e);
+            crate::procview::release_if_unused(paths);
+            removed
         }
         Err(e) => Err(e),
     }

@@ -13,6 +13,7 @@ pub mod mount;
 pub mod ns;
 pub mod pause;
 pub mod proc;
+pub mod procview;
 pub mod sandbox;
 pub mod spec;
 pub mod state;

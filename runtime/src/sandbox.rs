@@ -57,6 +57,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     /// Pod-level limits, on the sandbox's cgroup: they bind every container in it.
     pub limits: crate::cgroup::Limits,
+    /// The default of its containers for the resource view.
+    pub procview: bool,
 }
 
 const SHM_OPTIONS: &str = "mode=1777,size=65536k";
@@ -132,11 +134,11 @@ fn exec_pause(pause: &OwnedFd, root_dir: &Path, hostname: &str, sync: &crate::sy
 }
 
 pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, SandboxError> {
-    let name = match opts.name {
-        Some(n) => SandboxId::parse(&n)?,
+    let name = match &opts.name {
+        Some(n) => SandboxId::parse(n)?,
         None => SandboxId::parse(&crate::ids::generate("pod"))?,
     };
-    let hostname = opts.hostname.unwrap_or_else(|| name.to_string());
+    let hostname = opts.hostname.clone().unwrap_or_else(|| name.to_string());
     if hostname.is_empty() || hostname.len() > 64 || hostname.contains(['/', ' ', '\0']) {
         return Err(SandboxError::BadName(crate::ids::BadId { kind: "host", name: hostname }));
     }
@@ -153,7 +155,7 @@ pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, Sandbo
     }
     let top = paths.cgroup_top();
     let cgroup = format!("{top}/{name}");
-    let made = start(&dir, &name, &hostname, opts.share_pid, opts.labels, &top, &cgroup, &opts.limits);
+    let made = start(&dir, &name, &hostname, opts, &top, &cgroup);
     if made.is_err() {
         // Cgroups first: if podrun is killed in the middle of this, the directory is still
         // there for `sandbox rm -f` to find, and it knows the cgroups' names.
@@ -166,17 +168,16 @@ pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, Sandbo
     made
 }
 
-#[allow(clippy::too_many_arguments)]
 fn start(
     dir: &Path,
     name: &SandboxId,
     hostname: &str,
-    share_pid: bool,
-    labels: BTreeMap<String, String>,
+    opts: CreateOptions,
     top: &str,
     cgroup: &str,
-    limits: &crate::cgroup::Limits,
 ) -> Result<SandboxState, SandboxError> {
+    let CreateOptions { share_pid, labels, limits, procview, .. } = opts;
+    let limits = &limits;
     let _lock = state::lock(dir).map_err(io("lock", dir))?;
     // The pod's cgroup holds its limits; pause has a leaf of its own beside the containers'
     // (cgroup v2 allows processes only in leaves).
@@ -227,6 +228,7 @@ fn start(
                 pause,
                 cgroup: Some(cgroup.to_owned()),
                 cgroup_top: Some(top.to_owned()),
+                procview,
             };
             state::write_json(dir, "state.json", &st).map_err(|e| {
                 fail(e.raw_os_error().unwrap_or(libc::EIO), format!("write {}: {e}", dir.join("state.json").display()))

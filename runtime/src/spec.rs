@@ -110,6 +110,8 @@ pub struct RunOptions {
     pub volumes: Vec<Volume>,
     pub tty: bool,
     pub hostname: String,
+    /// The resource view's directory, bind-mounted file by file over /proc and /sys.
+    pub procview: Option<PathBuf>,
 }
 
 /// Where the sandbox's shared namespaces and /dev/shm are; None for a standalone container.
@@ -274,6 +276,11 @@ pub fn build(
         // nothing to write into each container's rootfs.
         for f in ["hostname", "hosts", "resolv.conf"] {
             mounts.push(mount(&format!("/etc/{f}"), "bind", &j.dir.join(f).to_string_lossy(), &["bind", "ro"])?);
+        }
+    }
+    if let Some(view) = &opts.procview {
+        for f in podrun_procfs::caller::ViewFile::ALL {
+            mounts.push(mount(f.target(), "bind", &view.join(f.name()).to_string_lossy(), &["bind", "ro"])?);
         }
     }
     for v in &opts.volumes {

@@ -40,6 +40,13 @@ pub struct SandboxState {
     /// podrun's own top cgroup the sandbox's is in: removal never goes above it.
     #[serde(default)]
     pub cgroup_top: Option<String>,
+    /// Whether its containers get the resource view unless they say otherwise.
+    #[serde(default = "yes")]
+    pub procview: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,11 +178,17 @@ mod tests {
             pause: ProcRef { pid: 7, start_time: 99 },
             cgroup: Some("/podrun/pod".into()),
             cgroup_top: Some("/podrun".into()),
+            procview: false,
         };
         write_json(dir.path(), "state.json", &s).unwrap();
         let back: SandboxState = read_json(&dir.path().join("state.json")).unwrap();
         assert_eq!(back.pause, s.pause);
         assert_eq!(back.labels, s.labels);
+        assert!(!back.procview);
+        // A state written before the view existed: its containers get the view.
+        let old = serde_json::json!({"name": "p", "hostname": "p", "share_pid": false, "created": 1,
+            "pause": {"pid": 7, "start_time": 99}});
+        assert!(serde_json::from_value::<SandboxState>(old).unwrap().procview);
         assert_eq!(list(dir.path()), vec!["state.json"]);
     }
 

@@ -137,3 +137,37 @@ Slab:             201500 kB
         assert_eq!(field(&out, "MemFree"), 0);
     }
 }
+
+/// /proc/swaps: the host's header, and one line for the swap the cgroup may use (none when
+/// the host has no swap or the limit is 0), sized by the limit and the host's total.
+pub fn render_swaps(host: &str, m: &MemorySnapshot) -> String {
+    let mut lines = host.lines();
+    let header = lines.next().unwrap_or("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority");
+    let host_kb: u64 =
+        lines.filter_map(|l| l.split_whitespace().nth(2).and_then(|s| s.parse::<u64>().ok())).sum();
+    let size_kb = m.swap_limit.map_or(host_kb, |l| (l / 1024).min(host_kb));
+    let mut out = format!("{header}\n");
+    if size_kb > 0 {
+        out.push_str(&format!("none\t\t\t\t\tvirtual\t\t{size_kb}\t\t{}\t\t0\n", m.swap_usage / 1024));
+    }
+    out
+}
+
+#[cfg(test)]
+mod swap_tests {
+    use super::*;
+
+    const HOST: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/vda2 partition\t1048572\t\t0\t\t-2\n";
+
+    #[test]
+    fn swaps_show_the_limit_or_nothing() {
+        let none = MemorySnapshot { swap_limit: Some(0), ..Default::default() };
+        assert_eq!(render_swaps(HOST, &none).lines().count(), 1);
+        let some = MemorySnapshot { swap_limit: Some(256 << 20), swap_usage: 1 << 20, ..Default::default() };
+        let out = render_swaps(HOST, &some);
+        assert!(out.contains("\t262144\t\t1024\t"), "{out}");
+        let unlimited = MemorySnapshot::default();
+        assert!(render_swaps(HOST, &unlimited).contains("\t1048572\t"));
+        assert_eq!(render_swaps("Filename Type Size Used Priority\n", &some).lines().count(), 1, "no host swap");
+    }
+}

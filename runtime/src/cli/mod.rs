@@ -127,6 +127,10 @@ pub enum SandboxCommand {
         labels: Vec<String>,
         #[command(flatten)]
         limits: Box<LimitArgs>,
+        /// The resource view for the pod's containers (each may override it): /proc/meminfo,
+        /// cpuinfo, uptime, swaps and /sys/devices/system/cpu/online show the limits.
+        #[arg(long, value_enum, default_value_t = Procview::On, value_name = "on|off")]
+        procview: Procview,
     },
     /// List sandboxes.
     #[command(visible_alias = "list")]
@@ -168,6 +172,11 @@ pub struct RunArgs {
     pub process: ProcessArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// The resource view: /proc/meminfo, cpuinfo, uptime, swaps and
+    /// /sys/devices/system/cpu/online computed from the container's limits (default: on,
+    /// or the sandbox's setting); off shows the host's.
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub procview: Option<Procview>,
     #[arg(short, long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
     /// USER[:GROUP], names or numbers, resolved in the image.
@@ -180,6 +189,12 @@ pub struct RunArgs {
     /// The command and its arguments (default: the image's Entrypoint and Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Procview {
+    On,
+    Off,
 }
 
 /// Resource limits, docker's flags: on the sandbox's cgroup they bind the whole pod; on a

@@ -28,7 +28,9 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
             volumes,
             tty: a.process.tty,
             hostname: String::new(),
+            procview: None,
         },
+        procview: a.procview.map(|p| p == Procview::On),
     };
     match container::run(paths, &store, req)? {
         RunOutcome::Detached(id) => {
@@ -237,7 +239,7 @@ pub(super) fn logs(paths: &Paths, id: &str, follow: bool) -> Result<()> {
 
 pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
     match cmd {
-        SandboxCommand::Create { name, hostname, share_pid, labels, limits } => {
+        SandboxCommand::Create { name, hostname, share_pid, labels, limits, procview } => {
             let limits = limits.limits()?;
             require_root()?;
             let mut map = std::collections::BTreeMap::new();
@@ -248,7 +250,9 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("invalid label {l:?}: use KEY=VALUE"))?;
                 map.insert(k.to_owned(), v.to_owned());
             }
-            let sb = sandbox::create(paths, sandbox::CreateOptions { name, hostname, share_pid, labels: map, limits })?;
+            let procview = procview == Procview::On;
+            let opts = sandbox::CreateOptions { name, hostname, share_pid, labels: map, limits, procview };
+            let sb = sandbox::create(paths, opts)?;
             println!("{}", sb.name);
         }
         SandboxCommand::Ls { format } => {

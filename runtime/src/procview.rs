@@ -1,0 +1,205 @@
+//! The resource view's lifetime: one FUSE mount per podrun root, `<root>/procview/`, whose
+//! files (meminfo, cpuinfo, ...; see `podrun_procfs::caller::ViewFile`) are bind-mounted over
+//! /proc and /sys files in each container that wants the view.
+//!
+//! ```text
+//! podrun:[keeper]   holds the /dev/fuse connection; restarts the server when it dies
+//!   └─ podrun:[view]  serves requests (threads); a fork of the keeper
+//! ```
+//! The keeper does nothing but wait, so it has nothing to crash on. A server that dies
+//! (killed, or a bug) is replaced within 50 ms; the new one takes over the same connection
+//! and asks the kernel to resend what the dead one had read, so containers keep their mounts
+//! and no reader hangs. The view is started by the first container that wants it and
+//! stopped (unmounted; keeper and server end) when the root's last container is removed.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use podrun_procfs::caller::CgroupRoots;
+
+use crate::cgroup::Hierarchy;
+use crate::proc::ProcRef;
+use crate::state::{self, Paths};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("cannot start the resource view ({what}: {source}); /dev/fuse is needed (modprobe fuse), or run with --procview=off")]
+    Start { what: String, source: std::io::Error },
+}
+
+fn start_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ViewError {
+    let what = what.into();
+    move |source| ViewError::Start { what, source }
+}
+
+/// The view's directory under `paths`' root.
+pub fn dir(paths: &Paths) -> PathBuf {
+    paths.root.join("procview")
+}
+
+fn keeper_file(paths: &Paths) -> PathBuf {
+    paths.root.join("procview.keeper")
+}
+
+/// The keeper recorded for this root, if it still runs.
+pub fn keeper(paths: &Paths) -> Option<ProcRef> {
+    let r: ProcRef = state::read_json(&keeper_file(paths)).ok()?;
+    r.alive().then_some(r)
+}
+
+fn roots(h: &Hierarchy) -> CgroupRoots {
+    match h {
+        Hierarchy::V2 { mount } => CgroupRoots { v2: Some(mount.clone()), ..Default::default() },
+        Hierarchy::V1 { controllers, .. } => CgroupRoots {
+            memory: controllers.get("memory").cloned(),
+            cpu: controllers.get("cpu").cloned(),
+            cpuset: controllers.get("cpuset").cloned(),
+            ..Default::default()
+        },
+    }
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let Ok(st) = nix::sys::statfs::statfs(dir) else { return false };
+    st.filesystem_type() == nix::sys::statfs::FUSE_SUPER_MAGIC
+}
+
+/// Makes sure the view of this root is mounted and served; returns its directory.
+pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
+    let dir = dir(paths);
+    let _lock = state::lock(&paths.root).map_err(start_err(format!("lock {}", paths.root.display())))?;
+    if keeper(paths).is_some() && is_mounted(&dir) {
+        return Ok(dir);
+    }
+    stop_locked(paths);
+    fs::create_dir_all(&dir).map_err(start_err(format!("create {}", dir.display())))?;
+    let fuse = podrun_procfs::fuse::mount(&dir).map_err(start_err(format!("mount FUSE on {}", dir.display())))?;
+    let roots = roots(&Hierarchy::host().map_err(|e| ViewError::Start {
+        what: "find the cgroup hierarchy".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?);
+    // The keeper must not be our child (a foreground podrun reaps its children) nor hold
+    // anything of ours: an intermediate child starts it and exits.
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| start_err("pipe")(e.into()))?;
+    // SAFETY: podrun is single-threaded here; both children end with _exit.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            // SAFETY: as above.
+            if let Ok(ForkResult::Child) = unsafe { fork() } {
+                let me = std::process::id().to_le_bytes();
+                let _ = nix::unistd::write(&wr, &me);
+                drop(wr);
+                run_keeper(fuse, roots)
+            }
+            // SAFETY: the intermediate child ends here.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(wr);
+            drop(fuse);
+            let _ = waitpid(child, None);
+            let mut buf = [0u8; 4];
+            let pid = match nix::unistd::read(&rd, &mut buf) {
+                Ok(4) => u32::from_le_bytes(buf) as i32,
+                _ => {
+                    stop_locked(paths);
+                    return Err(start_err("start the keeper")(std::io::Error::other("it did not start")));
+                }
+            };
+            if let Some(r) = ProcRef::of(pid) {
+                state::write_json(&paths.root, "procview.keeper", &r)
+                    .map_err(start_err(format!("write {}", keeper_file(paths).display())))?;
+            }
+            Ok(dir)
+        }
+        Err(e) => {
+            drop(fuse);
+            stop_locked(paths);
+            Err(start_err("fork the keeper")(e.into()))
+        }
+    }
+}
+
+/// The keeper: forks a server, waits for it, and forks another when it dies, until a
+/// server ends cleanly (the view was unmounted).
+fn run_keeper(fuse: OwnedFd, roots: CgroupRoots) -> ! {
+    crate::clone::set_name("podrun:[keeper]");
+    // Nothing of the podrun that started us: stdio to /dev/null, the connection at fd 3,
+    // every other descriptor closed.
+    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for n in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), n) };
+        }
+    }
+    // SAFETY: dup2 to 3, then close everything above it.
+    unsafe {
+        if fuse.as_raw_fd() != 3 {
+            libc::dup2(fuse.as_raw_fd(), 3);
+        }
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+    }
+    std::mem::forget(fuse);
+    // SAFETY: fd 3 is the connection, owned from here on by this process.
+    let fuse = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(3) };
+    let _ = std::env::set_current_dir("/");
+    let mut resume = false;
+    loop {
+        // SAFETY: the keeper is single-threaded; the server child ends with _exit.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                crate::clone::set_name("podrun:[view]");
+                let view = podrun_procfs::fuse::ProcView::new(roots);
+                let code = i32::from(view.serve(fuse.as_fd(), 2, resume).is_err());
+                // SAFETY: the server ends here.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(ForkResult::Parent { child }) => {
+                if let Ok(WaitStatus::Exited(_, 0)) = waitpid(child, None) {
+                    // SAFETY: the view was unmounted: the keeper's work is done.
+                    unsafe { libc::_exit(0) }
+                }
+            }
+            Err(_) => {}
+        }
+        resume = true;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops the view of this root if no container is left to use it.
+pub fn release_if_unused(paths: &Paths) {
+    let Ok(_lock) = state::lock(&paths.root) else { return };
+    if state::list(&paths.containers()).is_empty() {
+        stop_locked(paths);
+    }
+}
+
+/// Unmounts the view and ends its keeper and server (the root is locked).
+fn stop_locked(paths: &Paths) {
+    let dir = dir(paths);
+    let keeper = keeper(paths);
+    if is_mounted(&dir) {
+        // Detached: the server reads ENODEV once no container holds a bind of it any more.
+        let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+    }
+    if let Some(k) = keeper {
+        // The server first: the keeper would start another.
+        let server = fs::read_to_string(format!("/proc/{}/task/{}/children", k.pid, k.pid)).unwrap_or_default();
+        let _ = k.signal(nix::sys::signal::Signal::SIGKILL);
+        for pid in server.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            if let Some(s) = ProcRef::of(pid) {
+                let _ = s.signal(nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        k.wait_gone(Duration::from_secs(1));
+    }
+    let _ = fs::remove_file(keeper_file(paths));
+    let _ = fs::remove_dir(&dir);
+}
