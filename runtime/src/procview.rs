@@ -185,10 +185,10 @@ pub fn release_if_unused(paths: &Paths) {
 fn stop_locked(paths: &Paths) {
     let dir = dir(paths);
     let keeper = keeper(paths);
-    if is_mounted(&dir) {
-        // Detached: the server reads ENODEV once no container holds a bind of it any more.
-        let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
-    }
+    // Unconditionally (EINVAL when nothing is mounted): a connection whose server died
+    // with a killed podrun fails statfs, but its mount is still there. Detached: the
+    // server reads ENODEV once no container holds a bind of it any more.
+    let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
     if let Some(k) = keeper {
         // The server first: the keeper would start another.
         let server = fs::read_to_string(format!("/proc/{}/task/{}/children", k.pid, k.pid)).unwrap_or_default();
