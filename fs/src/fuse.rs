@@ -76,9 +76,10 @@ fn node_file(node: u64) -> Option<ViewFile> {
     ViewFile::ALL.get(usize::try_from((node & 0xff).checked_sub(ROOT + 1)?).ok()?).copied()
 }
 
-/// Room above the rendered length in a file's size: sendfile and splice read through the
-/// page cache, which stops at the size; a short read then sets the real one.
-const SIZE_SLACK: u64 = 1024;
+/// A file's size as stat shows it: an upper bound, not rendered (every container start
+/// looks up and stats each file). sendfile and splice read through the page cache, which
+/// stops at the size; the first short read sets the real one. (/proc says 0.)
+const LOOKUP_SIZE: u64 = 64 * 1024;
 
 /// fuse_attr: ino, size, blocks, a/m/ctime, their nsecs, mode, nlink, uid, gid, rdev,
 /// blksize, flags (88 bytes).
@@ -153,16 +154,15 @@ impl ProcView {
             FUSE_LOOKUP => {
                 let name = body.split(|&b| b == 0).next().unwrap_or_default();
                 match ViewFile::ALL.iter().position(|f| f.name().as_bytes() == name) {
-                    Some(i) if node == ROOT => {
-                        let size = render_for(&self.roots, pid, ViewFile::ALL[i]).len() as u64 + SIZE_SLACK;
-                        reply(fd, unique, 0, &entry(node_of(i, pid), size))
-                    }
+                    // No rendering here (a container start looks up every file): an upper
+                    // bound, which the first short read or stat corrects.
+                    Some(i) if node == ROOT => reply(fd, unique, 0, &entry(node_of(i, pid), LOOKUP_SIZE)),
                     _ => reply(fd, unique, libc::ENOENT, &[]),
                 }
             }
             FUSE_GETATTR => {
                 let size = match node_file(node) {
-                    Some(f) => render_for(&self.roots, pid, f).len() as u64 + SIZE_SLACK,
+                    Some(_) => LOOKUP_SIZE,
                     None if node == ROOT => 0,
                     None => return reply(fd, unique, libc::ENOENT, &[]),
                 };

@@ -10,7 +10,8 @@
 //! (killed, or a bug) is replaced within 50 ms; the new one takes over the same connection
 //! and asks the kernel to resend what the dead one had read, so containers keep their mounts
 //! and no reader hangs. The view is started by the first container that wants it and
-//! stopped (unmounted; keeper and server end) when the root's last container is removed.
+//! stopped (unmounted; keeper and server end) when the root's last container or sandbox
+//! is removed.
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -173,10 +174,11 @@ fn run_keeper(fuse: OwnedFd, roots: CgroupRoots) -> ! {
     }
 }
 
-/// Stops the view of this root if no container is left to use it.
+/// Stops the view of this root if no container is left to use it and no sandbox to
+/// start more (so a pod's containers do not each start it anew).
 pub fn release_if_unused(paths: &Paths) {
     let Ok(_lock) = state::lock(&paths.root) else { return };
-    if state::list(&paths.containers()).is_empty() {
+    if state::list(&paths.containers()).is_empty() && state::list(&paths.sandboxes()).is_empty() {
         stop_locked(paths);
     }
 }

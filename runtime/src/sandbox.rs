@@ -315,6 +315,7 @@ pub fn remove(
     crate::cgroup::remove(&h, &top, &format!("{cgroup}/{}", crate::cgroup::PAUSE))?;
     crate::cgroup::remove(&h, &top, &cgroup)?;
     cleanup(&dir, None);
+    crate::procview::release_if_unused(paths);
     Ok(removed)
 }
 
