@@ -8,19 +8,6 @@ use common::need_root;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 use podrun::cgroup::{self, Hierarchy, Limits};
-use podrun_procfs::caller::CgroupRoots;
-
-fn roots(h: &Hierarchy) -> CgroupRoots {
-    match h {
-        Hierarchy::V2 { mount } => CgroupRoots { v2: Some(mount.clone()), ..Default::default() },
-        Hierarchy::V1 { controllers, .. } => CgroupRoots {
-            memory: controllers.get("memory").cloned(),
-            cpu: controllers.get("cpu").cloned(),
-            cpuset: controllers.get("cpuset").cloned(),
-            ..Default::default()
-        },
-    }
-}
 
 fn mem_total_kb(meminfo: &str) -> u64 {
     meminfo
@@ -50,7 +37,7 @@ fn a_reader_sees_its_own_cgroups_limits_and_an_outsider_the_host() {
     }
     let h = Hierarchy::host().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let session = podrun_procfs::fuse::serve(roots(&h), dir.path()).expect("mount the view");
+    let session = podrun_procfs::fuse::serve(podrun::procview::roots(&h), dir.path()).expect("mount the view");
     let top = format!("/podrun-procview-test-{}", std::process::id());
     let cg = TestCgroup { h: &h, top: top.clone(), path: format!("{top}/c") };
     let limits = Limits { memory: Some(256 << 20), cpu_quota: Some((50_000, 100_000)), ..Limits::default() };
@@ -111,13 +98,15 @@ fn view_gone(t: &common::TestRoot) {
         "the view is still mounted"
     );
     assert!(!root.join("procview.keeper").exists(), "the keeper is still recorded");
-    assert!(
-        common::processes_with("").iter().all(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).map_or(true, |c| !c.starts_with("podrun:[keeper]"))
-                || !std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains(t.path().to_str().unwrap())
-        }),
-        "a keeper of this root is still running"
-    );
+    // The keeper's and the server's command line: `podrun --root ROOT view-keeper`.
+    let ours = |p: &i32| {
+        let argv = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let argv: Vec<&[u8]> = argv.split(|&b| b == 0).collect();
+        argv.contains(&root.as_os_str().as_encoded_bytes()) && argv.contains(&&b"view-keeper"[..])
+    };
+    common::eventually(2, "a keeper or server of this root is still running", || {
+        !common::processes_with("view-keeper").iter().any(ours)
+    });
 }
 
 #[test]

@@ -30,6 +30,8 @@ use crate::state::{self, Paths};
 pub enum ViewError {
     #[error("cannot start the resource view ({what}: {source}); /dev/fuse is needed (modprobe fuse), or run with --procview=off")]
     Start { what: String, source: std::io::Error },
+    #[error("view-keeper is started by podrun itself, with a FUSE connection at descriptor 3")]
+    NotAKeeper,
 }
 
 fn start_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ViewError {
@@ -52,7 +54,8 @@ pub fn keeper(paths: &Paths) -> Option<ProcRef> {
     r.alive().then_some(r)
 }
 
-fn roots(h: &Hierarchy) -> CgroupRoots {
+/// Where the view reads each controller: the cgroup2 mount, or the v1 hierarchies.
+pub fn roots(h: &Hierarchy) -> CgroupRoots {
     match h {
         Hierarchy::V2 { mount } => CgroupRoots { v2: Some(mount.clone()), ..Default::default() },
         Hierarchy::V1 { controllers, .. } => CgroupRoots {
@@ -79,10 +82,6 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
     stop_locked(paths);
     fs::create_dir_all(&dir).map_err(start_err(format!("create {}", dir.display())))?;
     let fuse = podrun_procfs::fuse::mount(&dir).map_err(start_err(format!("mount FUSE on {}", dir.display())))?;
-    let roots = roots(&Hierarchy::host().map_err(|e| ViewError::Start {
-        what: "find the cgroup hierarchy".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?);
     // The keeper must not be our child (a foreground podrun reaps its children) nor hold
     // anything of ours: an intermediate child starts it and exits.
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| start_err("pipe")(e.into()))?;
@@ -96,7 +95,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
                 let me = std::process::id().to_le_bytes();
                 let _ = nix::unistd::write(&wr, &me);
                 drop(wr);
-                run_keeper(fuse, roots)
+                exec_keeper(fuse, &paths.root)
             }
             // SAFETY: the intermediate child ends here.
             unsafe { libc::_exit(0) }
@@ -127,29 +126,46 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
     }
 }
 
-/// The keeper: forks a server, waits for it, and forks another when it dies, until a
-/// server ends cleanly (the view was unmounted).
-fn run_keeper(fuse: OwnedFd, roots: CgroupRoots) -> ! {
-    crate::clone::set_name("podrun:[keeper]");
-    // Nothing of the podrun that started us: stdio to /dev/null, the connection at fd 3,
-    // every other descriptor closed.
+/// Becomes the keeper: nothing of the podrun that started it (stdio on /dev/null, the
+/// connection at descriptor 3, every other one closed), and a command line of its own,
+/// `podrun --root ROOT view-keeper`, not a copy of the user's `podrun run ...`.
+fn exec_keeper(fuse: OwnedFd, root: &Path) -> ! {
     if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for n in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), n) };
         }
     }
-    // SAFETY: dup2 to 3, then close everything above it.
+    // SAFETY: dup2 to 3 (without close-on-exec), then close everything above it.
     unsafe {
-        if fuse.as_raw_fd() != 3 {
-            libc::dup2(fuse.as_raw_fd(), 3);
-        }
+        libc::dup2(fuse.as_raw_fd(), 3);
         libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
     }
-    std::mem::forget(fuse);
-    // SAFETY: fd 3 is the connection, owned from here on by this process.
-    let fuse = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(3) };
     let _ = std::env::set_current_dir("/");
+    let arg = |s: &[u8]| std::ffi::CString::new(s).unwrap_or_default();
+    let argv = [arg(b"podrun"), arg(b"--root"), arg(root.as_os_str().as_encoded_bytes()), arg(b"view-keeper")];
+    let _ = nix::unistd::execv(&arg(b"/proc/self/exe"), &argv);
+    // SAFETY: the exec failed; this child ends here.
+    unsafe { libc::_exit(127) }
+}
+
+/// `podrun view-keeper`: forks a server, waits for it, and forks another when it dies,
+/// until a server ends cleanly (the view was unmounted).
+pub fn keeper_main() -> Result<u8, ViewError> {
+    // SAFETY: fd 3 is checked to be /dev/fuse (misc device 10:229) before it is used.
+    let fuse = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(3) };
+    let is_fuse = nix::sys::stat::fstat(&fuse).is_ok_and(|st| {
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nix::sys::stat::makedev(10, 229)
+    });
+    if !is_fuse {
+        std::mem::forget(fuse);
+        return Err(ViewError::NotAKeeper);
+    }
+    let roots = roots(&Hierarchy::host().map_err(|e| ViewError::Start {
+        what: "find the cgroup hierarchy".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?);
+    crate::clone::set_name("podrun:[keeper]");
     let mut resume = false;
     loop {
         // SAFETY: the keeper is single-threaded; the server child ends with _exit.
@@ -163,8 +179,8 @@ fn run_keeper(fuse: OwnedFd, roots: CgroupRoots) -> ! {
             }
             Ok(ForkResult::Parent { child }) => {
                 if let Ok(WaitStatus::Exited(_, 0)) = waitpid(child, None) {
-                    // SAFETY: the view was unmounted: the keeper's work is done.
-                    unsafe { libc::_exit(0) }
+                    // The view was unmounted: the keeper's work is done.
+                    return Ok(0);
                 }
             }
             Err(_) => {}
