@@ -80,6 +80,8 @@ fn node_file(node: u64) -> Option<ViewFile> {
 /// looks up and stats each file). sendfile and splice read through the page cache, which
 /// stops at the size; the first short read sets the real one. (/proc says 0.)
 const LOOKUP_SIZE: u64 = 64 * 1024;
+/// Seconds the kernel may keep an inode's attributes: they never change.
+const ATTR_VALID: u64 = 3600;
 
 /// fuse_attr: ino, size, blocks, a/m/ctime, their nsecs, mode, nlink, uid, gid, rdev,
 /// blksize, flags (88 bytes).
@@ -116,10 +118,10 @@ fn reply(fd: RawFd, unique: u64, error: i32, body: &[u8]) {
 }
 
 fn entry(node: u64, size: u64) -> Vec<u8> {
-    // nodeid, generation, entry_valid, attr_valid (0: ask again, the answer depends on
-    // who asks), their nsecs, attr.
+    // nodeid, generation, entry_valid (0: look up again, the inode depends on who asks),
+    // attr_valid (the attributes never change), their nsecs, attr.
     let mut e = Vec::with_capacity(128);
-    for v in [node, 0, 0, 0] {
+    for v in [node, 0, 0, ATTR_VALID] {
         e.extend_from_slice(&v.to_ne_bytes());
     }
     e.extend_from_slice(&[0u8; 8]);
@@ -167,7 +169,8 @@ impl ProcView {
                     None => return reply(fd, unique, libc::ENOENT, &[]),
                 };
                 let mut out = Vec::with_capacity(104);
-                out.extend_from_slice(&[0u8; 16]);
+                out.extend_from_slice(&ATTR_VALID.to_ne_bytes());
+                out.extend_from_slice(&[0u8; 8]);
                 out.extend_from_slice(&attr(node, size));
                 reply(fd, unique, 0, &out)
             }

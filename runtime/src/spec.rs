@@ -280,7 +280,8 @@ pub fn build(
     }
     if let Some(view) = &opts.procview {
         for f in podrun_procfs::caller::ViewFile::ALL {
-            mounts.push(mount(f.target(), "bind", &view.join(f.name()).to_string_lossy(), &["bind", "ro"])?);
+            // No "ro": the view is mounted read-only, and a clone keeps that.
+            mounts.push(mount(f.target(), "bind", &view.join(f.name()).to_string_lossy(), &["bind"])?);
         }
     }
     for v in &opts.volumes {

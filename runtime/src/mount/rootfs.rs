@@ -112,19 +112,14 @@ fn mount_one(root: BorrowedFd<'_>, m: &Mount) -> Result<(), StageError> {
     let (attrs, params) = split_options(&options);
     if typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind") {
         let source = m.source().as_deref().unwrap_or(Path::new(""));
-        let meta = std::fs::metadata(source).map_err(|e| {
-            StageError::new(
-                STAGE,
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)),
-                format!("bind source {}", source.display()),
-            )
-        })?;
         let recursive = options.iter().any(|o| o == "rbind");
-        let tree = api::clone_tree(None, source, recursive).map_err(at(format!("open_tree {}", source.display())))?;
+        let tree = api::clone_tree(None, source, recursive).map_err(at(format!("bind source {}", source.display())))?;
+        // The clone says what it is: no second walk of the source path.
+        let is_dir = file_type(tree.as_fd()) == Some(SFlag::S_IFDIR);
         if attrs != 0 {
             api::set_attrs(tree.as_fd(), attrs, recursive).map_err(at(format!("mount_setattr {dest}")))?;
         }
-        let t = target(root, &dest, !meta.is_dir())?;
+        let t = target(root, &dest, !is_dir)?;
         return api::attach(tree.as_fd(), t.as_fd()).map_err(at(format!("mount {} on {dest}", source.display())));
     }
     let ctx = FsContext::open(typ).map_err(at(format!("fsopen {typ}")))?;
