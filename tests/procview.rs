@@ -116,7 +116,7 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
     }
     let t = common::TestRoot::with_busybox();
     let script = "cat /proc/meminfo; echo ==; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
-                  cat /proc/uptime; echo ==; top -bn1 | head -1; echo ==; \
+                  cat /proc/uptime; nproc; echo ==; top -bn1 | head -1; echo ==; \
                   head -c 60m /dev/zero >/dev/shm/x; grep MemAvailable /proc/meminfo";
     let out = t.ok(["run", "--rm", "--memory", "256m", "--cpus", "0.5", "busybox", "sh", "-c", script]);
     let parts: Vec<&str> = out.split("==\n").collect();
@@ -127,6 +127,7 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
     assert_eq!(lines.next(), Some("0"), "cpu/online");
     let up: f64 = lines.next().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap();
     assert!(up < 60.0, "uptime {up} s is the host's, not the container's");
+    assert_eq!(lines.next(), Some("1"), "nproc: CPU affinity cut to the view's count");
     // top: "Mem: 1416K used, 260728K free, ...": used + free is the limit.
     let mem = parts[2].trim();
     let n = |s: &str| s.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().unwrap();
@@ -159,6 +160,14 @@ fn pods_containers_see_their_own_the_pods_or_the_hosts_limits_and_off_shows_the_
     assert_eq!(total(&["--join", "pod"]), 512 * 1024, "no limit of its own: the pod's");
     assert_eq!(total(&[]), host_mem_total(), "no limits at all: the host's");
     assert_eq!(total(&["--memory", "64m", "--procview", "off"]), host_mem_total(), "--procview off");
+    // files: the files without the affinity.
+    let host_cpus = std::thread::available_parallelism().unwrap().get().to_string();
+    let files = t.ok(["run", "--rm", "--procview", "files", "--cpus", "0.5", "busybox", "sh", "-c", "nproc; cat /sys/devices/system/cpu/online"]);
+    assert_eq!(files, format!("{host_cpus}\n0\n"));
+    // podrun exec gets the container's affinity.
+    t.ok(["run", "-d", "--name", "one", "--cpus", "1", "busybox", "sleep", "600"]);
+    assert_eq!(t.ok(["exec", "one", "nproc"]), "1\n");
+    t.ok(["rm", "-f", "one"]);
     t.ok(["sandbox", "create", "--procview", "off", "--memory", "64m", "plain"]);
     assert_eq!(total(&["--join", "plain"]), host_mem_total(), "the sandbox's default");
     assert_eq!(total(&["--join", "plain", "--procview", "on"]), 64 * 1024, "overridden per container");

@@ -18,26 +18,63 @@ pub struct CgroupRoots {
     pub cpuset: Option<PathBuf>,
 }
 
-/// The reader's cgroup path per v1 controller name, and its v2 path (`0::`).
-fn cgroups_of(pid: u32) -> (Option<String>, Vec<(String, String)>) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let mut v2 = None;
-    let mut v1 = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => continue,
-        };
-        if ctrls.is_empty() {
-            v2 = Some(path.to_owned());
-        } else {
-            for c in ctrls.split(',') {
-                v1.push((c.to_owned(), path.to_owned()));
+/// A process's cgroup in each hierarchy: its v2 path (`0::`), and its path per v1
+/// controller.
+#[derive(Debug, Clone, Default)]
+pub struct Cgroups {
+    v2: Option<String>,
+    v1: Vec<(String, String)>,
+}
+
+impl Cgroups {
+    /// From /proc/<pid>/cgroup.
+    pub fn of_pid(pid: u32) -> Cgroups {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let mut c = Cgroups::default();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, ctrls, path) = match (parts.next(), parts.next(), parts.next()) {
+                (Some(a), Some(b), Some(c)) => (a, b, c),
+                _ => continue,
+            };
+            if ctrls.is_empty() {
+                c.v2 = Some(path.to_owned());
+            } else {
+                for n in ctrls.split(',') {
+                    c.v1.push((n.to_owned(), path.to_owned()));
+                }
             }
         }
+        c
     }
-    (v2, v1)
+
+    /// The same path in every hierarchy, as podrun makes a container's.
+    pub fn at(path: &str) -> Cgroups {
+        let v1 = ["memory", "cpu", "cpuset"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
+        Cgroups { v2: Some(path.to_owned()), v1 }
+    }
+
+    fn v1_path(&self, controller: &str) -> Option<&str> {
+        self.v1.iter().find(|(n, _)| n == controller).map(|(_, p)| p.as_str())
+    }
+}
+
+pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::MemorySnapshot {
+    match (&roots.v2, &roots.memory, &c.v2, c.v1_path("memory")) {
+        (Some(root), _, Some(p), _) => snapshot::memory_v2(root, p),
+        (_, Some(root), _, Some(p)) => snapshot::memory_v1(root, p),
+        _ => snapshot::MemorySnapshot::default(),
+    }
+}
+
+pub fn cpu_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapshot {
+    match (&roots.v2, &c.v2) {
+        (Some(root), Some(p)) => snapshot::cpu_v2(root, p),
+        _ => match (&roots.cpu, c.v1_path("cpu"), &roots.cpuset, c.v1_path("cpuset")) {
+            (Some(cr), Some(cp), Some(sr), Some(sp)) => snapshot::cpu_v1(cr, cp, sr, sp),
+            _ => snapshot::CpuSnapshot::default(),
+        },
+    }
 }
 
 /// The files the view serves: the name in the view's directory, and where a container
@@ -127,23 +164,9 @@ fn host_cpus() -> usize {
 
 /// Renders `file` for the process `pid`.
 pub fn render_for(roots: &CgroupRoots, pid: u32, file: ViewFile) -> String {
-    let (v2, v1) = cgroups_of(pid);
-    let path_of = |c: &str| v1.iter().find(|(n, _)| n == c).map(|(_, p)| p.clone());
-    let mem = || match (&roots.v2, &roots.memory, &v2, path_of("memory")) {
-        (Some(root), _, Some(p), _) => snapshot::memory_v2(root, p),
-        (_, Some(root), _, Some(p)) => snapshot::memory_v1(root, &p),
-        _ => snapshot::MemorySnapshot::default(),
-    };
-    let cpus = || {
-        let c = match (&roots.v2, &v2) {
-            (Some(root), Some(p)) => snapshot::cpu_v2(root, p),
-            _ => match (&roots.cpu, path_of("cpu"), &roots.cpuset, path_of("cpuset")) {
-                (Some(cr), Some(cp), Some(sr), Some(sp)) => snapshot::cpu_v1(cr, &cp, sr, &sp),
-                _ => snapshot::CpuSnapshot::default(),
-            },
-        };
-        snapshot::cpu_count(&c, host_cpus())
-    };
+    let groups = Cgroups::of_pid(pid);
+    let mem = || memory_snapshot(roots, &groups);
+    let cpus = || snapshot::cpu_count(&cpu_snapshot(roots, &groups), host_cpus());
     match file {
         ViewFile::Meminfo => {
             meminfo::render_meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default(), &mem())

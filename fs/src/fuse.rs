@@ -61,11 +61,7 @@ impl ProcView {
 /// read through) is never shared between containers. A restarted server needs no table:
 /// the file is in the number.
 fn node_of(file: usize, pid: u32) -> u64 {
-    let groups = std::fs::read(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in groups {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
+    let h = crate::fnv1a(&std::fs::read(format!("/proc/{pid}/cgroup")).unwrap_or_default());
     ((h >> 16) << 8) | (file as u64 + ROOT + 1)
 }
 

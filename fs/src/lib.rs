@@ -3,6 +3,11 @@
 //! for the reading process (caller.rs) and served over FUSE (fuse.rs, which speaks the
 //! kernel protocol itself so that a restarted server can take over a live connection).
 
+/// FNV-1a: a hash stable across runs and builds (unlike std's), for names and keys.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
 pub mod caller;
 pub mod fuse;
 pub mod render;

@@ -25,7 +25,7 @@ use crate::ns;
 use crate::proc::ProcRef;
 use crate::sandbox;
 use crate::spec::{self, Join, RunOptions};
-use crate::state::{self, now, ContainerState, ExitInfo, Paths};
+use crate::state::{self, now, ContainerState, ExitInfo, Paths, ViewMode};
 use crate::sync::{ChildError, StageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ pub struct RunRequest {
     pub options: RunOptions,
     pub limits: cgroup::Limits,
     /// The resource view: None takes the sandbox's setting (on without a sandbox).
-    pub procview: Option<bool>,
+    pub procview: Option<crate::state::ViewMode>,
 }
 
 /// How a `run` ended, for the CLI.
@@ -169,8 +169,14 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         let who = exec::identity(req.user.as_deref().or(image.config.user.as_deref()), &rootfs.lowers)?;
         let mut options = req.options.clone();
         options.hostname = sb.as_ref().map_or_else(|| id.to_string(), |s| s.hostname.clone());
-        if req.procview.unwrap_or_else(|| sb.as_ref().is_none_or(|s| s.procview)) {
+        let view = req.procview.unwrap_or_else(|| sb.as_ref().map_or(ViewMode::On, |s| s.procview));
+        if view != ViewMode::Off {
             options.procview = Some(crate::procview::ensure(paths)?);
+        }
+        if view == ViewMode::On {
+            // Spread over the allowed CPUs by pod (or container), so pods share them evenly.
+            let key = sb.as_ref().map_or(id.as_str(), |s| s.name.as_str());
+            options.affinity = crate::procview::affinity(&h, &cgroup_path, key);
         }
         let join =
             sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });

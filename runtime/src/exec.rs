@@ -113,6 +113,14 @@ fn caps_of(names: Option<&HashSet<oci_spec::runtime::Capability>>) -> CapsHashSe
 /// Identity, capabilities, no_new_privs and cwd for the workload (STYLE: exec.rs order).
 pub fn setup_process(p: &Process) -> Result<(), StageError> {
     const STAGE: &str = "process";
+    if let Some(list) = p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().as_deref()) {
+        let mut set = nix::sched::CpuSet::new();
+        for cpu in podrun_procfs::snapshot::parse_cpulist(list).unwrap_or_default() {
+            set.set(cpu as usize).map_err(StageError::at(STAGE, format!("CPU {cpu} in {list}")))?;
+        }
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+            .map_err(StageError::at(STAGE, format!("set CPU affinity {list}")))?;
+    }
     let caps = p.capabilities().as_ref();
     let bounding = caps_of(caps.and_then(|c| c.bounding().as_ref()));
     for c in caps::all() {

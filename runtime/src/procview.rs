@@ -67,6 +67,30 @@ pub fn roots(h: &Hierarchy) -> CgroupRoots {
     }
 }
 
+/// The CPUs a container with the view gets, so that `nproc` (which counts affinity) says
+/// what /sys/devices/system/cpu/online says: the view's count of them, from its cgroup's
+/// cpuset (or podrun's own affinity), starting at a place that depends on `key` so pods
+/// spread over the CPUs. None when that is all of them.
+pub fn affinity(h: &Hierarchy, cgroup: &str, key: &str) -> Option<Vec<u32>> {
+    use podrun_procfs::{caller, snapshot};
+    let snap = caller::cpu_snapshot(&roots(h), &caller::Cgroups::at(cgroup));
+    let allowed: Vec<u32> = match &snap.cpuset {
+        Some(s) => s.clone(),
+        None => {
+            let mine = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+            (0..nix::sched::CpuSet::count() as u32).filter(|&c| mine.is_set(c as usize).unwrap_or(false)).collect()
+        }
+    };
+    let n = snapshot::cpu_count(&snap, allowed.len());
+    if n >= allowed.len() {
+        return None;
+    }
+    let start = (podrun_procfs::fnv1a(key.as_bytes()) % allowed.len() as u64) as usize;
+    let mut cpus: Vec<u32> = (0..n).map(|i| allowed[(start + i) % allowed.len()]).collect();
+    cpus.sort_unstable();
+    Some(cpus)
+}
+
 fn is_mounted(dir: &Path) -> bool {
     let Ok(st) = nix::sys::statfs::statfs(dir) else { return false };
     st.filesystem_type() == nix::sys::statfs::FUSE_SUPER_MAGIC

@@ -58,7 +58,7 @@ pub struct CreateOptions {
     /// Pod-level limits, on the sandbox's cgroup: they bind every container in it.
     pub limits: crate::cgroup::Limits,
     /// The default of its containers for the resource view.
-    pub procview: bool,
+    pub procview: crate::state::ViewMode,
 }
 
 const SHM_OPTIONS: &str = "mode=1777,size=65536k";

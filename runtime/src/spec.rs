@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder,
+    Capability, ExecCPUAffinityBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder,
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
@@ -112,6 +112,9 @@ pub struct RunOptions {
     pub hostname: String,
     /// The resource view's directory, bind-mounted file by file over /proc and /sys.
     pub procview: Option<PathBuf>,
+    /// CPUs the container's processes run on (execCPUAffinity.final; podrun applies it to
+    /// the init too).
+    pub affinity: Option<Vec<u32>>,
 }
 
 /// Where the sandbox's shared namespaces and /dev/shm are; None for a standalone container.
@@ -226,6 +229,11 @@ pub fn build(
         )
         .no_new_privileges(true)
         .build()?;
+    let mut process = process;
+    if let Some(cpus) = &opts.affinity {
+        let list = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        process.set_exec_cpu_affinity(Some(ExecCPUAffinityBuilder::default().cpu_affinity_final(list).build()?));
+    }
 
     let ns = |typ, path: Option<String>| {
         let mut b = LinuxNamespaceBuilder::default().typ(typ);

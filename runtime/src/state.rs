@@ -40,13 +40,22 @@ pub struct SandboxState {
     /// podrun's own top cgroup the sandbox's is in: removal never goes above it.
     #[serde(default)]
     pub cgroup_top: Option<String>,
-    /// Whether its containers get the resource view unless they say otherwise.
-    #[serde(default = "yes")]
-    pub procview: bool,
+    /// Its containers' resource view, unless they say otherwise.
+    #[serde(default)]
+    pub procview: ViewMode,
 }
 
-fn yes() -> bool {
-    true
+/// How much of the resource view a container gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewMode {
+    /// The files, and CPU affinity limited to the view's CPU count (so `nproc` agrees).
+    #[default]
+    On,
+    /// Only the files.
+    Files,
+    /// Nothing: the host's files.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,12 +118,7 @@ impl Paths {
         if self.root == Path::new(DEFAULT_ROOT) {
             return "/podrun".into();
         }
-        // FNV-1a: stable across runs and builds, unlike std's hasher.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.root.as_os_str().as_encoded_bytes() {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-        format!("/podrun-{:08x}", h as u32)
+        format!("/podrun-{:08x}", podrun_procfs::fnv1a(self.root.as_os_str().as_encoded_bytes()) as u32)
     }
 
     pub fn sandboxes(&self) -> PathBuf {
@@ -178,17 +182,17 @@ mod tests {
             pause: ProcRef { pid: 7, start_time: 99 },
             cgroup: Some("/podrun/pod".into()),
             cgroup_top: Some("/podrun".into()),
-            procview: false,
+            procview: ViewMode::Off,
         };
         write_json(dir.path(), "state.json", &s).unwrap();
         let back: SandboxState = read_json(&dir.path().join("state.json")).unwrap();
         assert_eq!(back.pause, s.pause);
         assert_eq!(back.labels, s.labels);
-        assert!(!back.procview);
+        assert_eq!(back.procview, ViewMode::Off);
         // A state written before the view existed: its containers get the view.
         let old = serde_json::json!({"name": "p", "hostname": "p", "share_pid": false, "created": 1,
             "pause": {"pid": 7, "start_time": 99}});
-        assert!(serde_json::from_value::<SandboxState>(old).unwrap().procview);
+        assert_eq!(serde_json::from_value::<SandboxState>(old).unwrap().procview, ViewMode::On);
         assert_eq!(list(dir.path()), vec!["state.json"]);
     }
 

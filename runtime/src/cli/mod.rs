@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nix::sys::signal::Signal;
 use podrun::cgroup;
+use podrun::state::ViewMode;
 use podrun::container::{self, RunOutcome, RunRequest, Status};
 use podrun::image::progress::human;
 use podrun::sandbox;
@@ -131,10 +132,10 @@ pub enum SandboxCommand {
         labels: Vec<String>,
         #[command(flatten)]
         limits: Box<LimitArgs>,
-        /// The resource view for the pod's containers (each may override it): /proc/meminfo,
-        /// cpuinfo, uptime, swaps and /sys/devices/system/cpu/online show the limits.
-        #[arg(long, value_enum, default_value_t = Procview::On, value_name = "on|off")]
-        procview: Procview,
+        /// The resource view for the pod's containers (each may override it with its own
+        /// --procview): on, files or off, as for `run`.
+        #[arg(long, value_enum, default_value_t = ViewMode::On)]
+        procview: ViewMode,
     },
     /// List sandboxes.
     #[command(visible_alias = "list")]
@@ -176,11 +177,12 @@ pub struct RunArgs {
     pub process: ProcessArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
-    /// The resource view: /proc/meminfo, cpuinfo, uptime, swaps and
-    /// /sys/devices/system/cpu/online computed from the container's limits (default: on,
-    /// or the sandbox's setting); off shows the host's.
-    #[arg(long, value_enum, value_name = "on|off")]
-    pub procview: Option<Procview>,
+    /// The resource view (default: on, or the sandbox's setting). on: /proc/meminfo,
+    /// cpuinfo, uptime, swaps and /sys/devices/system/cpu/online computed from the
+    /// container's limits, and CPU affinity cut to the view's CPU count (nproc); files: the
+    /// files only; off: the host's files.
+    #[arg(long, value_enum)]
+    pub procview: Option<ViewMode>,
     #[arg(short, long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
     /// USER[:GROUP], names or numbers, resolved in the image.
@@ -193,12 +195,6 @@ pub struct RunArgs {
     /// The command and its arguments (default: the image's Entrypoint and Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Procview {
-    On,
-    Off,
 }
 
 /// Resource limits, docker's flags: on the sandbox's cgroup they bind the whole pod; on a

@@ -29,8 +29,9 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
             tty: a.process.tty,
             hostname: String::new(),
             procview: None,
+            affinity: None,
         },
-        procview: a.procview.map(|p| p == Procview::On),
+        procview: a.procview,
     };
     match container::run(paths, &store, req)? {
         RunOutcome::Detached(id) => {
@@ -250,7 +251,6 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("invalid label {l:?}: use KEY=VALUE"))?;
                 map.insert(k.to_owned(), v.to_owned());
             }
-            let procview = procview == Procview::On;
             let opts = sandbox::CreateOptions { name, hostname, share_pid, labels: map, limits, procview };
             let sb = sandbox::create(paths, opts)?;
             println!("{}", sb.name);
