@@ -115,10 +115,19 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
         return;
     }
     let t = common::TestRoot::with_busybox();
-    let script = "cat /proc/meminfo; echo ==; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
+    let script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; grep ^cpu /proc/stat; echo ==; \
+                  cat /proc/meminfo; echo ==; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
                   cat /proc/uptime; nproc; echo ==; top -bn1 | head -1; echo ==; \
                   head -c 60m /dev/zero >/dev/shm/x; grep MemAvailable /proc/meminfo";
     let out = t.ok(["run", "--rm", "--memory", "256m", "--cpus", "0.5", "busybox", "sh", "-c", script]);
+    let stat: Vec<&str> = out.split("==\n").next().unwrap().lines().collect();
+    let out = out.split_once("==\n").unwrap().1.to_owned();
+    // /proc/stat: one CPU, and the busy loop's time is in it (user + system ticks).
+    assert_eq!(stat.len(), 2, "{stat:?}");
+    assert!(stat[1].starts_with("cpu0 "), "{stat:?}");
+    let f: Vec<u64> = stat[0].split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
+    assert!(f[0] + f[2] > 0, "no CPU time counted: {stat:?}");
+    assert!(f[3] < 60 * 100, "idle {} ticks: more than a minute of one CPU", f[3]);
     let parts: Vec<&str> = out.split("==\n").collect();
     assert_eq!(parts.len(), 4, "{out}");
     assert_eq!(kb(parts[0], "MemTotal"), 262_144, "{}", parts[0]);

@@ -15,6 +15,7 @@ pub struct CgroupRoots {
     /// The v1 memory, cpu and cpuset mounts of a v1 or hybrid host.
     pub memory: Option<PathBuf>,
     pub cpu: Option<PathBuf>,
+    pub cpuacct: Option<PathBuf>,
     pub cpuset: Option<PathBuf>,
 }
 
@@ -50,7 +51,7 @@ impl Cgroups {
 
     /// The same path in every hierarchy, as podrun makes a container's.
     pub fn at(path: &str) -> Cgroups {
-        let v1 = ["memory", "cpu", "cpuset"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
+        let v1 = ["memory", "cpu", "cpuacct", "cpuset"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
         Cgroups { v2: Some(path.to_owned()), v1 }
     }
 
@@ -64,6 +65,15 @@ pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::MemorySnap
         (Some(root), _, Some(p), _) => snapshot::memory_v2(root, p),
         (_, Some(root), _, Some(p)) => snapshot::memory_v1(root, p),
         _ => snapshot::MemorySnapshot::default(),
+    }
+}
+
+/// CPU time used by the cgroup (and its descendants): (user, system) in microseconds.
+pub fn cpu_usage(roots: &CgroupRoots, c: &Cgroups) -> (u64, u64) {
+    match (&roots.v2, &c.v2, &roots.cpuacct, c.v1_path("cpuacct")) {
+        (Some(root), Some(p), _, _) => snapshot::cpu_usage_v2(root, p),
+        (_, _, Some(root), Some(p)) => snapshot::cpu_usage_v1(root, p, ticks_per_second()),
+        _ => (0, 0),
     }
 }
 
@@ -85,17 +95,19 @@ pub enum ViewFile {
     Cpuinfo,
     Uptime,
     Swaps,
+    Stat,
     CpuOnline,
     CpuPresent,
     CpuPossible,
 }
 
 impl ViewFile {
-    pub const ALL: [ViewFile; 7] = [
+    pub const ALL: [ViewFile; 8] = [
         ViewFile::Meminfo,
         ViewFile::Cpuinfo,
         ViewFile::Uptime,
         ViewFile::Swaps,
+        ViewFile::Stat,
         ViewFile::CpuOnline,
         ViewFile::CpuPresent,
         ViewFile::CpuPossible,
@@ -107,6 +119,7 @@ impl ViewFile {
             ViewFile::Cpuinfo => "cpuinfo",
             ViewFile::Uptime => "uptime",
             ViewFile::Swaps => "swaps",
+            ViewFile::Stat => "stat",
             ViewFile::CpuOnline => "online",
             ViewFile::CpuPresent => "present",
             ViewFile::CpuPossible => "possible",
@@ -120,6 +133,7 @@ impl ViewFile {
             ViewFile::Cpuinfo => "/proc/cpuinfo",
             ViewFile::Uptime => "/proc/uptime",
             ViewFile::Swaps => "/proc/swaps",
+            ViewFile::Stat => "/proc/stat",
             ViewFile::CpuOnline => "/sys/devices/system/cpu/online",
             ViewFile::CpuPresent => "/sys/devices/system/cpu/present",
             ViewFile::CpuPossible => "/sys/devices/system/cpu/possible",
@@ -158,6 +172,14 @@ fn container_start(pid: u32) -> Option<u64> {
     }
     Some(start)
 }
+/// Seconds since the reader's container started.
+fn container_uptime(pid: u32) -> f64 {
+    let host = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let host_up: f64 = host.split_whitespace().next().and_then(|u| u.parse().ok()).unwrap_or(0.0);
+    let started = container_start(pid).map_or(host_up, |t| t as f64 / ticks_per_second() as f64);
+    (host_up - started).max(0.0)
+}
+
 fn host_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -173,11 +195,12 @@ pub fn render_for(roots: &CgroupRoots, pid: u32, file: ViewFile) -> String {
         }
         ViewFile::Cpuinfo => cpu::render_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(), cpus()),
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
-        ViewFile::Uptime => {
-            let host = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
-            let host_up: f64 = host.split_whitespace().next().and_then(|u| u.parse().ok()).unwrap_or(0.0);
-            let started = container_start(pid).map_or(0.0, |t| t as f64 / ticks_per_second() as f64);
-            uptime::render_uptime(host_up, started, cpus())
+        ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
+        ViewFile::Stat => {
+            let host = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+            let (user, system) = cpu_usage(roots, &groups);
+            let up = container_uptime(pid);
+            uptime::render_stat(&host, cpus(), user, system, up, ticks_per_second())
         }
         ViewFile::Swaps => meminfo::render_swaps(&std::fs::read_to_string("/proc/swaps").unwrap_or_default(), &mem()),
     }

@@ -117,6 +117,19 @@ pub fn memory_v1(root: &Path, cgroup: &str) -> MemorySnapshot {
     }
 }
 
+/// (user, system) CPU time in microseconds from v2's cpu.stat.
+pub fn cpu_usage_v2(root: &Path, cgroup: &str) -> (u64, u64) {
+    let t = read(&root.join(cgroup.trim_start_matches('/')).join("cpu.stat")).unwrap_or_default();
+    (keyed_value(&t, "user_usec").unwrap_or(0), keyed_value(&t, "system_usec").unwrap_or(0))
+}
+
+/// (user, system) CPU time in microseconds from v1's cpuacct.stat, which counts clock ticks.
+pub fn cpu_usage_v1(root: &Path, cgroup: &str, ticks_per_second: u64) -> (u64, u64) {
+    let t = read(&root.join(cgroup.trim_start_matches('/')).join("cpuacct.stat")).unwrap_or_default();
+    let us = |k| keyed_value(&t, k).unwrap_or(0) * 1_000_000 / ticks_per_second.max(1);
+    (us("user"), us("system"))
+}
+
 /// CPU limits of one cgroup: the tightest quota over its ancestors, and its cpuset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CpuSnapshot {

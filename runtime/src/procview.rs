@@ -61,6 +61,7 @@ pub fn roots(h: &Hierarchy) -> CgroupRoots {
         Hierarchy::V1 { controllers, .. } => CgroupRoots {
             memory: controllers.get("memory").cloned(),
             cpu: controllers.get("cpu").cloned(),
+            cpuacct: controllers.get("cpuacct").cloned(),
             cpuset: controllers.get("cpuset").cloned(),
             ..Default::default()
         },

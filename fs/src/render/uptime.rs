@@ -1,11 +1,36 @@
-//! /proc/uptime: time since the container started, not the host.
+//! /proc/uptime and /proc/stat: time since the container started, and the CPU time of its
+//! cgroup, not the host's.
 
-/// `host_up`: the host's uptime; `started`: when the container started, in seconds after
-/// boot. The idle column counts every view CPU as idle for the whole time (the second field
-/// is the sum over CPUs, as the kernel's is).
-pub fn render_uptime(host_up: f64, started: f64, cpus: usize) -> String {
-    let up = (host_up - started).max(0.0);
+/// `up`: seconds since the container started. The idle column counts every view CPU as
+/// idle for the whole time (the second field is the sum over CPUs, as the kernel's is).
+pub fn render_uptime(up: f64, cpus: usize) -> String {
     format!("{:.2} {:.2}\n", up, up * cpus as f64)
+}
+
+/// /proc/stat for `cpus` CPUs: the cgroup's user and system time (microseconds), split
+/// evenly over them, idle the rest of `up` seconds on each, in clock ticks; `btime` moved to
+/// the container's start; the other lines (intr, ctxt, processes, ...) are the host's.
+pub fn render_stat(host: &str, cpus: usize, user_us: u64, system_us: u64, up: f64, hz: u64) -> String {
+    let cpus = cpus.max(1) as u64;
+    let ticks = |us: u64| us * hz / 1_000_000;
+    let (user, system) = (ticks(user_us), ticks(system_us));
+    let total_idle = ((up * hz as f64) as u64 * cpus).saturating_sub(user + system);
+    let line = |name: &str, u: u64, s: u64, i: u64| format!("{name} {u} 0 {s} {i} 0 0 0 0 0 0\n");
+    let share = |v: u64, n: u64| v / cpus + u64::from(n < v % cpus);
+    let mut out = line("cpu ", user, system, total_idle);
+    for n in 0..cpus {
+        out.push_str(&line(&format!("cpu{n}"), share(user, n), share(system, n), share(total_idle, n)));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for l in host.lines().filter(|l| !l.starts_with("cpu")) {
+        if l.starts_with("btime ") {
+            out.push_str(&format!("btime {}\n", now.saturating_sub(up as u64)));
+        } else {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -14,7 +39,21 @@ mod tests {
 
     #[test]
     fn uptime_counts_from_the_container_start() {
-        assert_eq!(render_uptime(1000.0, 990.5, 2), "9.50 19.00\n");
-        assert_eq!(render_uptime(5.0, 9.0, 1), "0.00 0.00\n", "never negative");
+        assert_eq!(render_uptime(9.5, 2), "9.50 19.00\n");
+    }
+
+    #[test]
+    fn stat_splits_the_cgroups_time_over_the_view_cpus() {
+        let host = "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu1 1 2 3 4 5 6 7 8 9 10\n\
+                    cpu2 1 1 1 1 1 1 1 1 1 1\nintr 5 1\nctxt 77\nbtime 100\nprocesses 9\n";
+        // 2 CPUs, 3.01 s user and 1 s system, up 10 s, 100 Hz.
+        let out = render_stat(host, 2, 3_010_000, 1_000_000, 10.0, 100);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "cpu  301 0 100 1599 0 0 0 0 0 0");
+        assert_eq!(lines[1], "cpu0 151 0 50 800 0 0 0 0 0 0");
+        assert_eq!(lines[2], "cpu1 150 0 50 799 0 0 0 0 0 0");
+        assert!(!out.contains("cpu2"), "only the view's CPUs");
+        assert!(out.contains("intr 5 1\nctxt 77\n") && out.contains("processes 9\n"));
+        assert!(!out.contains("btime 100"), "btime is the container's start");
     }
 }
