@@ -242,3 +242,28 @@ fn readers_survive_the_view_server_being_killed() {
     t.assert_clean(&pids);
     view_gone(&t);
 }
+
+#[test]
+fn loadavg_is_the_containers_own() {
+    if !need_root("loadavg_is_the_containers_own") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    // An idle container beside a busy one: its load stays 0; the busy one's 1-minute load
+    // rises after two 5-second samples of two runnable loops (kernel formula: ≈ 0.31).
+    t.ok(["run", "-d", "--name", "idle", "busybox", "sh", "-c", "cat /proc/loadavg >/dev/null; sleep 600"]);
+    let script = "cat /proc/loadavg >/dev/null; (while :; do :; done) & (while :; do :; done) & \
+                  sleep 11; cat /proc/loadavg; kill %1 %2";
+    let busy = t.ok(["run", "--rm", "--name", "busy", "busybox", "sh", "-c", script]);
+    let f: Vec<&str> = busy.split_whitespace().collect();
+    let one: f64 = f[0].parse().unwrap();
+    assert!((0.15..1.0).contains(&one), "1-minute load {one} of two loops over ~10 s: {busy}");
+    let tasks: Vec<usize> = f[3].split('/').map(|n| n.parse().unwrap()).collect();
+    assert!(tasks[0] >= 1 && tasks[1] <= 6, "running/total of the container's own tasks: {busy}");
+    let idle = t.ok(["exec", "idle", "cat", "/proc/loadavg"]);
+    assert!(idle.starts_with("0.00 0.00 0.00 "), "the idle container's load: {idle}");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "idle"]);
+    t.assert_clean(&pids);
+    view_gone(&t);
+}

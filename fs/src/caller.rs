@@ -68,6 +68,16 @@ pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::MemorySnap
     }
 }
 
+/// Where the cgroup's tasks are listed, for its load average.
+pub fn task_list(roots: &CgroupRoots, c: &Cgroups) -> Option<crate::load::TaskList> {
+    use crate::load::TaskList;
+    match (&roots.v2, &c.v2, &roots.cpu, c.v1_path("cpu")) {
+        (Some(root), Some(p), _, _) => Some(TaskList { dir: root.join(p.trim_start_matches('/')), file: "cgroup.threads" }),
+        (_, _, Some(root), Some(p)) => Some(TaskList { dir: root.join(p.trim_start_matches('/')), file: "tasks" }),
+        _ => None,
+    }
+}
+
 /// CPU time used by the cgroup (and its descendants): (user, system) in microseconds.
 pub fn cpu_usage(roots: &CgroupRoots, c: &Cgroups) -> (u64, u64) {
     match (&roots.v2, &c.v2, &roots.cpuacct, c.v1_path("cpuacct")) {
@@ -96,18 +106,20 @@ pub enum ViewFile {
     Uptime,
     Swaps,
     Stat,
+    Loadavg,
     CpuOnline,
     CpuPresent,
     CpuPossible,
 }
 
 impl ViewFile {
-    pub const ALL: [ViewFile; 8] = [
+    pub const ALL: [ViewFile; 9] = [
         ViewFile::Meminfo,
         ViewFile::Cpuinfo,
         ViewFile::Uptime,
         ViewFile::Swaps,
         ViewFile::Stat,
+        ViewFile::Loadavg,
         ViewFile::CpuOnline,
         ViewFile::CpuPresent,
         ViewFile::CpuPossible,
@@ -120,6 +132,7 @@ impl ViewFile {
             ViewFile::Uptime => "uptime",
             ViewFile::Swaps => "swaps",
             ViewFile::Stat => "stat",
+            ViewFile::Loadavg => "loadavg",
             ViewFile::CpuOnline => "online",
             ViewFile::CpuPresent => "present",
             ViewFile::CpuPossible => "possible",
@@ -134,6 +147,7 @@ impl ViewFile {
             ViewFile::Uptime => "/proc/uptime",
             ViewFile::Swaps => "/proc/swaps",
             ViewFile::Stat => "/proc/stat",
+            ViewFile::Loadavg => "/proc/loadavg",
             ViewFile::CpuOnline => "/sys/devices/system/cpu/online",
             ViewFile::CpuPresent => "/sys/devices/system/cpu/present",
             ViewFile::CpuPossible => "/sys/devices/system/cpu/possible",
@@ -185,7 +199,7 @@ fn host_cpus() -> usize {
 }
 
 /// Renders `file` for the process `pid`.
-pub fn render_for(roots: &CgroupRoots, pid: u32, file: ViewFile) -> String {
+pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, file: ViewFile) -> String {
     let groups = Cgroups::of_pid(pid);
     let mem = || memory_snapshot(roots, &groups);
     let cpus = || snapshot::cpu_count(&cpu_snapshot(roots, &groups), host_cpus());
@@ -196,6 +210,11 @@ pub fn render_for(roots: &CgroupRoots, pid: u32, file: ViewFile) -> String {
         ViewFile::Cpuinfo => cpu::render_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(), cpus()),
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
+        ViewFile::Loadavg => {
+            let host = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load = task_list(roots, &groups).map(|l| loads.read(l)).unwrap_or_default();
+            crate::load::render_loadavg(&host, &load)
+        }
         ViewFile::Stat => {
             let host = std::fs::read_to_string("/proc/stat").unwrap_or_default();
             let (user, system) = cpu_usage(roots, &groups);

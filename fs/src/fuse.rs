@@ -46,12 +46,13 @@ const BUFFER: usize = 64 * 1024;
 /// What a server needs: the cgroup mounts to read, and the open files' rendered copies.
 pub struct ProcView {
     roots: CgroupRoots,
+    loads: crate::load::Loads,
     handles: Mutex<(u64, HashMap<u64, Vec<u8>>)>,
 }
 
 impl ProcView {
     pub fn new(roots: CgroupRoots) -> ProcView {
-        ProcView { roots, handles: Mutex::new((1, HashMap::new())) }
+        ProcView { roots, loads: crate::load::Loads::start(), handles: Mutex::new((1, HashMap::new())) }
     }
 }
 
@@ -175,7 +176,7 @@ impl ProcView {
                 if u32_at(body, 0) & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
                     return reply(fd, unique, libc::EACCES, &[]);
                 }
-                let content = render_for(&self.roots, pid, file).into_bytes();
+                let content = render_for(&self.roots, &self.loads, pid, file).into_bytes();
                 let fh = {
                     let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
                     let fh = h.0;
@@ -199,7 +200,7 @@ impl ProcView {
                 let data = match (held, node_file(node)) {
                     (Some(d), _) => d,
                     // Opened under a server that is gone: render afresh for this reader.
-                    (None, Some(file)) => slice(render_for(&self.roots, pid, file).as_bytes()),
+                    (None, Some(file)) => slice(render_for(&self.roots, &self.loads, pid, file).as_bytes()),
                     (None, None) => return reply(fd, unique, libc::EBADF, &[]),
                 };
                 reply(fd, unique, 0, &data)

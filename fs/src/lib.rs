@@ -10,6 +10,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 pub mod caller;
 pub mod fuse;
+pub mod load;
 pub mod render;
 pub mod snapshot;
 
