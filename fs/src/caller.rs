@@ -107,19 +107,27 @@ pub enum ViewFile {
     Swaps,
     Stat,
     Loadavg,
+    Diskstats,
+    PressureCpu,
+    PressureMemory,
+    PressureIo,
     CpuOnline,
     CpuPresent,
     CpuPossible,
 }
 
 impl ViewFile {
-    pub const ALL: [ViewFile; 9] = [
+    pub const ALL: [ViewFile; 13] = [
         ViewFile::Meminfo,
         ViewFile::Cpuinfo,
         ViewFile::Uptime,
         ViewFile::Swaps,
         ViewFile::Stat,
         ViewFile::Loadavg,
+        ViewFile::Diskstats,
+        ViewFile::PressureCpu,
+        ViewFile::PressureMemory,
+        ViewFile::PressureIo,
         ViewFile::CpuOnline,
         ViewFile::CpuPresent,
         ViewFile::CpuPossible,
@@ -133,6 +141,10 @@ impl ViewFile {
             ViewFile::Swaps => "swaps",
             ViewFile::Stat => "stat",
             ViewFile::Loadavg => "loadavg",
+            ViewFile::Diskstats => "diskstats",
+            ViewFile::PressureCpu => "pressure-cpu",
+            ViewFile::PressureMemory => "pressure-memory",
+            ViewFile::PressureIo => "pressure-io",
             ViewFile::CpuOnline => "online",
             ViewFile::CpuPresent => "present",
             ViewFile::CpuPossible => "possible",
@@ -148,9 +160,28 @@ impl ViewFile {
             ViewFile::Swaps => "/proc/swaps",
             ViewFile::Stat => "/proc/stat",
             ViewFile::Loadavg => "/proc/loadavg",
+            ViewFile::Diskstats => "/proc/diskstats",
+            ViewFile::PressureCpu => "/proc/pressure/cpu",
+            ViewFile::PressureMemory => "/proc/pressure/memory",
+            ViewFile::PressureIo => "/proc/pressure/io",
             ViewFile::CpuOnline => "/sys/devices/system/cpu/online",
             ViewFile::CpuPresent => "/sys/devices/system/cpu/present",
             ViewFile::CpuPossible => "/sys/devices/system/cpu/possible",
+        }
+    }
+}
+
+impl ViewFile {
+    /// Whether a container on this host gets the file: diskstats and pressure come from
+    /// cgroup v2's io.stat and *.pressure, which v1 hierarchies lack (there the container
+    /// keeps the host's files); pressure only where the kernel has PSI.
+    pub fn served(self, v2: bool) -> bool {
+        match self {
+            ViewFile::Diskstats => v2,
+            ViewFile::PressureCpu | ViewFile::PressureMemory | ViewFile::PressureIo => {
+                v2 && std::path::Path::new("/proc/pressure/cpu").exists()
+            }
+            _ => true,
         }
     }
 }
@@ -186,6 +217,14 @@ fn container_start(pid: u32) -> Option<u64> {
     }
     Some(start)
 }
+/// A file of the reader's v2 cgroup ("" where there is none).
+fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
+    match (&roots.v2, &c.v2) {
+        (Some(root), Some(p)) => std::fs::read_to_string(root.join(p.trim_start_matches('/')).join(name)).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// Seconds since the reader's container started.
 fn container_uptime(pid: u32) -> f64 {
     let host = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
@@ -210,6 +249,16 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         ViewFile::Cpuinfo => cpu::render_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(), cpus()),
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
+        ViewFile::Diskstats => {
+            let host = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
+            let io = v2_file(roots, &groups, "io.stat");
+            crate::render::io::render_diskstats(&host, &io)
+        }
+        ViewFile::PressureCpu => crate::render::io::render_pressure(&v2_file(roots, &groups, "cpu.pressure"), false),
+        ViewFile::PressureMemory => {
+            crate::render::io::render_pressure(&v2_file(roots, &groups, "memory.pressure"), true)
+        }
+        ViewFile::PressureIo => crate::render::io::render_pressure(&v2_file(roots, &groups, "io.pressure"), true),
         ViewFile::Loadavg => {
             let host = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             let load = task_list(roots, &groups).map(|l| loads.read(l)).unwrap_or_default();

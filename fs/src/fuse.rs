@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::caller::{render_for, CgroupRoots, ViewFile};
@@ -35,6 +36,7 @@ const FUSE_ACCESS: u32 = 34;
 const FUSE_INTERRUPT: u32 = 36;
 const FUSE_DESTROY: u32 = 38;
 const FUSE_BATCH_FORGET: u32 = 42;
+const FUSE_NOTIFY_STORE: i32 = 4;
 const FUSE_NOTIFY_RESEND: i32 = 7;
 const FOPEN_DIRECT_IO: u32 = 1;
 /// The header of every request: len, opcode, unique, nodeid, uid, gid, pid, extlen, pad.
@@ -43,16 +45,42 @@ const ROOT: u64 = 1;
 /// Requests are small (no writes are accepted); the kernel wants room for max_write.
 const BUFFER: usize = 64 * 1024;
 
+/// Worker threads: how many wait for a request, and how many there are.
+struct Pool {
+    idle: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl Pool {
+    fn add(&self) {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        self.total.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// At most this many workers.
+const THREADS_MAX: usize = 16;
+
 /// What a server needs: the cgroup mounts to read, and the open files' rendered copies.
 pub struct ProcView {
     roots: CgroupRoots,
     loads: crate::load::Loads,
     handles: Mutex<(u64, HashMap<u64, Vec<u8>>)>,
+    /// Per inode: the length of the copy last opened (what a short read cut its size to).
+    sizes: Mutex<HashMap<u64, usize>>,
+    /// Inodes this server answered a lookup for (their size is LOOKUP_SIZE).
+    looked_up: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl ProcView {
     pub fn new(roots: CgroupRoots) -> ProcView {
-        ProcView { roots, loads: crate::load::Loads::start(), handles: Mutex::new((1, HashMap::new())) }
+        ProcView {
+            roots,
+            loads: crate::load::Loads::start(),
+            handles: Mutex::new((1, HashMap::new())),
+            sizes: Mutex::default(),
+            looked_up: Mutex::default(),
+        }
     }
 }
 
@@ -155,7 +183,11 @@ impl ProcView {
                 match ViewFile::ALL.iter().position(|f| f.name().as_bytes() == name) {
                     // No rendering here (a container start looks up every file): an upper
                     // bound, which the first short read or stat corrects.
-                    Some(i) if node == ROOT => reply(fd, unique, 0, &entry(node_of(i, pid), LOOKUP_SIZE)),
+                    Some(i) if node == ROOT => {
+                        let n = node_of(i, pid);
+                        self.looked_up.lock().unwrap_or_else(|p| p.into_inner()).insert(n);
+                        reply(fd, unique, 0, &entry(n, LOOKUP_SIZE))
+                    }
                     _ => reply(fd, unique, libc::ENOENT, &[]),
                 }
             }
@@ -177,6 +209,29 @@ impl ProcView {
                     return reply(fd, unique, libc::EACCES, &[]);
                 }
                 let content = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                // sendfile and splice read through the page cache and stop at the inode's
+                // size, which the kernel cuts to what a short read returned. A copy longer
+                // than the last one (or than an unknown one) raises it again by storing its
+                // last byte into the cache. The store locks that page: a reader may hold
+                // the lock while its READ waits for a worker, so the pool always keeps one.
+                let len = content.len();
+                let grows = {
+                    let mut sizes = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
+                    match sizes.insert(node, len) {
+                        Some(prev) => prev < len,
+                        // Looked up by this server: the size is LOOKUP_SIZE.
+                        None => !self.looked_up.lock().unwrap_or_else(|p| p.into_inner()).contains(&node),
+                    }
+                };
+                if grows && len > 0 {
+                    let mut store = Vec::with_capacity(25);
+                    store.extend_from_slice(&node.to_ne_bytes());
+                    store.extend_from_slice(&(len as u64 - 1).to_ne_bytes());
+                    store.extend_from_slice(&1u32.to_ne_bytes());
+                    store.extend_from_slice(&[0u8; 4]);
+                    store.push(content[len - 1]);
+                    reply(fd, 0, -FUSE_NOTIFY_STORE, &store);
+                }
                 let fh = {
                     let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
                     let fh = h.0;
@@ -258,14 +313,19 @@ impl ProcView {
         if resume {
             reply(raw, 0, -FUSE_NOTIFY_RESEND, &[]);
         }
+        let pool = Pool { idle: AtomicUsize::new(0), total: AtomicUsize::new(0) };
         std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| self.worker(raw))).collect();
-            workers.into_iter().map(|w| w.join().unwrap_or(Ok(()))).collect::<io::Result<Vec<()>>>()
-        })
-        .map(drop)
+            for _ in 0..threads.max(1) {
+                pool.add();
+                s.spawn(|| self.worker(raw, s, &pool));
+            }
+        });
+        Ok(())
     }
 
-    fn worker(&self, fd: RawFd) -> io::Result<()> {
+    /// Reads and answers requests until the filesystem is unmounted. A worker that takes
+    /// the last idle place starts another first, so some worker is always reading.
+    fn worker<'s, 'e>(&'s self, fd: RawFd, s: &'s std::thread::Scope<'s, 'e>, pool: &'s Pool) {
         let mut buf = vec![0u8; BUFFER];
         loop {
             // SAFETY: reads into `buf`, which is BUFFER bytes long.
@@ -274,15 +334,19 @@ impl ProcView {
                 match io::Error::last_os_error().raw_os_error() {
                     // Interrupted, or a request withdrawn before we read it.
                     Some(libc::EINTR) | Some(libc::ENOENT) | Some(libc::EAGAIN) => continue,
-                    // Unmounted: the session is over.
-                    Some(libc::ENODEV) => return Ok(()),
-                    _ => return Err(io::Error::last_os_error()),
+                    // Unmounted (or broken): the session is over.
+                    _ => return,
                 }
             }
             let n = n as usize;
+            if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 && pool.total.load(Ordering::SeqCst) < THREADS_MAX {
+                pool.add();
+                s.spawn(move || self.worker(fd, s, pool));
+            }
             if n >= IN_HEADER {
                 self.handle(fd, &buf[..n]);
             }
+            pool.idle.fetch_add(1, Ordering::SeqCst);
         }
     }
 }

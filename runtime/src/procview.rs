@@ -203,16 +203,46 @@ pub fn keeper_main() -> Result<u8, ViewError> {
                 unsafe { libc::_exit(code) }
             }
             Ok(ForkResult::Parent { child }) => {
-                if let Ok(WaitStatus::Exited(_, 0)) = waitpid(child, None) {
+                if watch(child) {
                     // The view was unmounted: the keeper's work is done.
                     return Ok(0);
                 }
             }
-            Err(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
         resume = true;
-        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until `server` ends (true: cleanly, the view is unmounted) or is dying: killed,
+/// but held by a thread the kernel cannot wake until a request is answered (storing a page
+/// waits for a reader's lock, the reader for a READ): a new server must start without
+/// waiting for the old one to be reaped. Reaps any server that has ended.
+fn watch(server: nix::unistd::Pid) -> bool {
+    loop {
+        match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == server => return code == 0,
+            Ok(WaitStatus::Signaled(pid, ..)) if pid == server => return false,
+            Ok(WaitStatus::StillAlive) | Err(_) => {
+                if dying(server) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // An earlier server that was replaced while dying: reaped now.
+            Ok(_) => {}
+        }
+    }
+}
+
+/// SIGKILL is pending for the whole process: it is on its way out.
+fn dying(pid: nix::unistd::Pid) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("ShdPnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0)
 }
 
 /// Stops the view of this root if no container is left to use it and no sandbox to

@@ -3,3 +3,4 @@
 pub mod cpu;
 pub mod meminfo;
 pub mod uptime;
+pub mod io;
