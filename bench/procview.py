@@ -7,13 +7,14 @@ A podrun container with --memory 256m --cpus 1 gives the view (<root>/procview) 
 cgroup; LXCFS (Debian's lxcfs, unpacked from `apt-get download lxcfs` into the work
 directory and run in the foreground on a directory of its own, so nothing is installed or
 started on the host) serves the same files. This process moves itself into the container's
-cgroup, so both compute the same container's view, and times open + read + close of each
-file, the medians side by side (ratio podrun/lxcfs: below 1.0 podrun is faster), with the
+cgroup, binds each file into a private mount namespace as a container sees it, and times
+open + read + close of each file, the medians side by side (ratio podrun/lxcfs: below 1.0 podrun is faster), with the
 kernel's own /proc as the floor. Then 8 concurrent readers of meminfo: reads per second and
 the CPU time each server used, and each server's memory (PSS).
 Everything is removed at the end: the container, LXCFS and its mount, the work directory.
 """
 
+import ctypes
 import glob
 import json
 import os
@@ -93,15 +94,15 @@ def measure(view, mnt, keeper, lx_pid):
     view_pids = [keeper] + open(f"/proc/{keeper}/task/{keeper}/children").read().split()
     lx_pids = [lx_pid]
     first = lambda p: open(p).readline().strip()
-    print(f"view check: podrun {first(view + '/meminfo')!r}  lxcfs {first(mnt + '/proc/meminfo')!r}")
+    print(f"view check: podrun {first(view + '/meminfo')!r}  lxcfs {first(mnt + '/meminfo')!r}")
     print(f"median of {READS} open+read+close, microseconds; kernel {os.uname().release}")
     for name in FILES:
         ours = median_us(os.path.join(view, name), READS)
-        theirs = median_us(os.path.join(mnt, "proc", name), READS)
+        theirs = median_us(os.path.join(mnt, name), READS)
         native = median_us(os.path.join("/proc", name), READS)
         print(f"{name:8} podrun {ours:7.1f}   lxcfs {theirs:7.1f}   ratio {ours / theirs:4.2f}   (/proc {native:5.1f})")
     n = READS // 8
-    for label, path, pids in (("podrun", view + "/meminfo", view_pids), ("lxcfs", mnt + "/proc/meminfo", lx_pids)):
+    for label, path, pids in (("podrun", view + "/meminfo", view_pids), ("lxcfs", mnt + "/meminfo", lx_pids)):
         before = cpu_ticks(pids)
         rate = concurrent(path, 8, n)
         used = (cpu_ticks(pids) - before) / os.sysconf("SC_CLK_TCK")
@@ -153,7 +154,20 @@ def main():
                 ):
                     with open(procs, "w") as f:
                         f.write("0")
-                measure(view, mnt, keeper, lx.pid)
+                # As a container reads them: each file bind-mounted (no lookup per open),
+                # in a private mount namespace of this child.
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+                    raise OSError(ctypes.get_errno(), "unshare")
+                sh("mount", "--make-rprivate", "/")
+                binds = os.path.join(work, "binds")
+                for side, src in (("podrun", view), ("lxcfs", os.path.join(mnt, "proc"))):
+                    os.makedirs(os.path.join(binds, side))
+                    for name in FILES:
+                        dst = os.path.join(binds, side, name)
+                        open(dst, "w").close()
+                        sh("mount", "--bind", os.path.join(src, name), dst)
+                measure(os.path.join(binds, "podrun"), os.path.join(binds, "lxcfs"), keeper, lx.pid)
                 code = 0
             finally:
                 sys.stdout.flush()
