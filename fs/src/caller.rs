@@ -203,20 +203,58 @@ fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
 /// When the reader's container started, in ticks after boot: the start of the first
 /// process of its pid namespace (the container's init, or with a shared pid namespace the
 /// sandbox's pause), found by walking up its parents while they are in the same namespace.
+/// The answer is kept per namespace and checked against that process's start time, so a
+/// namespace is walked once, not on every read.
 fn container_start(pid: u32) -> Option<u64> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static FIRST: OnceLock<Mutex<HashMap<std::path::PathBuf, (u32, u64)>>> = OnceLock::new();
     let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
     let own = ns(pid)?;
-    let (mut cur, mut start) = (pid, parent_and_start(pid)?.1);
+    let cache = FIRST.get_or_init(Mutex::default);
+    let known = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&own).copied();
+    if let Some((first, start)) = known {
+        if parent_and_start(first).is_some_and(|(_, s)| s == start) {
+            return Some(start);
+        }
+    }
+    let (mut cur, (mut parent, mut start)) = (pid, parent_and_start(pid)?);
     for _ in 0..64 {
-        let (parent, _) = parent_and_start(cur)?;
         if parent <= 1 || ns(parent).as_ref() != Some(&own) {
             break;
         }
         cur = parent;
-        start = parent_and_start(cur)?.1;
+        (parent, start) = parent_and_start(cur)?;
     }
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() > 4096 {
+        map.clear();
+    }
+    map.insert(own, (cur, start));
     Some(start)
 }
+
+/// The view's CPU count for a cgroup, kept for a second: it takes a dozen file reads (each
+/// ancestor's quota, the cpuset), and limits change rarely (podrun sets them at creation).
+fn cpu_count_cached(roots: &CgroupRoots, c: &Cgroups) -> usize {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+    static COUNTS: OnceLock<Mutex<HashMap<String, (usize, Instant)>>> = OnceLock::new();
+    let key = format!("{:?}{:?}{:?}", c.v2, c.v1_path("cpu"), c.v1_path("cpuset"));
+    let cache = COUNTS.get_or_init(Mutex::default);
+    if let Some(&(n, at)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if at.elapsed() < Duration::from_secs(1) {
+            return n;
+        }
+    }
+    let n = snapshot::cpu_count(&cpu_snapshot(roots, c), host_cpus());
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    map.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(1));
+    map.insert(key, (n, Instant::now()));
+    n
+}
+
 /// A file of the reader's v2 cgroup ("" where there is none).
 fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
     match (&roots.v2, &c.v2) {
@@ -241,7 +279,7 @@ fn host_cpus() -> usize {
 pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, file: ViewFile) -> String {
     let groups = Cgroups::of_pid(pid);
     let mem = || memory_snapshot(roots, &groups);
-    let cpus = || snapshot::cpu_count(&cpu_snapshot(roots, &groups), host_cpus());
+    let cpus = || cpu_count_cached(roots, &groups);
     match file {
         ViewFile::Meminfo => {
             meminfo::render_meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default(), &mem())
