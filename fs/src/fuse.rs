@@ -77,7 +77,10 @@ impl ProcView {
         ProcView {
             roots,
             loads: crate::load::Loads::start(),
-            handles: Mutex::new((1, HashMap::new())),
+            // File handles outlive a server (the kernel keeps them across a restart): each
+            // server numbers its own from its pid up, so a new one never reads an old
+            // handle as one of its own (another reader's copy).
+            handles: Mutex::new(((u64::from(std::process::id())) << 32 | 1, HashMap::new())),
             sizes: Mutex::default(),
             looked_up: Mutex::default(),
         }
