@@ -217,7 +217,16 @@ fn rm_f_ends_a_fork_loop_that_never_pauses() {
     }
     let t = TestRoot::with_busybox();
     t.ok([
-        "run", "-d", "--name", "bomb", "--pids-limit", "200", "busybox", "sh", "-c", "while true; do sleep 86397 & done",
+        "run",
+        "-d",
+        "--name",
+        "bomb",
+        "--pids-limit",
+        "200",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do sleep 86397 & done",
     ]);
     let count = || common::processes_with("86397").len();
     common::eventually(20, "the loop did not fork", || count() > 5);

@@ -1,6 +1,6 @@
-//! The resource view served over FUSE (podrun-procfs), read by processes in different
-//! cgroups: each sees its own cgroup's limits, a process outside sees the host. Runs on both
-//! cgroup worlds. (Mounting it into containers is the next step of issue 6.)
+//! The resource view (podrun-procfs): files served over FUSE and sysinfo(2) answered through
+//! seccomp notifications, for processes in different cgroups: each sees its own cgroup's
+//! limits, a process outside sees the host. Runs on both cgroup worlds.
 
 mod common;
 
@@ -118,7 +118,8 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
     let script = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; grep ^cpu /proc/stat; echo ==; \
                   cat /proc/meminfo; echo ==; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
                   cat /proc/uptime; nproc; echo ==; top -bn1 | head -1; echo ==; \
-                  head -c 60m /dev/zero >/dev/shm/x; grep MemAvailable /proc/meminfo";
+                  head -c 60m /dev/zero >/dev/shm/x; grep MemAvailable /proc/meminfo; echo ==; \
+                  free -m; uptime";
     let out = t.ok(["run", "--rm", "--memory", "256m", "--cpus", "0.5", "busybox", "sh", "-c", script]);
     let stat: Vec<&str> = out.split("==\n").next().unwrap().lines().collect();
     let out = out.split_once("==\n").unwrap().1.to_owned();
@@ -129,7 +130,7 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
     assert!(f[0] + f[2] > 0, "no CPU time counted: {stat:?}");
     assert!(f[3] < 60 * 100, "idle {} ticks: more than a minute of one CPU", f[3]);
     let parts: Vec<&str> = out.split("==\n").collect();
-    assert_eq!(parts.len(), 4, "{out}");
+    assert_eq!(parts.len(), 5, "{out}");
     assert_eq!(kb(parts[0], "MemTotal"), 262_144, "{}", parts[0]);
     let mut lines = parts[1].lines();
     assert_eq!(lines.next(), Some("1"), "processors");
@@ -145,6 +146,16 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
     assert!((used + free).abs_diff(262_144) < 1024, "top shows {mem}");
     // 60 MiB in the container's /dev/shm (a tmpfs, charged to its cgroup): used.
     assert!(kb(parts[3], "MemAvailable") < 200 * 1024, "{out}");
+    // busybox free and uptime ask sysinfo(2), which the view answers: "Mem: 256 ...", the
+    // 60 MiB in /dev/shm as shared, and the container's uptime and (small) load.
+    let mut sysinfo = parts[4].lines().skip(1);
+    let mem: Vec<u64> = sysinfo.next().unwrap().split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
+    assert_eq!(mem[0], 256, "free -m total: {}", parts[4]);
+    assert!(mem[3] >= 60, "free -m shared: {}", parts[4]);
+    let uptime = sysinfo.nth(1).unwrap();
+    assert!(uptime.contains(" up 0 min,"), "{uptime}");
+    let load: f64 = uptime.rsplit("load average: ").next().unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(load < 1.0, "{uptime}");
     view_gone(&t);
 }
 
@@ -166,13 +177,28 @@ fn pods_containers_see_their_own_the_pods_or_the_hosts_limits_and_off_shows_the_
     t.ok(["run", "-d", "--name", "b", "--join", "pod", "--memory", "64m", "busybox", "sleep", "600"]);
     assert_eq!(kb(&t.ok(["exec", "a", "cat", "/proc/meminfo"]), "MemTotal"), 128 * 1024);
     assert_eq!(kb(&t.ok(["exec", "b", "cat", "/proc/meminfo"]), "MemTotal"), 64 * 1024);
+    // An exec'd process gets sysinfo(2) answered too (free's unit: KiB).
+    assert_eq!(t.ok(["exec", "b", "sh", "-c", "free | awk '/Mem:/{print $2}'"]), format!("{}\n", 64 * 1024));
     assert_eq!(total(&["--join", "pod"]), 512 * 1024, "no limit of its own: the pod's");
     assert_eq!(total(&[]), host_mem_total(), "no limits at all: the host's");
     assert_eq!(total(&["--memory", "64m", "--procview", "off"]), host_mem_total(), "--procview off");
-    // files: the files without the affinity.
+    // files: the files without the affinity and without sysinfo(2).
     let host_cpus = std::thread::available_parallelism().unwrap().get().to_string();
-    let files = t.ok(["run", "--rm", "--procview", "files", "--cpus", "0.5", "busybox", "sh", "-c", "nproc; cat /sys/devices/system/cpu/online"]);
-    assert_eq!(files, format!("{host_cpus}\n0\n"));
+    let files = t.ok([
+        "run",
+        "--rm",
+        "--procview",
+        "files",
+        "--cpus",
+        "0.5",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "nproc; cat /sys/devices/system/cpu/online; free | awk '/Mem:/{print $2}'; grep ^Seccomp: /proc/self/status",
+    ]);
+    assert_eq!(files, format!("{host_cpus}\n0\n{}\nSeccomp:\t0\n", host_mem_total()));
     // podrun exec gets the container's affinity.
     t.ok(["run", "-d", "--name", "one", "--cpus", "1", "busybox", "sleep", "600"]);
     assert_eq!(t.ok(["exec", "one", "nproc"]), "1\n");
@@ -193,8 +219,13 @@ fn readers_survive_the_view_server_being_killed() {
     }
     let t = common::TestRoot::with_busybox();
     // 8 readers in 3 containers, each printing MemTotal in a loop (an error prints "err").
-    let loop_ = "while true; do v=$(cat /proc/meminfo 2>/dev/null | grep MemTotal) || v=err; echo \"$v\"; sleep 0.01; done";
+    let loop_ =
+        "while true; do v=$(cat /proc/meminfo 2>/dev/null | grep MemTotal) || v=err; echo \"$v\"; sleep 0.01; done";
     let mut names = Vec::new();
+    // A sysinfo(2) reader beside them: its calls wait out a dead server, then get answered.
+    let free = "while true; do echo \"MemTotal: $(free | awk '/Mem:/{print $2}') kB\"; sleep 0.01; done";
+    t.ok(["run", "-d", "--name", "s", "--memory", "32m", "busybox", "sh", "-c", free]);
+    names.push(("s".to_string(), 32 * 1024));
     for (i, mem) in ["64m", "96m", "128m"].iter().enumerate() {
         let name = format!("r{i}");
         let readers = if i == 0 { 2 } else { 3 };

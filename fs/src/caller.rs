@@ -72,7 +72,9 @@ pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::MemorySnap
 pub fn task_list(roots: &CgroupRoots, c: &Cgroups) -> Option<crate::load::TaskList> {
     use crate::load::TaskList;
     match (&roots.v2, &c.v2, &roots.cpu, c.v1_path("cpu")) {
-        (Some(root), Some(p), _, _) => Some(TaskList { dir: root.join(p.trim_start_matches('/')), file: "cgroup.threads" }),
+        (Some(root), Some(p), _, _) => {
+            Some(TaskList { dir: root.join(p.trim_start_matches('/')), file: "cgroup.threads" })
+        }
         (_, _, Some(root), Some(p)) => Some(TaskList { dir: root.join(p.trim_start_matches('/')), file: "tasks" }),
         _ => None,
     }
@@ -258,7 +260,9 @@ fn cpu_count_cached(roots: &CgroupRoots, c: &Cgroups) -> usize {
 /// A file of the reader's v2 cgroup ("" where there is none).
 fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
     match (&roots.v2, &c.v2) {
-        (Some(root), Some(p)) => std::fs::read_to_string(root.join(p.trim_start_matches('/')).join(name)).unwrap_or_default(),
+        (Some(root), Some(p)) => {
+            std::fs::read_to_string(root.join(p.trim_start_matches('/')).join(name)).unwrap_or_default()
+        }
         _ => String::new(),
     }
 }
@@ -310,4 +314,18 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         }
         ViewFile::Swaps => meminfo::render_swaps(&std::fs::read_to_string("/proc/swaps").unwrap_or_default(), &mem()),
     }
+}
+
+/// sysinfo(2) for the process `pid`: the same numbers as its meminfo, uptime and loadavg
+/// (see `render::sysinfo`).
+pub fn sysinfo_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32) -> libc::sysinfo {
+    // SAFETY: an all-zero sysinfo is a valid value; sysinfo(2) fills it.
+    let mut host: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a sysinfo struct.
+    unsafe { libc::sysinfo(&mut host) };
+    let groups = Cgroups::of_pid(pid);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo::mem_view(&meminfo, &memory_snapshot(roots, &groups));
+    let load = task_list(roots, &groups).map(|l| loads.read(l));
+    crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref())
 }

@@ -85,6 +85,11 @@ impl ProcView {
             looked_up: Mutex::default(),
         }
     }
+
+    /// sysinfo(2) for process `pid`, from the same numbers as its files.
+    pub fn sysinfo_for(&self, pid: u32) -> libc::sysinfo {
+        crate::caller::sysinfo_for(&self.roots, &self.loads, pid)
+    }
 }
 
 /// A file's inode number: the file in the low byte, and above it a hash of the looking-up

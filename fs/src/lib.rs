@@ -11,6 +11,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub mod caller;
 pub mod fuse;
 pub mod load;
+pub mod notify;
 pub mod render;
 pub mod snapshot;
 

@@ -512,7 +512,8 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
     for (controller, file, value) in limit_files(h, limits) {
         let Some(dir) = h.dir_of(controller, path) else { continue };
         // Written without a look first: a missing file is the rare case.
-        let write = |f: &Path| fs::OpenOptions::new().write(true).open(f).and_then(|mut w| w.write_all(value.as_bytes()));
+        let write =
+            |f: &Path| fs::OpenOptions::new().write(true).open(f).and_then(|mut w| w.write_all(value.as_bytes()));
         let mut f = dir.join(file);
         let mut r = write(&f);
         if file == "io.weight" && r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
@@ -582,14 +583,14 @@ pub struct Entry {
 impl Entry {
     pub fn open(h: &Hierarchy, path: &str) -> Result<Entry, CgroupError> {
         let v2 = matches!(h, Hierarchy::V2 { .. });
-        let open_w = |f: PathBuf| fs::OpenOptions::new().write(true).open(&f).map(OwnedFd::from).map_err(io("open", &f));
+        let open_w =
+            |f: PathBuf| fs::OpenOptions::new().write(true).open(&f).map(OwnedFd::from).map_err(io("open", &f));
         let mut entry = Entry { dir: None, tasks: Vec::new() };
         for (_, d) in h.dirs(path).into_iter().filter(|(_, d)| d.is_dir()) {
             if v2 {
                 let flags = nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
                 entry.dir = Some(
-                    nix::fcntl::open(&d, flags, nix::sys::stat::Mode::empty())
-                        .map_err(|e| io("open", &d)(e.into()))?,
+                    nix::fcntl::open(&d, flags, nix::sys::stat::Mode::empty()).map_err(|e| io("open", &d)(e.into()))?,
                 );
             } else {
                 entry.tasks.push(open_w(d.join("tasks"))?);

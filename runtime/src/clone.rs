@@ -151,7 +151,9 @@ unsafe fn fork_into(cgroup: Option<BorrowedFd<'_>>) -> Result<(ForkResult, bool)
         args.cgroup = dir.as_raw_fd() as u64;
         // SAFETY: no CLONE_VM: the child gets a copy of this (single-threaded) process,
         // like fork, and returns here with 0.
-        let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, size_of::<libc::clone_args>()) };
+        let r = unsafe {
+            libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, size_of::<libc::clone_args>())
+        };
         match r {
             0 => return Ok((ForkResult::Child, true)),
             r if r > 0 => return Ok((ForkResult::Parent { child: Pid::from_raw(r as i32) }, true)),

@@ -44,6 +44,8 @@ pub enum ContainerError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
     View(#[from] crate::procview::ViewError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("sandbox {0} is not running (its pause process is gone); remove it with `podrun sandbox rm -f {0}`")]
     SandboxDown(String),
     #[error("the container name {0} is already in use; remove it with `podrun rm {0}` or choose another --name")]
@@ -177,6 +179,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             // Spread over the allowed CPUs by pod (or container), so pods share them evenly.
             let key = sb.as_ref().map_or(id.as_str(), |s| s.name.as_str());
             options.affinity = crate::procview::affinity(&h, &cgroup_path, key);
+            options.sysinfo_agent = Some(crate::procview::agent_path(paths));
         }
         let join =
             sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });
@@ -237,6 +240,8 @@ fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     };
     let share_pid = p.join.is_some_and(|(_, s)| s);
     let standalone = p.join.is_none();
+    // Connected to its agent here, while the host's paths are in reach.
+    let seccomp = crate::seccomp::Filter::prepare(&p.spec, &p.state.id, &p.rootfs.dir)?;
     let pid = clone::spawn(
         p.entry.clone_into(),
         |placed| {
@@ -248,7 +253,7 @@ fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             p.entry.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
             unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))
         },
-        |sync| init_stage(p, standalone, sync),
+        |sync| init_stage(p, standalone, seccomp.as_ref(), sync),
         // Recorded before the workload may run: whatever happens to podrun from here on,
         // the state names the process, so `rm -f` can always stop it.
         |pid| {
@@ -264,7 +269,12 @@ fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     Ok(pid)
 }
 
-fn init_stage(p: &Prepared, standalone: bool, sync: &crate::sync::ChildEnd) -> StageError {
+fn init_stage(
+    p: &Prepared,
+    standalone: bool,
+    seccomp: Option<&crate::seccomp::Filter>,
+    sync: &crate::sync::ChildEnd,
+) -> StageError {
     let run = || -> Result<(), StageError> {
         clone::reset_signals();
         nix::unistd::setsid().map_err(StageError::at("init", "setsid"))?;
@@ -288,7 +298,7 @@ fn init_stage(p: &Prepared, standalone: bool, sync: &crate::sync::ChildEnd) -> S
     if let Err(e) = run() {
         return e;
     }
-    exec_process(p.spec.process().as_ref(), sync)
+    exec_process(p.spec.process().as_ref(), seccomp, sync)
 }
 
 fn sandbox_loopback() -> Result<(), StageError> {
@@ -296,9 +306,13 @@ fn sandbox_loopback() -> Result<(), StageError> {
 }
 
 /// Identity, caps, cwd, fds, then execve of the spec's process (returns only on failure).
-fn exec_process(process: Option<&oci_spec::runtime::Process>, sync: &crate::sync::ChildEnd) -> StageError {
+fn exec_process(
+    process: Option<&oci_spec::runtime::Process>,
+    seccomp: Option<&crate::seccomp::Filter>,
+    sync: &crate::sync::ChildEnd,
+) -> StageError {
     let Some(process) = process else { return StageError::new("exec", Errno::EINVAL, "the spec has no process") };
-    if let Err(e) = exec::setup_process(process) {
+    if let Err(e) = exec::setup_process(process, seccomp) {
         return e;
     }
     let args = process.args().clone().unwrap_or_default();
@@ -592,6 +606,7 @@ pub fn exec_in(
         Some(cg) => Some(cgroup::Entry::open(&cgroup::Hierarchy::host()?, cg)?),
         None => None,
     };
+    let seccomp = crate::seccomp::Filter::prepare(&spec, id, &paths.container(id))?;
     clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
     let mut signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
     let spawned = clone::spawn(
@@ -619,7 +634,7 @@ pub fn exec_in(
                     return e;
                 }
             }
-            exec_process(Some(&process), sync)
+            exec_process(Some(&process), seccomp.as_ref(), sync)
         },
         |_| Ok(()),
     )?;

@@ -1,5 +1,5 @@
 //! The last steps before a container process runs: who it runs as, what it may do, where,
-//! and which file it runs. Order (runc's): bounding set first, then groups/gid/uid, then the
+//! and which file it runs. Order (runc's): bounding set first, seccomp, then groups/gid/uid, then the
 //! remaining capability sets, no_new_privs, cwd, mark every fd close-on-exec
 //! (CVE-2024-21626: no host fd or cwd may reach the workload), then execve.
 //!
@@ -110,8 +110,9 @@ fn caps_of(names: Option<&HashSet<oci_spec::runtime::Capability>>) -> CapsHashSe
         .collect()
 }
 
-/// Identity, capabilities, no_new_privs and cwd for the workload (STYLE: exec.rs order).
-pub fn setup_process(p: &Process) -> Result<(), StageError> {
+/// Identity, capabilities, seccomp, no_new_privs and cwd for the workload (STYLE: exec.rs
+/// order).
+pub fn setup_process(p: &Process, seccomp: Option<&crate::seccomp::Filter>) -> Result<(), StageError> {
     const STAGE: &str = "process";
     if let Some(list) = p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().as_deref()) {
         let mut set = nix::sched::CpuSet::new();
@@ -138,6 +139,11 @@ pub fn setup_process(p: &Process) -> Result<(), StageError> {
                 }
             }
         }
+    }
+    // While CAP_SYS_ADMIN is still effective: a filter may be installed without
+    // no_new_privs, which the spec may not ask for. Every call below is one a filter allows.
+    if let Some(f) = seccomp {
+        f.install()?;
     }
     let user = p.user();
     let groups: Vec<Gid> =

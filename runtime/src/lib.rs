@@ -15,6 +15,7 @@ pub mod pause;
 pub mod proc;
 pub mod procview;
 pub mod sandbox;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod sync;

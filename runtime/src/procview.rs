@@ -6,7 +6,8 @@
 //! podrun:[keeper]   holds the /dev/fuse connection; restarts the server when it dies
 //!   └─ podrun:[view]  serves requests (threads); a fork of the keeper
 //! ```
-//! The keeper does nothing but wait, so it has nothing to crash on. A server that dies
+//! The keeper does nothing but wait (and hold the seccomp listeners through which the
+//! server answers containers' sysinfo(2) calls), so it has nothing to crash on. A server that dies
 //! (killed, or a bug) is replaced within 50 ms; the new one takes over the same connection
 //! and asks the kernel to resend what the dead one had read, so containers keep their mounts
 //! and no reader hangs. The view is started by the first container that wants it and
@@ -42,6 +43,21 @@ fn start_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ViewErro
 /// The view's directory under `paths`' root.
 pub fn dir(paths: &Paths) -> PathBuf {
     paths.root.join("procview")
+}
+
+/// Where containers' processes hand the keeper their seccomp listeners (for sysinfo).
+pub fn agent_path(paths: &Paths) -> PathBuf {
+    paths.root.join("procview.sock")
+}
+
+/// The agent's socket, for root only, non-blocking (the keeper polls it).
+fn bind_agent(path: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::remove_file(path);
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    Ok(OwnedFd::from(l))
 }
 
 fn keeper_file(paths: &Paths) -> PathBuf {
@@ -107,6 +123,14 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
     stop_locked(paths);
     fs::create_dir_all(&dir).map_err(start_err(format!("create {}", dir.display())))?;
     let fuse = podrun_procfs::fuse::mount(&dir).map_err(start_err(format!("mount FUSE on {}", dir.display())))?;
+    let agent = match bind_agent(&agent_path(paths)) {
+        Ok(a) => a,
+        Err(e) => {
+            drop(fuse);
+            stop_locked(paths);
+            return Err(start_err(format!("listen on {}", agent_path(paths).display()))(e));
+        }
+    };
     // The keeper must not be our child (a foreground podrun reaps its children) nor hold
     // anything of ours: an intermediate child starts it and exits.
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| start_err("pipe")(e.into()))?;
@@ -120,14 +144,14 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
                 let me = std::process::id().to_le_bytes();
                 let _ = nix::unistd::write(&wr, &me);
                 drop(wr);
-                exec_keeper(fuse, &paths.root)
+                exec_keeper(fuse, agent, &paths.root)
             }
             // SAFETY: the intermediate child ends here.
             unsafe { libc::_exit(0) }
         }
         Ok(ForkResult::Parent { child }) => {
             drop(wr);
-            drop(fuse);
+            drop((fuse, agent));
             let _ = waitpid(child, None);
             let mut buf = [0u8; 4];
             let pid = match nix::unistd::read(&rd, &mut buf) {
@@ -144,7 +168,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
             Ok(dir)
         }
         Err(e) => {
-            drop(fuse);
+            drop((fuse, agent));
             stop_locked(paths);
             Err(start_err("fork the keeper")(e.into()))
         }
@@ -152,19 +176,24 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
 }
 
 /// Becomes the keeper: nothing of the podrun that started it (stdio on /dev/null, the
-/// connection at descriptor 3, every other one closed), and a command line of its own,
-/// `podrun --root ROOT view-keeper`, not a copy of the user's `podrun run ...`.
-fn exec_keeper(fuse: OwnedFd, root: &Path) -> ! {
+/// connection at descriptor 3, the agent's socket at 4, every other one closed), and a
+/// command line of its own, `podrun --root ROOT view-keeper`, not a copy of the user's
+/// `podrun run ...`.
+fn exec_keeper(fuse: OwnedFd, agent: OwnedFd, root: &Path) -> ! {
     if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for n in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), n) };
         }
     }
-    // SAFETY: dup2 to 3 (without close-on-exec), then close everything above it.
+    // SAFETY: dup2 to 3 and 4 (without close-on-exec), from copies above 4 so that
+    // neither overwrites the other, then close everything above 4.
     unsafe {
-        libc::dup2(fuse.as_raw_fd(), 3);
-        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        let (f, a) =
+            (libc::fcntl(fuse.as_raw_fd(), libc::F_DUPFD, 10), libc::fcntl(agent.as_raw_fd(), libc::F_DUPFD, 10));
+        libc::dup2(f, 3);
+        libc::dup2(a, 4);
+        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
     }
     let _ = std::env::set_current_dir("/");
     let arg = |s: &[u8]| std::ffi::CString::new(s).unwrap_or_default();
@@ -179,9 +208,8 @@ fn exec_keeper(fuse: OwnedFd, root: &Path) -> ! {
 pub fn keeper_main() -> Result<u8, ViewError> {
     // SAFETY: fd 3 is checked to be /dev/fuse (misc device 10:229) before it is used.
     let fuse = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(3) };
-    let is_fuse = nix::sys::stat::fstat(&fuse).is_ok_and(|st| {
-        st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nix::sys::stat::makedev(10, 229)
-    });
+    let is_fuse = nix::sys::stat::fstat(&fuse)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nix::sys::stat::makedev(10, 229));
     if !is_fuse {
         std::mem::forget(fuse);
         return Err(ViewError::NotAKeeper);
@@ -191,34 +219,143 @@ pub fn keeper_main() -> Result<u8, ViewError> {
         source: std::io::Error::other(e.to_string()),
     })?);
     crate::clone::set_name("podrun:[keeper]");
+    // SAFETY: fd 4 is used only if it is a socket (the agent's, from `ensure`).
+    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(4) };
+    let socket = match nix::sys::stat::fstat(&socket) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => Some(socket),
+        _ => {
+            std::mem::forget(socket);
+            None
+        }
+    };
+    let slot = podrun_procfs::notify::InFlight::shared()
+        .map_err(|e| ViewError::Start { what: "map the shared slot".into(), source: e })?;
+    let mut agent = Agent { socket, pending: Vec::new(), listeners: Vec::new(), to_server: None };
     let mut resume = false;
     loop {
+        // A channel per server: a new one starts with the listeners the keeper holds, and
+        // gets later ones through its own channel.
+        let chan = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        );
         // SAFETY: the keeper is single-threaded; the server child ends with _exit.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
+        match (chan, unsafe { fork() }) {
+            (Ok((_, theirs)), Ok(ForkResult::Child)) => {
                 crate::clone::set_name("podrun:[view]");
-                let view = podrun_procfs::fuse::ProcView::new(roots);
+                let listeners = std::mem::take(&mut agent.listeners);
+                drop(agent);
+                let view = std::sync::Arc::new(podrun_procfs::fuse::ProcView::new(roots));
+                let v = view.clone();
+                let _ = std::thread::Builder::new().name("sysinfo".into()).spawn(move || {
+                    podrun_procfs::notify::serve(theirs, listeners, slot, |pid| v.sysinfo_for(pid))
+                });
                 let code = i32::from(view.serve(fuse.as_fd(), 2, resume).is_err());
                 // SAFETY: the server ends here.
                 unsafe { libc::_exit(code) }
             }
-            Ok(ForkResult::Parent { child }) => {
-                if watch(child) {
+            (chan, Ok(ForkResult::Parent { child })) => {
+                agent.to_server = chan.ok().map(|(ours, _)| ours);
+                if watch(child, &mut agent) {
                     // The view was unmounted: the keeper's work is done.
                     return Ok(0);
                 }
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            (_, Ok(ForkResult::Child)) => {
+                // SAFETY: no channel, no server: this child ends at once.
+                unsafe { libc::_exit(1) }
+            }
+            (_, Err(_)) => std::thread::sleep(Duration::from_millis(50)),
         }
         resume = true;
     }
 }
 
+/// The keeper's side of sysinfo(2): the socket container processes hand their seccomp
+/// listeners to (seccomp.rs), the connections that have not yet, every listener still in
+/// use (held here so that a server's death loses none), and the current server's channel.
+struct Agent {
+    socket: Option<OwnedFd>,
+    pending: Vec<OwnedFd>,
+    listeners: Vec<OwnedFd>,
+    to_server: Option<OwnedFd>,
+}
+
+/// At most this many connections wait to deliver a listener; the oldest is dropped.
+const PENDING_MAX: usize = 64;
+
+impl Agent {
+    /// Waits up to `timeout` for the agent's work and does it: accepts connections, takes
+    /// the listener each delivers (passing it on to the server), drops listeners whose
+    /// processes have all ended.
+    fn wait(&mut self, timeout: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let (accepted, delivered, hung_up) = {
+            let mut fds: Vec<PollFd> = Vec::new();
+            if let Some(s) = &self.socket {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            }
+            fds.extend(self.pending.iter().map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)));
+            // No events asked: only a hang-up (every process of the filter gone) wakes us.
+            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::empty())));
+            let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::ZERO);
+            if poll(&mut fds, ms).unwrap_or(0) <= 0 {
+                return;
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            let skip = usize::from(self.socket.is_some());
+            let accepted = self.socket.is_some() && ready(&fds[0]);
+            let delivered: Vec<usize> =
+                (0..self.pending.len()).filter(|&i| ready(&fds[skip + i])).collect();
+            let hung_up: Vec<usize> =
+                (0..self.listeners.len()).filter(|&i| ready(&fds[skip + self.pending.len() + i])).collect();
+            (accepted, delivered, hung_up)
+        };
+        for i in hung_up.into_iter().rev() {
+            self.listeners.swap_remove(i);
+        }
+        for i in delivered.into_iter().rev() {
+            let conn = self.pending.swap_remove(i);
+            if let Ok(Some(l)) = podrun_procfs::notify::receive(conn.as_raw_fd()) {
+                if is_listener(&l) {
+                    if let Some(chan) = &self.to_server {
+                        // A server that is gone gets it at its successor's start instead.
+                        let _ = podrun_procfs::notify::send_fd(chan.as_raw_fd(), l.as_raw_fd(), &[]);
+                    }
+                    self.listeners.push(l);
+                }
+            }
+        }
+        if accepted {
+            let Some(s) = &self.socket else { return };
+            while let Ok(fd) = nix::sys::socket::accept4(
+                s.as_raw_fd(),
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            ) {
+                if self.pending.len() >= PENDING_MAX {
+                    self.pending.remove(0);
+                }
+                // SAFETY: accept4 returned a new descriptor that is ours.
+                self.pending.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+            }
+        }
+    }
+}
+
+/// Whether `fd` is a seccomp listener (and not anything else a process could send).
+fn is_listener(fd: &OwnedFd) -> bool {
+    fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify")
+}
+
 /// Waits until `server` ends (true: cleanly, the view is unmounted) or is dying: killed,
 /// but held by a thread the kernel cannot wake until a request is answered (storing a page
 /// waits for a reader's lock, the reader for a READ): a new server must start without
-/// waiting for the old one to be reaped. Reaps any server that has ended.
-fn watch(server: nix::unistd::Pid) -> bool {
+/// waiting for the old one to be reaped. Reaps any server that has ended. Meanwhile it does
+/// the agent's work.
+fn watch(server: nix::unistd::Pid, agent: &mut Agent) -> bool {
     loop {
         match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) if pid == server => return code == 0,
@@ -227,7 +364,7 @@ fn watch(server: nix::unistd::Pid) -> bool {
                 if dying(server) {
                     return false;
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                agent.wait(Duration::from_millis(20));
             }
             // An earlier server that was replaced while dying: reaped now.
             Ok(_) => {}
@@ -274,5 +411,6 @@ fn stop_locked(paths: &Paths) {
         k.wait_gone(Duration::from_secs(1));
     }
     let _ = fs::remove_file(keeper_file(paths));
+    let _ = fs::remove_file(agent_path(paths));
     let _ = fs::remove_dir(&dir);
 }

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use oci_spec::runtime::{
-    Capability, ExecCPUAffinityBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder,
+    Capability, ExecCPUAffinityBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder,
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
@@ -115,6 +116,8 @@ pub struct RunOptions {
     /// CPUs the container's processes run on (execCPUAffinity.final; podrun applies it to
     /// the init too).
     pub affinity: Option<Vec<u32>>,
+    /// The resource view's seccomp agent: where sysinfo(2) calls are answered from.
+    pub sysinfo_agent: Option<PathBuf>,
 }
 
 /// Where the sandbox's shared namespaces and /dev/shm are; None for a standalone container.
@@ -297,11 +300,25 @@ pub fn build(
         let opts: &[&str] = if v.readonly { &["rbind", "ro"] } else { &["rbind"] };
         mounts.push(mount(&v.target, "bind", &v.host.to_string_lossy(), opts)?);
     }
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .build()?;
+    if let Some(agent) = &opts.sysinfo_agent {
+        // busybox `free` and `uptime` ask sysinfo(2), not /proc: the view answers it too.
+        let sysinfo = LinuxSyscallBuilder::default()
+            .names(vec!["sysinfo".to_string()])
+            .action(LinuxSeccompAction::ScmpActNotify)
+            .build()?;
+        linux.set_seccomp(Some(
+            LinuxSeccompBuilder::default()
+                .default_action(LinuxSeccompAction::ScmpActAllow)
+                .listener_path(agent.clone())
+                .syscalls(vec![sysinfo])
+                .build()?,
+        ));
+    }
     Ok(SpecBuilder::default()
         .version("1.0.2")
         .root(RootBuilder::default().path("rootfs").readonly(false).build()?)

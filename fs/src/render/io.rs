@@ -52,7 +52,8 @@ mod tests {
 
     #[test]
     fn diskstats_show_the_cgroups_io_by_device_name() {
-        let host = "   8       0 sda 9 9 9 9 9 9 9 9 9 9 9 0 0 0 0 0 0\n 254       0 vda 1 1 1 1 1 1 1 1 1 1 1 0 0 0 0 0 0\n";
+        let host =
+            "   8       0 sda 9 9 9 9 9 9 9 9 9 9 9 0 0 0 0 0 0\n 254       0 vda 1 1 1 1 1 1 1 1 1 1 1 0 0 0 0 0 0\n";
         let io = "254:0 rbytes=1048576 wbytes=512 rios=3 wios=1 dbytes=0 dios=0\n7:9 rbytes=1 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n";
         let out = render_diskstats(host, io);
         assert_eq!(out, " 254       0 vda 3 0 2048 0 1 0 1 0 0 0 0 0 0 0 0 0 0\n", "unknown devices skipped");
@@ -61,7 +62,10 @@ mod tests {
 
     #[test]
     fn pressure_is_the_cgroups_or_zero() {
-        assert_eq!(render_pressure("some avg10=1.00 avg60=0.00 avg300=0.00 total=5\n", true), "some avg10=1.00 avg60=0.00 avg300=0.00 total=5\n");
+        assert_eq!(
+            render_pressure("some avg10=1.00 avg60=0.00 avg300=0.00 total=5\n", true),
+            "some avg10=1.00 avg60=0.00 avg300=0.00 total=5\n"
+        );
         assert!(render_pressure("", true).starts_with("some avg10=0.00") && render_pressure("", true).contains("full"));
     }
 }

@@ -17,21 +17,48 @@ fn host_kb(host: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// Renders meminfo for a cgroup. Without a memory limit the host's text comes back as it is.
-pub fn render_meminfo(host: &str, m: &MemorySnapshot) -> String {
+/// The numbers both meminfo and sysinfo(2) give a container with a memory limit, in kB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemView {
+    pub total: u64,
+    pub free: u64,
+    pub available: u64,
+    pub cached: u64,
+    pub shmem: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+/// The container's memory as the host's meminfo would show it; None without a limit (the
+/// host's numbers stand).
+pub fn mem_view(host: &str, m: &MemorySnapshot) -> Option<MemView> {
     let host_total = host_kb(host, "MemTotal").unwrap_or(0);
-    let Some(limit) = m.limit else { return host.to_owned() };
+    let limit = m.limit?;
     let total = kb(limit).min(host_total);
     let used = kb(m.usage).min(total);
     let free = total - used;
     let (active_file, inactive_file) = (kb(m.stat("active_file")), kb(m.stat("inactive_file")));
-    let (active_anon, inactive_anon) = (kb(m.stat("active_anon")), kb(m.stat("inactive_anon")));
-    let cached = kb(m.stat("file")).min(used);
-    // What the kernel could give back without swapping: free memory plus the page cache.
-    let available = (free + active_file + inactive_file).min(total);
     let host_swap = host_kb(host, "SwapTotal").unwrap_or(0);
     let swap_total = m.swap_limit.map_or(host_swap, |s| kb(s).min(host_swap));
-    let swap_free = swap_total.saturating_sub(kb(m.swap_usage));
+    Some(MemView {
+        total,
+        free,
+        // What the kernel could give back without swapping: free memory plus the page cache.
+        available: (free + active_file + inactive_file).min(total),
+        cached: kb(m.stat("file")).min(used),
+        shmem: kb(m.stat("shmem")),
+        swap_total,
+        swap_free: swap_total.saturating_sub(kb(m.swap_usage)),
+    })
+}
+
+/// Renders meminfo for a cgroup. Without a memory limit the host's text comes back as it is.
+pub fn render_meminfo(host: &str, m: &MemorySnapshot) -> String {
+    let Some(v) = mem_view(host, m) else { return host.to_owned() };
+    let (active_file, inactive_file) = (kb(m.stat("active_file")), kb(m.stat("inactive_file")));
+    let (active_anon, inactive_anon) = (kb(m.stat("active_anon")), kb(m.stat("inactive_anon")));
+    let (total, free, available, cached, swap_total, swap_free) =
+        (v.total, v.free, v.available, v.cached, v.swap_total, v.swap_free);
     let ours: [(&str, u64); 14] = [
         ("MemTotal", total),
         ("MemFree", free),
@@ -48,8 +75,18 @@ pub fn render_meminfo(host: &str, m: &MemorySnapshot) -> String {
         ("SwapTotal", swap_total),
         ("SwapFree", swap_free),
     ];
-    let more: [(&str, u64); 3] =
-        [("AnonPages", kb(m.stat("anon"))), ("Mapped", kb(m.stat("file_mapped"))), ("Shmem", kb(m.stat("shmem")))];
+    // busybox and procps count SReclaimable as cache ("buff/cache"), so it must be the
+    // cgroup's and fit in what it uses (v1 has no slab counters: 0).
+    let slab_reclaimable = kb(m.stat("slab_reclaimable")).min(total - free - cached);
+    let slab_unreclaimable = kb(m.stat("slab_unreclaimable"));
+    let more: [(&str, u64); 6] = [
+        ("AnonPages", kb(m.stat("anon"))),
+        ("Mapped", kb(m.stat("file_mapped"))),
+        ("Shmem", v.shmem),
+        ("Slab", slab_reclaimable + slab_unreclaimable),
+        ("SReclaimable", slab_reclaimable),
+        ("SUnreclaim", slab_unreclaimable),
+    ];
     let mut out = String::with_capacity(host.len());
     for line in host.lines() {
         let key = line.split(':').next().unwrap_or("");
@@ -88,6 +125,9 @@ AnonPages:        166608 kB
 Mapped:           145312 kB
 Shmem:              8856 kB
 Slab:             201500 kB
+SReclaimable:     150000 kB
+SUnreclaim:        51500 kB
+KernelStack:        5000 kB
 ";
 
     fn snap(limit: Option<u64>, usage: u64) -> MemorySnapshot {
@@ -119,9 +159,22 @@ Slab:             201500 kB
         assert_eq!(field(&out, "MemAvailable"), 262_144 - 102_400 + 40_960);
         assert_eq!(field(&out, "SwapTotal"), 0, "no swap for a container with swap limit 0");
         assert_eq!(field(&out, "Active"), 80 * 1024);
-        assert_eq!(field(&out, "Slab"), 201_500, "lines podrun cannot attribute stay the host's");
+        assert_eq!(field(&out, "KernelStack"), 5000, "lines podrun cannot attribute stay the host's");
+        assert_eq!(field(&out, "SReclaimable"), 0, "the cgroup's slab, not the host's 150000");
+        assert_eq!(field(&out, "Slab"), 0);
         assert!(out.contains("MemTotal:         262144 kB\n"), "kernel layout: {out}");
         assert_eq!(out.lines().count(), HOST.lines().count());
+    }
+
+    #[test]
+    fn busybox_free_never_goes_negative() {
+        // busybox: used = MemTotal - MemFree - Cached - SReclaimable.
+        let mut m = snap(Some(256 << 20), 100 << 20);
+        m.stat.insert("slab_reclaimable".into(), 90 << 20);
+        let out = render_meminfo(HOST, &m);
+        let cache = field(&out, "Cached") + field(&out, "SReclaimable");
+        assert_eq!(field(&out, "SReclaimable"), 60 << 10, "cut to what the cgroup uses");
+        assert_eq!(field(&out, "MemTotal") - field(&out, "MemFree") - cache, 0);
     }
 
     #[test]
@@ -143,8 +196,7 @@ Slab:             201500 kB
 pub fn render_swaps(host: &str, m: &MemorySnapshot) -> String {
     let mut lines = host.lines();
     let header = lines.next().unwrap_or("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority");
-    let host_kb: u64 =
-        lines.filter_map(|l| l.split_whitespace().nth(2).and_then(|s| s.parse::<u64>().ok())).sum();
+    let host_kb: u64 = lines.filter_map(|l| l.split_whitespace().nth(2).and_then(|s| s.parse::<u64>().ok())).sum();
     let size_kb = m.swap_limit.map_or(host_kb, |l| (l / 1024).min(host_kb));
     let mut out = format!("{header}\n");
     if size_kb > 0 {

@@ -16,11 +16,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nix::sys::signal::Signal;
 use podrun::cgroup;
-use podrun::state::ViewMode;
 use podrun::container::{self, RunOutcome, RunRequest, Status};
 use podrun::image::progress::human;
 use podrun::sandbox;
 use podrun::spec::{RunOptions, Volume};
+use podrun::state::ViewMode;
 use podrun::state::{now, ContainerState, Paths};
 
 const ABOUT: &str = "podrun builds Kubernetes-style pods from scratch: a pause process holding shared \

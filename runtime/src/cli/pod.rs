@@ -30,6 +30,7 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
             hostname: String::new(),
             procview: None,
             affinity: None,
+            sysinfo_agent: None,
         },
         procview: a.procview,
     };

@@ -1,0 +1,214 @@
+//! sysinfo(2) answered for containers, through seccomp user notifications (seccomp_unotify(2)).
+//! A container process with the view installs a filter that turns its sysinfo calls into
+//! notifications on a listener descriptor, which reaches the view's keeper and from it the
+//! server (podrun's procview.rs). The server receives each call, computes the caller's
+//! numbers, writes them into the caller's buffer (process_vm_writev) and lets the call
+//! return 0. Anything else that arrives is let through to the kernel unchanged.
+//!
+//! Crash-proof as the FUSE side is: the keeper holds every listener, so a dead server loses
+//! none, and the call a server was answering when it died is noted in memory shared with
+//! the keeper (`InFlight`), so the next server answers it: no caller waits for ever.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The call a server is answering, in memory shared by the keeper and every server it
+/// forks (MAP_SHARED): `busy` is set once the call is received and cleared once answered.
+#[repr(C)]
+pub struct InFlight {
+    busy: AtomicU64,
+    id: AtomicU64,
+    pid: AtomicU64,
+    addr: AtomicU64,
+}
+
+impl InFlight {
+    /// A slot shared with every process forked from this one from now on. Never unmapped:
+    /// it lives as long as the keeper.
+    pub fn shared() -> io::Result<&'static InFlight> {
+        // SAFETY: a fresh anonymous mapping; zeroed memory is a valid InFlight (atomics).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<InFlight>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the mapping is page-aligned, large enough, and never unmapped.
+        Ok(unsafe { &*(p as *const InFlight) })
+    }
+}
+
+fn ioctl<T>(fd: RawFd, req: libc::Ioctl, arg: &mut T) -> io::Result<()> {
+    // SAFETY: `arg` is the struct the request names, valid for the kernel to read and write.
+    if unsafe { libc::ioctl(fd, req, arg as *mut T) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Answers notification `id` of `listener`: writes `info` to `addr` in process `pid` and
+/// makes its sysinfo return 0 (EFAULT where the buffer is not writable, as the kernel's).
+/// Nothing is written once the call is gone (the process died; its pid may be reused).
+fn reply(listener: RawFd, id: u64, pid: u32, addr: u64, info: &libc::sysinfo) {
+    let mut check = id;
+    if ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut check).is_err() {
+        return;
+    }
+    let len = std::mem::size_of::<libc::sysinfo>();
+    let local = libc::iovec { iov_base: info as *const libc::sysinfo as *mut libc::c_void, iov_len: len };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len };
+    // SAFETY: one local iovec over `info`, one remote one; the kernel checks the remote.
+    let written = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: if written == len as isize { 0 } else { -libc::EFAULT },
+        flags: 0,
+    };
+    let _ = ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
+}
+
+/// Lets notification `id` go on to the kernel as if there were no filter.
+fn pass(listener: RawFd, id: u64) {
+    let mut resp =
+        libc::seccomp_notif_resp { id, val: 0, error: 0, flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 };
+    let _ = ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
+}
+
+/// Receives one listener descriptor from the keeper's channel. Ok(None): the message
+/// carried none; Err: the channel is closed.
+pub fn receive(chan: RawFd) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // Room for one descriptor: CMSG_SPACE(sizeof(int)), 8-byte aligned.
+    let mut control = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid; its pointers are set below to live buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points at live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(chan, &mut msg, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    // SAFETY: the control buffer was filled by recvmsg; CMSG_* walk it within its length.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
+            return Ok(Some(OwnedFd::from_raw_fd(fd)));
+        }
+    }
+    Ok(None)
+}
+
+/// Sends `fd` over the unix socket `chan` with `data` (at least one byte: a descriptor
+/// travels with data), in one message.
+pub fn send_fd(chan: RawFd, fd: RawFd, data: &[u8]) -> io::Result<()> {
+    let data = if data.is_empty() { &[0u8][..] } else { data };
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    let mut control = [0u64; 4];
+    // SAFETY: as in `receive`; the header is written within the control buffer.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd);
+        let n = libc::sendmsg(chan, &msg, libc::MSG_NOSIGNAL);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if (n as usize) < data.len() {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(())
+}
+
+/// Serves the notifications of `listeners`, and of each listener the keeper sends over
+/// `chan`, with `answer(pid)` computing a caller's numbers. Answers first the call a dead
+/// server left in `slot`. Returns when the keeper has closed `chan` and no listener is left.
+pub fn serve(chan: OwnedFd, mut listeners: Vec<OwnedFd>, slot: &InFlight, answer: impl Fn(u32) -> libc::sysinfo) {
+    if slot.busy.load(Ordering::SeqCst) == 1 {
+        let (id, pid, addr) =
+            (slot.id.load(Ordering::SeqCst), slot.pid.load(Ordering::SeqCst), slot.addr.load(Ordering::SeqCst));
+        for l in &listeners {
+            let mut check = id;
+            if ioctl(l.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut check).is_ok() {
+                reply(l.as_raw_fd(), id, pid as u32, addr, &answer(pid as u32));
+            }
+        }
+        slot.busy.store(0, Ordering::SeqCst);
+    }
+    let mut chan = Some(chan);
+    loop {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(listeners.len() + 1);
+        fds.push(libc::pollfd { fd: chan.as_ref().map_or(-1, |c| c.as_raw_fd()), events: libc::POLLIN, revents: 0 });
+        fds.extend(listeners.iter().map(|l| libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 }));
+        if chan.is_none() && listeners.is_empty() {
+            return;
+        }
+        // SAFETY: fds is a live array of fds.len() pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            continue;
+        }
+        let mut gone = Vec::new();
+        for (i, p) in fds.iter().enumerate().skip(1) {
+            let fd = p.fd;
+            if p.revents & libc::POLLIN != 0 {
+                // SAFETY: all-zero is what NOTIF_RECV requires of its argument.
+                let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+                if ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n).is_ok() {
+                    if n.data.nr == libc::SYS_sysinfo as i32 {
+                        slot.id.store(n.id, Ordering::SeqCst);
+                        slot.pid.store(u64::from(n.pid), Ordering::SeqCst);
+                        slot.addr.store(n.data.args[0], Ordering::SeqCst);
+                        slot.busy.store(1, Ordering::SeqCst);
+                        reply(fd, n.id, n.pid, n.data.args[0], &answer(n.pid));
+                        slot.busy.store(0, Ordering::SeqCst);
+                    } else {
+                        pass(fd, n.id);
+                    }
+                }
+            } else if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                // Every process of that filter has ended.
+                gone.push(i - 1);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            listeners.swap_remove(i);
+        }
+        if fds[0].revents != 0 {
+            match receive(fds[0].fd) {
+                Ok(Some(l)) => listeners.push(l),
+                Ok(None) => {}
+                Err(_) => chan = None,
+            }
+        }
+    }
+}
