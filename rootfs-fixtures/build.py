@@ -4,7 +4,10 @@
     build.py busybox OUT   OCI image layout of busybox at OUT/busybox-oci, and the same image
                            as an OCI archive, a docker-save archive and a rootfs tarball
     build.py hostile OUT   hostile layers and broken images at OUT/hostile (see HOSTILE)
-    build.py all OUT       both
+    build.py all OUT       both, and python (below)
+    build.py python OUT    OCI image layout at OUT/python-oci: busybox plus Debian's
+                           python3.11-minimal and the libraries it needs, unpacked from
+                           their packages (a real program no one wrote for podrun)
     build.py synthetic OUT a larger OCI image for bench/import.sh: about 200 MB in 20,000
                            files over two layers (not part of `all`)
 
@@ -252,6 +255,59 @@ def busybox_layer(tmp):
     return make_tar(entries)
 
 
+# Debian's minimal Python and what it links: the candidate versions of the machine's apt
+# sources (not pinned: Debian replaces them with security updates; the image's contents
+# are not compared by digest).
+PYTHON_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libc6", "libgcc-s1", "zlib1g", "libexpat1"]
+
+
+def debs(packages):
+    cache = os.environ.get("PODRUN_FIXTURE_CACHE") or os.path.expanduser("~/.cache/podrun-fixtures")
+    dest = os.path.join(cache, "python")
+    os.makedirs(dest, exist_ok=True)
+    have = {n.split("_")[0]: n for n in os.listdir(dest) if n.endswith(".deb")}
+    missing = [p for p in packages if p not in have]
+    if missing:
+        r = subprocess.run(["apt-get", "download", *missing], cwd=dest, capture_output=True, text=True)
+        if r.returncode != 0:
+            die(f"apt-get download {' '.join(missing)} failed (run `apt-get update` first?):\n{r.stderr}")
+        have = {n.split("_")[0]: n for n in os.listdir(dest) if n.endswith(".deb")}
+    return [os.path.join(dest, have[p]) for p in packages]
+
+
+def python_layer():
+    """The packages' files as one layer (documentation left out), owned by root."""
+    seen, entries = set(), []
+    for deb in debs(PYTHON_PACKAGES):
+        fs = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(fs)) as tf:
+            for m in tf.getmembers():
+                name = os.path.normpath(m.name).lstrip("/")
+                if name in (".", "") or name in seen or name.startswith(("usr/share/doc", "usr/share/man", "usr/share/lintian")):
+                    continue
+                seen.add(name)
+                if m.isdir():
+                    entries.append(d(name, m.mode))
+                elif m.issym():
+                    entries.append(sym(name, m.linkname))
+                elif m.islnk():
+                    entries.append(hard(name, os.path.normpath(m.linkname).lstrip("/")))
+                elif m.isfile():
+                    entries.append(f(name, tf.extractfile(m).read(), m.mode))
+    entries.append(sym("usr/bin/python3", "python3.11"))
+    return make_tar(entries)
+
+
+def build_python(out):
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    layers = [busybox_layer(tmp), python_layer()]
+    os.unlink(os.path.join(tmp, "busybox"))
+    oci_layout(os.path.join(tmp, "python-oci"), layers, "python")
+    return tmp
+
+
 def build_busybox(out):
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -364,11 +420,11 @@ def build_synthetic(out):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("busybox", "hostile", "all", "synthetic"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("busybox", "hostile", "python", "all", "synthetic"):
         die(__doc__)
     what, out = sys.argv[1], os.path.abspath(sys.argv[2])
     os.makedirs(out, exist_ok=True)
-    builders = {"busybox": build_busybox, "hostile": build_hostile, "synthetic": build_synthetic}
+    builders = {"busybox": build_busybox, "hostile": build_hostile, "python": build_python, "synthetic": build_synthetic}
     for name, build in builders.items():
         if what != name and (what != "all" or name == "synthetic"):
             continue

@@ -119,7 +119,7 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
                   cat /proc/meminfo; echo ==; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
                   cat /proc/uptime; nproc; echo ==; top -bn1 | head -1; echo ==; \
                   head -c 60m /dev/zero >/dev/shm/x; grep MemAvailable /proc/meminfo; echo ==; \
-                  free -m; uptime";
+                  rm /dev/shm/x; free -m; x=$(head -c 100m /dev/zero | tr \"\\0\" a); free -m; uptime";
     let out = t.ok(["run", "--rm", "--memory", "256m", "--cpus", "0.5", "busybox", "sh", "-c", script]);
     let stat: Vec<&str> = out.split("==\n").next().unwrap().lines().collect();
     let out = out.split_once("==\n").unwrap().1.to_owned();
@@ -146,13 +146,15 @@ fn a_limited_container_sees_its_limits_in_proc_and_sys() {
     assert!((used + free).abs_diff(262_144) < 1024, "top shows {mem}");
     // 60 MiB in the container's /dev/shm (a tmpfs, charged to its cgroup): used.
     assert!(kb(parts[3], "MemAvailable") < 200 * 1024, "{out}");
-    // busybox free and uptime ask sysinfo(2), which the view answers: "Mem: 256 ...", the
-    // 60 MiB in /dev/shm as shared, and the container's uptime and (small) load.
-    let mut sysinfo = parts[4].lines().skip(1);
-    let mem: Vec<u64> = sysinfo.next().unwrap().split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
-    assert_eq!(mem[0], 256, "free -m total: {}", parts[4]);
-    assert!(mem[3] >= 60, "free -m shared: {}", parts[4]);
-    let uptime = sysinfo.nth(1).unwrap();
+    // busybox free and uptime ask sysinfo(2), which the view answers: "Mem: 256 ...", a
+    // 100 MiB string in the shell as used, and the container's uptime and (small) load.
+    let lines: Vec<&str> = parts[4].lines().collect();
+    assert_eq!(lines.len(), 7, "{}", parts[4]);
+    let mem = |line: &str| -> Vec<u64> { line.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect() };
+    let (before, after) = (mem(lines[1]), mem(lines[4]));
+    assert_eq!((before[0], after[0]), (256, 256), "free -m total: {}", parts[4]);
+    assert!(before[1] < 20 && after[1] >= 100 && after[1] < 256, "free -m used: {}", parts[4]);
+    let uptime = lines[6];
     assert!(uptime.contains(" up 0 min,"), "{uptime}");
     let load: f64 = uptime.rsplit("load average: ").next().unwrap().split(',').next().unwrap().parse().unwrap();
     assert!(load < 1.0, "{uptime}");
@@ -273,6 +275,29 @@ fn readers_survive_the_view_server_being_killed() {
         t.ok(["rm", "-f", name]);
     }
     t.assert_clean(&pids);
+    view_gone(&t);
+}
+
+#[test]
+fn debian_python_sizes_itself_by_the_containers_limits() {
+    if !need_root("debian_python_sizes_itself_by_the_containers_limits") {
+        return;
+    }
+    let t = common::TestRoot::new();
+    t.import(&common::python_oci(), &[]);
+    // What programs size thread pools and heaps by: glibc's sysconf reads
+    // /sys/devices/system/cpu/online for the CPU count and asks sysinfo(2) for the memory.
+    let script = "import os; print(os.cpu_count(), len(os.sched_getaffinity(0)), \
+                  os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 20)";
+    let run = |view: &str| {
+        t.ok(["run", "--rm", "--procview", view, "--memory", "256m", "--cpus", "1", "python", "python3", "-c", script])
+    };
+    assert_eq!(run("on"), "1 1 256\n");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    // SAFETY: sysconf has no preconditions.
+    let host_mb = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) * libc::sysconf(libc::_SC_PAGESIZE) } >> 20;
+    assert_eq!(run("off"), format!("{cpus} {cpus} {host_mb}\n"), "without the view: the host's");
+    t.assert_clean(&[]);
     view_gone(&t);
 }
 

@@ -29,6 +29,11 @@ pub fn busybox_oci() -> PathBuf {
     fixtures().join("busybox/busybox-oci")
 }
 
+/// busybox plus Debian's python3.11-minimal, from its packages.
+pub fn python_oci() -> PathBuf {
+    fixtures().join("python/python-oci")
+}
+
 pub fn hostile(name: &str) -> PathBuf {
     fixtures().join("hostile").join(name)
 }
