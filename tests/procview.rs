@@ -293,6 +293,11 @@ fn debian_python_sizes_itself_by_the_containers_limits() {
         t.ok(["run", "--rm", "--procview", view, "--memory", "256m", "--cpus", "1", "python", "python3", "-c", script])
     };
     assert_eq!(run("on"), "1 1 256\n");
+    // procps (top, free, vmstat) keeps a file open and reads it again after lseek(0): each
+    // such read is a fresh look, not the copy made at open.
+    let reread = "import time; f = open('/proc/uptime'); a = float(f.read().split()[0]); time.sleep(1.2); \
+                  f.seek(0); b = float(f.read().split()[0]); print(round(b - a))";
+    assert_eq!(t.ok(["run", "--rm", "python", "python3", "-c", reread]), "1\n");
     let cpus = std::thread::available_parallelism().unwrap().get();
     // SAFETY: sysconf has no preconditions.
     let host_mb = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) * libc::sysconf(libc::_SC_PAGESIZE) } >> 20;

@@ -65,7 +65,9 @@ const THREADS_MAX: usize = 16;
 pub struct ProcView {
     roots: CgroupRoots,
     loads: crate::load::Loads,
-    handles: Mutex<(u64, HashMap<u64, Vec<u8>>)>,
+    /// Per open file: its copy, and whether it has been read from the start (a second
+    /// read from offset 0 renders afresh).
+    handles: Mutex<(u64, HashMap<u64, (Vec<u8>, bool)>)>,
     /// Per inode: the length of the copy last opened (what a short read cut its size to).
     sizes: Mutex<HashMap<u64, usize>>,
     /// Inodes this server answered a lookup for (their size is LOOKUP_SIZE).
@@ -244,7 +246,7 @@ impl ProcView {
                     let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
                     let fh = h.0;
                     h.0 += 1;
-                    h.1.insert(fh, content);
+                    h.1.insert(fh, (content, false));
                     fh
                 };
                 let mut out = Vec::with_capacity(16);
@@ -259,11 +261,32 @@ impl ProcView {
                     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(c.len());
                     c[start..(start + size).min(c.len())].to_vec()
                 };
-                let held = self.handles.lock().unwrap_or_else(|p| p.into_inner()).1.get(&fh).map(|c| slice(c));
+                // procps (top, free, vmstat) keeps the file open and reads it again from
+                // offset 0 after lseek: that read is a fresh look, as LXCFS and /proc give.
+                let held = {
+                    let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+                    match h.1.get_mut(&fh) {
+                        Some((c, started)) if offset > 0 || !*started => {
+                            *started = true;
+                            Some(slice(c))
+                        }
+                        Some(_) => None,
+                        None => None,
+                    }
+                };
                 let data = match (held, node_file(node)) {
                     (Some(d), _) => d,
-                    // Opened under a server that is gone: render afresh for this reader.
-                    (None, Some(file)) => slice(render_for(&self.roots, &self.loads, pid, file).as_bytes()),
+                    // Read again from the start, or opened under a server that is gone:
+                    // rendered afresh for this reader (and kept for the reads that follow).
+                    (None, Some(file)) => {
+                        let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                        let d = slice(&fresh);
+                        let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(held) = h.1.get_mut(&fh) {
+                            *held = (fresh, true);
+                        }
+                        d
+                    }
                     (None, None) => return reply(fd, unique, libc::EBADF, &[]),
                 };
                 reply(fd, unique, 0, &data)
