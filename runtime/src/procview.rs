@@ -245,6 +245,10 @@ pub fn keeper_main() -> Result<u8, ViewError> {
         match (chan, unsafe { fork() }) {
             (Ok((_, theirs)), Ok(ForkResult::Child)) => {
                 crate::clone::set_name("podrun:[view]");
+                // One malloc arena for all threads: glibc's default of one per thread cost
+                // about 150 kB each, most of the server's memory; requests allocate little.
+                // SAFETY: mallopt before any thread of this process exists.
+                unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
                 let listeners = std::mem::take(&mut agent.listeners);
                 drop(agent);
                 let view = std::sync::Arc::new(podrun_procfs::fuse::ProcView::new(roots));
