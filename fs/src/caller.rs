@@ -60,6 +60,50 @@ impl Cgroups {
     }
 }
 
+/// How long a cgroup's numbers and the host's files are reused: readers that come in a burst
+/// (8 at once, or a loop) share one look at the kernel, which for a v1 memory.stat is most of
+/// a read's cost. The kernel itself flushes memory statistics lazily (up to 2 s), so 10 ms
+/// adds nothing a reader could notice. Not for diskstats (I/O just done must show) or uptime.
+const FRESH: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Values made within FRESH, by key.
+struct Recent<T>(std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, T)>>>);
+
+impl<T: Clone> Recent<T> {
+    const fn new() -> Self {
+        Recent(std::sync::OnceLock::new())
+    }
+
+    fn get(&self, key: &str, make: impl FnOnce() -> T) -> T {
+        let map = self.0.get_or_init(Default::default);
+        if let Some((at, v)) = map.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            if at.elapsed() < FRESH {
+                return v.clone();
+            }
+        }
+        let v = make();
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= 1024 {
+            m.retain(|_, (at, _)| at.elapsed() < FRESH);
+        }
+        m.insert(key.to_owned(), (std::time::Instant::now(), v.clone()));
+        v
+    }
+}
+
+/// A host /proc file, read at most once per FRESH.
+fn host_file(path: &str) -> std::sync::Arc<String> {
+    static FILES: Recent<std::sync::Arc<String>> = Recent::new();
+    FILES.get(path, || std::sync::Arc::new(std::fs::read_to_string(path).unwrap_or_default()))
+}
+
+/// The cgroup's memory numbers, looked at most once per FRESH.
+fn memory_recent(roots: &CgroupRoots, c: &Cgroups) -> std::sync::Arc<snapshot::MemorySnapshot> {
+    static MEMORY: Recent<std::sync::Arc<snapshot::MemorySnapshot>> = Recent::new();
+    let key = format!("{:?}{:?}", c.v2, c.v1_path("memory"));
+    MEMORY.get(&key, || std::sync::Arc::new(memory_snapshot(roots, c)))
+}
+
 pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::MemorySnapshot {
     match (&roots.v2, &roots.memory, &c.v2, c.v1_path("memory")) {
         (Some(root), _, Some(p), _) => snapshot::memory_v2(root, p),
@@ -267,10 +311,18 @@ fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
     }
 }
 
+/// Seconds since boot, as /proc/uptime counts them.
+fn boottime() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec for clock_gettime to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// Seconds since the reader's container started.
 fn container_uptime(pid: u32) -> f64 {
-    let host = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
-    let host_up: f64 = host.split_whitespace().next().and_then(|u| u.parse().ok()).unwrap_or(0.0);
+    // /proc/uptime's first field, without reading it: CLOCK_BOOTTIME.
+    let host_up = boottime();
     let started = container_start(pid).map_or(host_up, |t| t as f64 / ticks_per_second() as f64);
     (host_up - started).max(0.0)
 }
@@ -282,13 +334,13 @@ fn host_cpus() -> usize {
 /// Renders `file` for the process `pid`.
 pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, file: ViewFile) -> String {
     let groups = Cgroups::of_pid(pid);
-    let mem = || memory_snapshot(roots, &groups);
+    let mem = || memory_recent(roots, &groups);
     let cpus = || cpu_count_cached(roots, &groups);
     match file {
         ViewFile::Meminfo => {
-            meminfo::render_meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default(), &mem())
+            meminfo::render_meminfo(&host_file("/proc/meminfo"), &mem())
         }
-        ViewFile::Cpuinfo => cpu::render_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(), cpus()),
+        ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo"), cpus()),
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
         ViewFile::Diskstats => {
@@ -302,17 +354,19 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         }
         ViewFile::PressureIo => crate::render::io::render_pressure(&v2_file(roots, &groups, "io.pressure"), true),
         ViewFile::Loadavg => {
-            let host = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let host = host_file("/proc/loadavg");
             let load = task_list(roots, &groups).map(|l| loads.read(l)).unwrap_or_default();
             crate::load::render_loadavg(&host, &load)
         }
         ViewFile::Stat => {
-            let host = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-            let (user, system) = cpu_usage(roots, &groups);
+            let host = host_file("/proc/stat");
+            static USAGE: Recent<(u64, u64)> = Recent::new();
+            let key = format!("{:?}{:?}", groups.v2, groups.v1_path("cpuacct"));
+            let (user, system) = USAGE.get(&key, || cpu_usage(roots, &groups));
             let up = container_uptime(pid);
             uptime::render_stat(&host, cpus(), user, system, up, ticks_per_second())
         }
-        ViewFile::Swaps => meminfo::render_swaps(&std::fs::read_to_string("/proc/swaps").unwrap_or_default(), &mem()),
+        ViewFile::Swaps => meminfo::render_swaps(&host_file("/proc/swaps"), &mem()),
     }
 }
 
@@ -324,8 +378,7 @@ pub fn sysinfo_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32) ->
     // SAFETY: a valid pointer to a sysinfo struct.
     unsafe { libc::sysinfo(&mut host) };
     let groups = Cgroups::of_pid(pid);
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo::mem_view(&meminfo, &memory_snapshot(roots, &groups));
+    let mem = meminfo::mem_view(&host_file("/proc/meminfo"), &memory_recent(roots, &groups));
     let load = task_list(roots, &groups).map(|l| loads.read(l));
     crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref())
 }

@@ -61,13 +61,16 @@ impl Pool {
 /// At most this many workers.
 const THREADS_MAX: usize = 16;
 
+/// An open file's copy, and whether it has been read from the start.
+type Held = (Vec<u8>, bool);
+
 /// What a server needs: the cgroup mounts to read, and the open files' rendered copies.
 pub struct ProcView {
     roots: CgroupRoots,
     loads: crate::load::Loads,
     /// Per open file: its copy, and whether it has been read from the start (a second
     /// read from offset 0 renders afresh).
-    handles: Mutex<(u64, HashMap<u64, (Vec<u8>, bool)>)>,
+    handles: Mutex<(u64, HashMap<u64, Held>)>,
     /// Per inode: the length of the copy last opened (what a short read cut its size to).
     sizes: Mutex<HashMap<u64, usize>>,
     /// Inodes this server answered a lookup for (their size is LOOKUP_SIZE).
