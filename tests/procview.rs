@@ -307,6 +307,27 @@ fn debian_python_sizes_itself_by_the_containers_limits() {
 }
 
 #[test]
+fn a_container_that_cannot_reach_the_sysinfo_agent_fails_clearly_and_leaves_nothing() {
+    if !need_root("a_container_that_cannot_reach_the_sysinfo_agent_fails_clearly_and_leaves_nothing") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    t.ok(["run", "-d", "--name", "keep", "busybox", "sleep", "600"]);
+    let pids = t.known_pids();
+    std::fs::remove_file(t.store().join("procview.sock")).unwrap();
+    let err = t.fails(["run", "--rm", "--name", "lost", "busybox", "true"]);
+    assert!(err.contains("cannot reach the seccomp agent") && err.contains("--procview=files"), "{err}");
+    assert_eq!(t.entries("containers"), vec!["keep".to_string()], "nothing of the failed container is left");
+    // Without the sysinfo filter the view's files still work.
+    let out =
+        t.ok(["run", "--rm", "--procview", "files", "--memory", "64m", "busybox", "grep", "MemTotal", "/proc/meminfo"]);
+    assert_eq!(kb(&out, "MemTotal"), 64 * 1024);
+    t.ok(["rm", "-f", "keep"]);
+    t.assert_clean(&pids);
+    view_gone(&t);
+}
+
+#[test]
 fn loadavg_is_the_containers_own() {
     if !need_root("loadavg_is_the_containers_own") {
         return;

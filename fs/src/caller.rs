@@ -337,9 +337,7 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
     let mem = || memory_recent(roots, &groups);
     let cpus = || cpu_count_cached(roots, &groups);
     match file {
-        ViewFile::Meminfo => {
-            meminfo::render_meminfo(&host_file("/proc/meminfo"), &mem())
-        }
+        ViewFile::Meminfo => meminfo::render_meminfo(&host_file("/proc/meminfo"), &mem()),
         ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo"), cpus()),
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),

@@ -29,7 +29,9 @@ use crate::state::{self, Paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
-    #[error("cannot start the resource view ({what}: {source}); /dev/fuse is needed (modprobe fuse), or run with --procview=off")]
+    #[error(
+        "cannot start the resource view ({what}); /dev/fuse is needed (modprobe fuse), or run with --procview=off"
+    )]
     Start { what: String, source: std::io::Error },
     #[error("view-keeper is started by podrun itself, with a FUSE connection at descriptor 3")]
     NotAKeeper,
@@ -253,9 +255,9 @@ pub fn keeper_main() -> Result<u8, ViewError> {
                 drop(agent);
                 let view = std::sync::Arc::new(podrun_procfs::fuse::ProcView::new(roots));
                 let v = view.clone();
-                let _ = std::thread::Builder::new().name("sysinfo".into()).spawn(move || {
-                    podrun_procfs::notify::serve(theirs, listeners, slot, |pid| v.sysinfo_for(pid))
-                });
+                let _ = std::thread::Builder::new()
+                    .name("sysinfo".into())
+                    .spawn(move || podrun_procfs::notify::serve(theirs, listeners, slot, |pid| v.sysinfo_for(pid)));
                 let code = i32::from(view.serve(fuse.as_fd(), 2, resume).is_err());
                 // SAFETY: the server ends here.
                 unsafe { libc::_exit(code) }
@@ -311,8 +313,7 @@ impl Agent {
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             let skip = usize::from(self.socket.is_some());
             let accepted = self.socket.is_some() && ready(&fds[0]);
-            let delivered: Vec<usize> =
-                (0..self.pending.len()).filter(|&i| ready(&fds[skip + i])).collect();
+            let delivered: Vec<usize> = (0..self.pending.len()).filter(|&i| ready(&fds[skip + i])).collect();
             let hung_up: Vec<usize> =
                 (0..self.listeners.len()).filter(|&i| ready(&fds[skip + self.pending.len() + i])).collect();
             (accepted, delivered, hung_up)

@@ -23,7 +23,7 @@ pub enum SeccompError {
     Args(String),
     #[error("seccomp: the spec asks for SCMP_ACT_NOTIFY but gives no listenerPath")]
     NoListener,
-    #[error("cannot reach the seccomp agent at {path} ({source}); for the resource view's, remove the container and run it again (podrun restarts the view), or use --procview=files")]
+    #[error("cannot reach the seccomp agent at {path}; if that is the resource view's socket, it is restarted once this root has no containers or sandboxes left; until then use --procview=files")]
     Agent { path: PathBuf, source: std::io::Error },
 }
 
