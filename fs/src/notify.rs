@@ -110,35 +110,63 @@ pub fn receive(chan: RawFd) -> io::Result<Option<OwnedFd>> {
     if n == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    // SAFETY: the control buffer was filled by recvmsg; CMSG_* walk it within its length.
+    // A sender may pass more than one descriptor (in one or more headers): the first is
+    // kept, the others closed, so that none leaks into this long-lived process.
+    let mut first = None;
+    // SAFETY: the control buffer was filled by recvmsg; CMSG_* walk it within its length,
+    // and each SCM_RIGHTS header's data holds (len - CMSG_LEN(0)) / 4 descriptors, which
+    // are ours to own from here on.
     unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
-            return Ok(Some(OwnedFd::from_raw_fd(fd)));
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                for i in 0..count {
+                    let fd = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
+                    if first.is_none() {
+                        first = Some(fd);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Ok(None)
+    Ok(first)
 }
 
 /// Sends `fd` over the unix socket `chan` with `data` (at least one byte: a descriptor
 /// travels with data), in one message.
 pub fn send_fd(chan: RawFd, fd: RawFd, data: &[u8]) -> io::Result<()> {
+    send_fds(chan, &[fd], data)
+}
+
+/// Sends up to four descriptors in one message (see `send_fd`).
+fn send_fds(chan: RawFd, fds: &[RawFd], data: &[u8]) -> io::Result<()> {
+    const MAX: usize = 4;
+    if fds.is_empty() || fds.len() > MAX {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
     let data = if data.is_empty() { &[0u8][..] } else { data };
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // CMSG_SPACE(4 * sizeof(int)) = 32 bytes.
     let mut control = [0u64; 4];
-    // SAFETY: as in `receive`; the header is written within the control buffer.
+    let size = (fds.len() * std::mem::size_of::<RawFd>()) as u32;
+    // SAFETY: as in `receive`; the header and its data are written within the control
+    // buffer, which CMSG_SPACE(size) fits for at most MAX descriptors.
     unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
+        msg.msg_controllen = libc::CMSG_SPACE(size) as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, fd);
+        (*c).cmsg_len = libc::CMSG_LEN(size) as _;
+        for (i, fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned((libc::CMSG_DATA(c) as *mut RawFd).add(i), *fd);
+        }
         let n = libc::sendmsg(chan, &msg, libc::MSG_NOSIGNAL);
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -210,5 +238,52 @@ pub fn serve(chan: OwnedFd, mut listeners: Vec<OwnedFd>, slot: &InFlight, answer
                 Err(_) => chan = None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut p = [0; 2];
+        // SAFETY: p has room for two descriptors.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
+        // SAFETY: pipe2 returned two new descriptors that nothing else owns.
+        unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) }
+    }
+
+    /// Whether every write end of the pipe read by `r` is closed (a read sees end of file).
+    fn writers_gone(r: &OwnedFd) -> bool {
+        let mut b = [0u8; 1];
+        // SAFETY: reads into b.
+        unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) == 0 }
+    }
+
+    #[test]
+    fn receive_keeps_the_first_descriptor_and_closes_the_rest() {
+        let mut s = [0; 2];
+        // SAFETY: s has room for two descriptors.
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, s.as_mut_ptr()) }, 0);
+        // SAFETY: socketpair returned two new descriptors.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(s[0]), OwnedFd::from_raw_fd(s[1])) };
+        let pipes: Vec<_> = (0..3).map(|_| pipe()).collect();
+        let writers: Vec<RawFd> = pipes.iter().map(|(_, w)| w.as_raw_fd()).collect();
+        send_fds(a.as_raw_fd(), &writers, b"x").unwrap();
+        let (readers, ours): (Vec<_>, Vec<_>) = pipes.into_iter().unzip();
+        drop(ours);
+        let kept = receive(b.as_raw_fd()).unwrap().expect("a descriptor");
+        // The first pipe is still held (by `kept`); the other two were closed by receive.
+        assert!(!writers_gone(&readers[0]));
+        assert!(writers_gone(&readers[1]) && writers_gone(&readers[2]));
+        drop(kept);
+        assert!(writers_gone(&readers[0]));
+        // A message without descriptors gives none, and the peer's close an error.
+        // SAFETY: writes one byte from a live buffer.
+        assert_eq!(unsafe { libc::write(a.as_raw_fd(), b"y".as_ptr().cast(), 1) }, 1);
+        assert!(receive(b.as_raw_fd()).unwrap().is_none());
+        drop(a);
+        assert!(receive(b.as_raw_fd()).is_err());
     }
 }
