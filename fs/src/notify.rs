@@ -151,7 +151,7 @@ fn send_fds(chan: RawFd, fds: &[RawFd], data: &[u8]) -> io::Result<()> {
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     // CMSG_SPACE(4 * sizeof(int)) = 32 bytes.
     let mut control = [0u64; 4];
-    let size = (fds.len() * std::mem::size_of::<RawFd>()) as u32;
+    let size = std::mem::size_of_val(fds) as u32;
     // SAFETY: as in `receive`; the header and its data are written within the control
     // buffer, which CMSG_SPACE(size) fits for at most MAX descriptors.
     unsafe {
@@ -265,7 +265,10 @@ mod tests {
     fn receive_keeps_the_first_descriptor_and_closes_the_rest() {
         let mut s = [0; 2];
         // SAFETY: s has room for two descriptors.
-        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, s.as_mut_ptr()) }, 0);
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, s.as_mut_ptr()) },
+            0
+        );
         // SAFETY: socketpair returned two new descriptors.
         let (a, b) = unsafe { (OwnedFd::from_raw_fd(s[0]), OwnedFd::from_raw_fd(s[1])) };
         let pipes: Vec<_> = (0..3).map(|_| pipe()).collect();
