@@ -10,6 +10,11 @@ container with the same limits on both sides (LIMITS):
   sandbox   `podrun sandbox create` until ready vs `crun create` + `crun start` of a pause
             container (catatonit -P)
   rss       pause's resident size vs catatonit -P's
+  memory    what podrun's processes cost a machine (PSS of pause, the monitors, the view's
+            keeper and server) with 1 and with 10 sandboxes of one detached container each:
+            the fixed part (the view, one per root) and the part each sandbox adds. No peer
+            runs a process per container here (crun's containers have none); the budget is
+            1 MiB per sandbox.
 
 crun 1.8 refuses hybrid cgroup hosts, so on one the whole benchmark re-runs itself in a
 private mount namespace in which the empty cgroup2 mount is hidden (unmounted there only; the
@@ -93,6 +98,30 @@ def rss_kb(pid):
     return -1
 
 
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def podrun_pss(store, env, sandboxes):
+    """PSS (kB) of every podrun process serving `sandboxes` (each with container c-<name>)."""
+    pids = []
+    for sb in sandboxes:
+        pids.append(json.loads(sh(PODRUN, "sandbox", "inspect", sb, "--format", "json", env=env))["pause"]["pid"])
+        init = json.loads(sh(PODRUN, "inspect", f"c-{sb}", env=env))["init"]["pid"]
+        with open(f"/proc/{init}/stat") as f:
+            pids.append(int(f.read().rsplit(")", 1)[1].split()[1]))  # its monitor
+    keeper = json.load(open(os.path.join(store, "procview.keeper")))["pid"]
+    pids += [keeper] + [int(c) for c in open(f"/proc/{keeper}/task/{keeper}/children").read().split()]
+    return sum(pss_kb(p) for p in pids)
+
+
 def cleanup_cgroups():
     for ctrl in os.listdir("/sys/fs/cgroup"):
         base = os.path.join("/sys/fs/cgroup", ctrl, "podrun-bench")
@@ -105,6 +134,9 @@ def cleanup_cgroups():
 
 
 def main():
+    missing = [t for t in ("crun", "catatonit") if not shutil.which(t)]
+    if missing:
+        sys.exit(f"bench/start.py needs {' and '.join(missing)} (Debian: apt-get install crun catatonit)")
     sh("cargo", "build", "--release", "-q", cwd=ROOT)
     sh("python3", os.path.join(ROOT, "rootfs-fixtures/build.py"), "busybox", FIXTURES)
     # On disk, like a real store (PODRUN_BENCH_DIR to choose; it must take an overlay upper dir).
@@ -155,7 +187,24 @@ def main():
             subprocess.run(crun_cmd("delete", "-f", f"p{i}"), check=True)
         report("sandbox", p, c)
         print(f"rss      pause {pause_rss} kB   catatonit {cat_rss} kB   ratio {pause_rss / cat_rss:.2f}")
+
+        # 4. memory: podrun's processes with 1 and with 10 sandboxes
+        pods = [f"m{i}" for i in range(10)]
+        totals = {}
+        for i, sb in enumerate(pods):
+            sh(PODRUN, "sandbox", "create", sb, env=env)
+            sh(PODRUN, "run", "-d", "--name", f"c-{sb}", "--join", sb, "busybox", "sleep", "3600", env=env)
+            if i + 1 in (1, len(pods)):
+                time.sleep(0.5)
+                totals[i + 1] = podrun_pss(store, env, pods[: i + 1])
+        added = (totals[10] - totals[1]) / 9
+        fixed = totals[1] - added
+        print(f"memory   PSS of podrun's processes: 1 sandbox {totals[1]} kB, 10 sandboxes {totals[10]} kB: "
+              f"{added:.0f} kB per sandbox + {fixed:.0f} kB per root (the view); "
+              f"{totals[10] / 10:.0f} kB per sandbox at 10 (budget 1024)")
     finally:
+        for i in range(10):
+            subprocess.run([PODRUN, "sandbox", "rm", "-f", f"m{i}"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         for name in ("target",):
             subprocess.run(crun_cmd("delete", "-f", name), stderr=subprocess.DEVNULL)
         subprocess.run([PODRUN, "sandbox", "rm", "-f", "bench"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

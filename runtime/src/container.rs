@@ -497,8 +497,11 @@ fn monitor(paths: &Paths, store: &Store, p: Prepared, report: OwnedFd) -> i32 {
     };
     tell(&mut report, Ok(()));
     drop(report);
+    let id = p.state.id.clone();
+    drop(p);
+    clone::shed_memory();
     let exit = signals.wait(pid);
-    record_exit(paths, store, &p.state.id, exit, false, None);
+    record_exit(paths, store, &id, exit, false, None);
     0
 }
 

@@ -234,6 +234,7 @@ pub fn keeper_main() -> Result<u8, ViewError> {
         .map_err(|e| ViewError::Start { what: "map the shared slot".into(), source: e })?;
     let mut agent = Agent { socket, pending: Vec::new(), listeners: Vec::new(), to_server: None };
     let mut resume = false;
+    crate::clone::shed_memory();
     loop {
         // A channel per server: a new one starts with the listeners the keeper holds, and
         // gets later ones through its own channel.
