@@ -40,11 +40,12 @@ pub enum LimitError {
 }
 
 /// The v1 controllers podrun puts containers in: those it sets limits with or reads usage
-/// from, and the freezer, which holds a container still while it is killed. Each
-/// hierarchy costs a mkdir and an rmdir per container (blkio's alone about 100 µs), so the
-/// others (blkio, devices, the empty unified mount) are left alone: a container stays in
-/// its creator's cgroup there.
-pub const V1_CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "cpuset", "freezer", "memory", "pids"];
+/// from, the freezer, which holds a container still while it is killed, and devices, whose
+/// allow-list keeps a container off the host's devices (see devices.rs). Each hierarchy
+/// costs a mkdir and an rmdir per container (blkio's alone about 100 µs), so the others
+/// (blkio, the empty unified mount) are left alone: a container stays in its creator's
+/// cgroup there.
+pub const V1_CONTROLLERS: [&str; 7] = ["cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"];
 
 /// Works out the hierarchy from /proc/self/mountinfo: fields are `id parent major:minor
 /// root mountpoint options [optional...] - fstype source superoptions`.
@@ -481,6 +482,7 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
             if controller == Some("cpuset") {
                 fill_cpuset(parent, &dir)?;
             }
+            restrict_devices(controller, &dir)?;
             continue;
         }
         let base = dir.ancestors().nth(levels.len()).unwrap_or(Path::new("/")).to_owned();
@@ -498,13 +500,16 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
                 cur = next;
                 continue;
             }
-            match fs::create_dir(&next) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            let fresh = match fs::create_dir(&next) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
                 Err(e) => return Err(io("create cgroup", &next)(e)),
-            }
+            };
             if controller == Some("cpuset") {
                 fill_cpuset(&cur, &next)?;
+            }
+            if fresh && i + 1 == levels.len() {
+                restrict_devices(controller, &next)?;
             }
             cur = next;
         }
@@ -530,6 +535,37 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Gives a cgroup podrun just created the device allow-list (devices.rs): on v1 in its
+/// devices hierarchy, on v2 as an eBPF program (once: programs attached to a cgroup add
+/// up).
+fn restrict_devices(controller: Option<&str>, dir: &Path) -> Result<(), CgroupError> {
+    match controller {
+        Some("devices") => {
+            let write = |file: &str, line: &str| {
+                let f = dir.join(file);
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .and_then(|mut w| w.write_all(line.as_bytes()))
+                    .map_err(io("write", &f))
+            };
+            write("devices.deny", "a")?;
+            for line in crate::devices::v1_allow() {
+                write("devices.allow", &line)?;
+            }
+            Ok(())
+        }
+        None => {
+            let flags = nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+            let fd =
+                nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty()).map_err(|e| io("open", dir)(e.into()))?;
+            use std::os::fd::AsFd;
+            crate::devices::attach_v2(fd.as_fd()).map_err(io("attach the device filter (eBPF) to", dir))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// A v1 cpuset starts empty and takes no task until cpus and mems are set; an existing one

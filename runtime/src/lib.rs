@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod clone;
 pub mod container;
+pub mod devices;
 pub mod exec;
 pub mod ids;
 pub mod image;
