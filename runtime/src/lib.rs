@@ -17,6 +17,8 @@ pub mod proc;
 pub mod procview;
 pub mod sandbox;
 pub mod seccomp;
+#[cfg(target_arch = "x86_64")]
+mod seccomp_x86_64;
 pub mod spec;
 pub mod state;
 pub mod sync;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::{
     Capability, ExecCPUAffinityBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::cgroup::Hierarchy;
@@ -60,6 +60,14 @@ pub enum SpecError {
     BadVolume(String),
     #[error("invalid environment variable {0:?}: use KEY=VALUE")]
     BadEnv(String),
+    #[error(
+        "invalid --security-opt {0:?}: use seccomp=unconfined, or seccomp=FILE with an OCI linux.seccomp JSON object"
+    )]
+    BadSecurityOpt(String),
+    #[error("seccomp profile {path}: {message}")]
+    BadProfile { path: String, message: String },
+    #[error("the seccomp profile has SCMP_ACT_NOTIFY rules, and the resource view answers sysinfo(2) through its own listener: use --procview=files (or off) with this profile")]
+    NotifyConflict,
     #[error("building the OCI spec")]
     Build(#[from] oci_spec::OciSpecError),
 }
@@ -93,6 +101,48 @@ impl Volume {
     }
 }
 
+/// Which seccomp filter a container gets (`--security-opt seccomp=...`).
+#[derive(Debug, Clone, Default)]
+pub enum Seccomp {
+    /// podrun's default profile: what Docker's refuses (seccomp::default_profile).
+    #[default]
+    Default,
+    /// No profile (the resource view's sysinfo rule, if on, still applies).
+    Unconfined,
+    /// A user's profile, as an OCI `linux.seccomp` object.
+    Profile(LinuxSeccomp),
+}
+
+impl Seccomp {
+    /// Parses the `--security-opt` values (docker's syntax); the last seccomp= wins.
+    pub fn parse(opts: &[String]) -> Result<Seccomp, SpecError> {
+        let mut s = Seccomp::Default;
+        for o in opts {
+            let bad = || SpecError::BadSecurityOpt(o.clone());
+            let (key, value) = o.split_once(['=', ':']).ok_or_else(bad)?;
+            if key != "seccomp" {
+                return Err(bad());
+            }
+            s = match value {
+                "unconfined" => Seccomp::Unconfined,
+                "" => return Err(bad()),
+                path => {
+                    let fail = |message: String| SpecError::BadProfile { path: path.to_owned(), message };
+                    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+                    let profile: LinuxSeccomp = serde_json::from_str(&text)
+                        .map_err(|e| fail(format!("not an OCI linux.seccomp object: {e}")))?;
+                    // Compiled now, so that a bad rule is reported before anything starts.
+                    let mut check = profile.clone();
+                    check.set_listener_path(None);
+                    crate::seccomp::compile(&check).map_err(|e| fail(e.to_string()))?;
+                    Seccomp::Profile(profile)
+                }
+            };
+        }
+        Ok(s)
+    }
+}
+
 /// The numeric identity a container runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
@@ -118,6 +168,7 @@ pub struct RunOptions {
     pub affinity: Option<Vec<u32>>,
     /// The resource view's seccomp agent: where sysinfo(2) calls are answered from.
     pub sysinfo_agent: Option<PathBuf>,
+    pub seccomp: Seccomp,
 }
 
 /// Where the sandbox's shared namespaces and /dev/shm are; None for a standalone container.
@@ -199,6 +250,45 @@ fn cgroup_mounts(h: &Hierarchy) -> Result<Vec<Mount>, SpecError> {
             v
         }
     })
+}
+
+/// The container's `linux.seccomp`: the view's sysinfo rule first (when the view answers
+/// sysinfo), then the profile's rules; none when that leaves nothing to filter.
+fn seccomp(opts: &RunOptions) -> Result<Option<LinuxSeccomp>, SpecError> {
+    let (default, errno, mut rules, listener) = match &opts.seccomp {
+        Seccomp::Default => (LinuxSeccompAction::ScmpActAllow, None, crate::seccomp::default_profile(), None),
+        Seccomp::Unconfined => (LinuxSeccompAction::ScmpActAllow, None, Vec::new(), None),
+        Seccomp::Profile(p) => (
+            p.default_action(),
+            p.default_errno_ret(),
+            p.syscalls().clone().unwrap_or_default(),
+            p.listener_path().clone(),
+        ),
+    };
+    let mut listener = listener;
+    if let Some(agent) = &opts.sysinfo_agent {
+        if rules.iter().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify) {
+            return Err(SpecError::NotifyConflict);
+        }
+        // busybox `free` and `uptime` ask sysinfo(2), not /proc: the view answers it too.
+        let sysinfo = LinuxSyscallBuilder::default()
+            .names(vec!["sysinfo".to_string()])
+            .action(LinuxSeccompAction::ScmpActNotify)
+            .build()?;
+        rules.insert(0, sysinfo);
+        listener = Some(agent.clone());
+    }
+    if rules.is_empty() && default == LinuxSeccompAction::ScmpActAllow {
+        return Ok(None);
+    }
+    let mut b = LinuxSeccompBuilder::default().default_action(default).syscalls(rules);
+    if let Some(e) = errno {
+        b = b.default_errno_ret(e);
+    }
+    if let Some(l) = listener {
+        b = b.listener_path(l);
+    }
+    Ok(Some(b.build()?))
 }
 
 pub fn build(
@@ -305,20 +395,7 @@ pub fn build(
         .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .build()?;
-    if let Some(agent) = &opts.sysinfo_agent {
-        // busybox `free` and `uptime` ask sysinfo(2), not /proc: the view answers it too.
-        let sysinfo = LinuxSyscallBuilder::default()
-            .names(vec!["sysinfo".to_string()])
-            .action(LinuxSeccompAction::ScmpActNotify)
-            .build()?;
-        linux.set_seccomp(Some(
-            LinuxSeccompBuilder::default()
-                .default_action(LinuxSeccompAction::ScmpActAllow)
-                .listener_path(agent.clone())
-                .syscalls(vec![sysinfo])
-                .build()?,
-        ));
-    }
+    linux.set_seccomp(seccomp(opts)?);
     Ok(SpecBuilder::default()
         .version("1.0.2")
         .root(RootBuilder::default().path("rootfs").readonly(false).build()?)

@@ -19,7 +19,7 @@ use podrun::cgroup;
 use podrun::container::{self, RunOutcome, RunRequest, Status};
 use podrun::image::progress::human;
 use podrun::sandbox;
-use podrun::spec::{RunOptions, Volume};
+use podrun::spec::{RunOptions, Seccomp, Volume};
 use podrun::state::ViewMode;
 use podrun::state::{now, ContainerState, Paths};
 
@@ -191,6 +191,11 @@ pub struct RunArgs {
     /// HOSTDIR:CTRDIR[:ro], repeatable.
     #[arg(short, long = "volume", value_name = "HOSTDIR:CTRDIR[:ro]")]
     pub volumes: Vec<String>,
+    /// seccomp=unconfined: no seccomp profile (by default, what Docker's default profile
+    /// refuses gets EPERM: mount, unshare, setns, keyctl, bpf, kexec, modules, ...);
+    /// seccomp=FILE: an OCI `linux.seccomp` JSON object instead.
+    #[arg(long = "security-opt", value_name = "seccomp=unconfined|FILE")]
+    pub security_opt: Vec<String>,
     pub image: String,
     /// The command and its arguments (default: the image's Entrypoint and Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -31,6 +31,7 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
             procview: None,
             affinity: None,
             sysinfo_agent: None,
+            seccomp: Seccomp::parse(&a.security_opt)?,
         },
         procview: a.procview,
     };
