@@ -7,7 +7,8 @@
     build.py all OUT       both, and python (below)
     build.py python OUT    OCI image layout at OUT/python-oci: busybox plus Debian's
                            python3.11-minimal and the libraries it needs, unpacked from
-                           their packages (a real program no one wrote for podrun)
+                           their packages (a real program no one wrote for podrun),
+                           with ctypes for raw system calls
     build.py synthetic OUT a larger OCI image for bench/import.sh: about 200 MB in 20,000
                            files over two layers (not part of `all`)
 
@@ -34,7 +35,7 @@ BUSYBOX_SHA256 = "3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb1087
 MTIME = 1672531200  # 2023-01-01T00:00:00Z
 CREATED = "2023-01-01T00:00:00Z"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-STAMP = "fixtures-v5"  # bump when the output changes
+STAMP = "fixtures-v6"  # bump when the output changes
 
 
 def die(msg):
@@ -258,7 +259,10 @@ def busybox_layer(tmp):
 # Debian's minimal Python and what it links: the candidate versions of the machine's apt
 # sources (not pinned: Debian replaces them with security updates; the image's contents
 # are not compared by digest).
-PYTHON_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libc6", "libgcc-s1", "zlib1g", "libexpat1"]
+PYTHON_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libc6", "libgcc-s1", "zlib1g", "libexpat1", "libffi8"]
+# From the full standard library only ctypes (and its libffi8, above): the security tests
+# make raw system calls with it.
+PYTHON_PARTS = {"libpython3.11-stdlib": ("usr/lib/python3.11/ctypes/", "usr/lib/python3.11/lib-dynload/_ctypes.")}
 
 
 def debs(packages):
@@ -278,12 +282,16 @@ def debs(packages):
 def python_layer():
     """The packages' files as one layer (documentation left out), owned by root."""
     seen, entries = set(), []
-    for deb in debs(PYTHON_PACKAGES):
+    wanted = PYTHON_PACKAGES + list(PYTHON_PARTS)
+    for pkg, deb in zip(wanted, debs(wanted)):
+        parts = PYTHON_PARTS.get(pkg)
         fs = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True, check=True).stdout
         with tarfile.open(fileobj=io.BytesIO(fs)) as tf:
             for m in tf.getmembers():
                 name = os.path.normpath(m.name).lstrip("/")
                 if name in (".", "") or name in seen or name.startswith(("usr/share/doc", "usr/share/man", "usr/share/lintian")):
+                    continue
+                if parts and not (name.startswith(parts) or m.isdir() and any(p.startswith(name + "/") for p in parts)):
                     continue
                 seen.add(name)
                 if m.isdir():
