@@ -329,15 +329,16 @@ fn device_read_bps_throttles_reads_on_v2_and_is_refused_on_v1() {
             // The guest of ../shared/tools/in-cgroup2-vm has an empty scratch disk for this.
             let dev = std::env::var("IN_CGROUP2_VM_DISK").expect("a scratch block device (IN_CGROUP2_VM_DISK)");
             let rate = format!("{dev}:1m");
-            let vol = format!("{dev}:/disk");
+            // Given with --device: bound in and let through the device allow-list.
+            let disk = format!("{dev}:/disk:r");
             let start = std::time::Instant::now();
             let out = t.ok([
                 "run",
                 "--rm",
                 "--device-read-bps",
                 &rate,
-                "-v",
-                &vol,
+                "--device",
+                &disk,
                 "busybox",
                 "sh",
                 "-c",

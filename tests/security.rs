@@ -182,6 +182,25 @@ fn mounts_hostname_time_modules_and_device_nodes_are_refused_and_the_host_is_unc
     // a node of an allowed device works, a node of any other device opens with EPERM.
     assert_eq!(out, want);
     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host_name, "the host's hostname");
+    // --device lets one more in, with the permissions given, also in a pod (whose own
+    // cgroup does not narrow its containers' lists).
+    t.ok(["sandbox", "create", "pod"]);
+    let out = t.ok([
+        "run",
+        "--rm",
+        "--join",
+        "pod",
+        "--device",
+        "/dev/fuse:/dev/f:r",
+        "busybox",
+        "sh",
+        "-c",
+        "(exec 3</dev/f) && echo read=0; (exec 3>/dev/f) 2>&1 | grep -c 'not permitted'",
+    ]);
+    assert_eq!(out, "read=0\n1\n");
+    let err = t.fails(["run", "--rm", "--device", "/etc/hostname", "busybox", "true"]);
+    assert!(err.contains("character or block device"), "{err}");
+    t.ok(["sandbox", "rm", "-f", "pod"]);
     t.assert_clean(&[]);
 }
 

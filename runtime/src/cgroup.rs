@@ -99,6 +99,11 @@ pub struct Limits {
     /// --device-read-bps and --device-write-bps, as ((major, minor), bytes per second) (v2 only).
     pub device_read_bps: Vec<((u64, u64), u64)>,
     pub device_write_bps: Vec<((u64, u64), u64)>,
+    /// The device allow-list: the standard devices plus these (--device). None for a
+    /// sandbox's cgroup, which stays open so that its containers' lists, each checked by
+    /// its own cgroup, can add devices (a v1 child's list must fit in its parent's, and
+    /// on v2 every program up the tree must allow).
+    pub devices: Option<Vec<crate::devices::Device>>,
 }
 
 impl Limits {
@@ -482,7 +487,9 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
             if controller == Some("cpuset") {
                 fill_cpuset(parent, &dir)?;
             }
-            restrict_devices(controller, &dir)?;
+            if let Some(extra) = &limits.devices {
+                restrict_devices(controller, &dir, extra)?;
+            }
             continue;
         }
         let base = dir.ancestors().nth(levels.len()).unwrap_or(Path::new("/")).to_owned();
@@ -508,8 +515,8 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
             if controller == Some("cpuset") {
                 fill_cpuset(&cur, &next)?;
             }
-            if fresh && i + 1 == levels.len() {
-                restrict_devices(controller, &next)?;
+            if let (true, true, Some(extra)) = (fresh, i + 1 == levels.len(), &limits.devices) {
+                restrict_devices(controller, &next, extra)?;
             }
             cur = next;
         }
@@ -540,7 +547,7 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
 /// Gives a cgroup podrun just created the device allow-list (devices.rs): on v1 in its
 /// devices hierarchy, on v2 as an eBPF program (once: programs attached to a cgroup add
 /// up).
-fn restrict_devices(controller: Option<&str>, dir: &Path) -> Result<(), CgroupError> {
+fn restrict_devices(controller: Option<&str>, dir: &Path, extra: &[crate::devices::Device]) -> Result<(), CgroupError> {
     match controller {
         Some("devices") => {
             let write = |file: &str, line: &str| {
@@ -552,7 +559,7 @@ fn restrict_devices(controller: Option<&str>, dir: &Path) -> Result<(), CgroupEr
                     .map_err(io("write", &f))
             };
             write("devices.deny", "a")?;
-            for line in crate::devices::v1_allow() {
+            for line in crate::devices::v1_allow(extra) {
                 write("devices.allow", &line)?;
             }
             Ok(())
@@ -562,7 +569,7 @@ fn restrict_devices(controller: Option<&str>, dir: &Path) -> Result<(), CgroupEr
             let fd =
                 nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty()).map_err(|e| io("open", dir)(e.into()))?;
             use std::os::fd::AsFd;
-            crate::devices::attach_v2(fd.as_fd()).map_err(io("attach the device filter (eBPF) to", dir))
+            crate::devices::attach_v2(fd.as_fd(), extra).map_err(io("attach the device filter (eBPF) to", dir))
         }
         Some(_) => Ok(()),
     }

@@ -36,10 +36,73 @@ const RULES: [Rule; 11] = [
     (CHAR, Some(136), None, MKNOD | READ | WRITE),  // pts/*
 ];
 
+/// A host device a container is given (`--device HOST[:CTR][:PERMS]`, docker's flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub host: std::path::PathBuf,
+    /// Where the container sees it (default: the host's path).
+    pub target: String,
+    block: bool,
+    major: u32,
+    minor: u32,
+    access: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --device {0:?}: use HOSTDEV[:CTRPATH][:PERMS], e.g. /dev/sdb:/dev/xvdb:rw, with a character or block device and PERMS of r, w, m")]
+pub struct DeviceError(String);
+
+impl Device {
+    pub fn parse(s: &str) -> Result<Device, DeviceError> {
+        let bad = || DeviceError(s.to_owned());
+        let parts: Vec<&str> = s.split(':').collect();
+        let perms = |p: &str| -> Option<u32> {
+            let mut a = 0;
+            for c in p.chars() {
+                a |= match c {
+                    'r' => READ,
+                    'w' => WRITE,
+                    'm' => MKNOD,
+                    _ => return None,
+                };
+            }
+            (a != 0).then_some(a)
+        };
+        let (host, target, access) = match parts[..] {
+            [h] => (h, h, READ | WRITE | MKNOD),
+            [h, t] if t.starts_with('/') => (h, t, READ | WRITE | MKNOD),
+            [h, p] => (h, h, perms(p).ok_or_else(bad)?),
+            [h, t, p] => (h, t, perms(p).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        if !host.starts_with('/') || !target.starts_with('/') || target.split('/').any(|c| c == "..") {
+            return Err(bad());
+        }
+        let st = nix::sys::stat::stat(host).map_err(|_| bad())?;
+        let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT;
+        let block = match kind {
+            nix::sys::stat::SFlag::S_IFBLK => true,
+            nix::sys::stat::SFlag::S_IFCHR => false,
+            _ => return Err(bad()),
+        };
+        let (major, minor) = (nix::sys::stat::major(st.st_rdev) as u32, nix::sys::stat::minor(st.st_rdev) as u32);
+        Ok(Device { host: host.into(), target: target.to_owned(), block, major, minor, access })
+    }
+
+    fn rule(&self) -> Rule {
+        (if self.block { BLOCK } else { CHAR }, Some(self.major), Some(self.minor), self.access)
+    }
+}
+
+/// The default rules, then those for the devices given.
+fn rules(extra: &[Device]) -> Vec<Rule> {
+    RULES.iter().copied().chain(extra.iter().map(Device::rule)).collect()
+}
+
 /// The v1 `devices.allow` lines (after "a" to `devices.deny`), one write each.
-pub fn v1_allow() -> Vec<String> {
+pub fn v1_allow(extra: &[Device]) -> Vec<String> {
     let num = |n: Option<u32>| n.map_or("*".to_owned(), |n| n.to_string());
-    RULES
+    rules(extra)
         .iter()
         .map(|&(t, maj, min, acc)| {
             let access: String = [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')]
@@ -79,7 +142,7 @@ const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
 /// bpf_cgroup_dev_ctx: access_type = access << 16 | type, major, minor); then each rule:
 /// if it matches and the access asked is within the rule's, return 1 (allow); at the end,
 /// return 0 (EPERM).
-pub fn program() -> Vec<Insn> {
+pub fn program(extra: &[Device]) -> Vec<Insn> {
     let mut p = vec![
         insn(LDX_W, 2, 1, 0, 0),
         insn(MOV_X, 3, 2, 0, 0),
@@ -88,7 +151,7 @@ pub fn program() -> Vec<Insn> {
         insn(LDX_W, 4, 1, 4, 0),
         insn(LDX_W, 5, 1, 8, 0),
     ];
-    for &(t, maj, min, acc) in &RULES {
+    for (t, maj, min, acc) in rules(extra) {
         // Tests that jump to the rule's end when they fail, then "allow".
         let mut tests = vec![(3u8, t as i32)];
         tests.extend(maj.map(|m| (4u8, m as i32)));
@@ -131,8 +194,8 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<libc::c_long>
 
 /// Loads the program and attaches it to the v2 cgroup `dir` (with BPF_F_ALLOW_MULTI, so a
 /// parent's program, if any, still applies too).
-pub fn attach_v2(dir: BorrowedFd<'_>) -> std::io::Result<()> {
-    let prog = program();
+pub fn attach_v2(dir: BorrowedFd<'_>, extra: &[Device]) -> std::io::Result<()> {
+    let prog = program(extra);
     let license = c"Apache-2.0";
     let mut attr = [0u8; 128];
     attr[0..4].copy_from_slice(&BPF_PROG_TYPE_CGROUP_DEVICE.to_ne_bytes());
@@ -158,7 +221,11 @@ mod tests {
 
     /// Runs the program on a device access the way the kernel would (the few opcodes it uses).
     fn decide(typ: u32, major: u32, minor: u32, access: u32) -> bool {
-        let p = program();
+        decide_with(&[], typ, major, minor, access)
+    }
+
+    fn decide_with(extra: &[Device], typ: u32, major: u32, minor: u32, access: u32) -> bool {
+        let p = program(extra);
         let mut r = [0u64; 11];
         let ctx = [access << 16 | typ, major, minor];
         let mut pc = 0usize;
@@ -198,8 +265,26 @@ mod tests {
     }
 
     #[test]
+    fn a_device_given_opens_with_its_permissions_only() {
+        let null = Device::parse("/dev/null:/dev/mine:r").unwrap();
+        assert_eq!((null.block, null.major, null.minor, null.target.as_str()), (false, 1, 3, "/dev/mine"));
+        let full = Device::parse("/dev/full:r").unwrap();
+        assert_eq!(full.target, "/dev/full");
+        let mut fake = full.clone();
+        (fake.block, fake.major, fake.minor) = (true, 8, 16);
+        assert!(decide_with(&[fake.clone()], BLOCK, 8, 16, READ));
+        assert!(!decide_with(&[fake.clone()], BLOCK, 8, 16, WRITE), "r only");
+        assert!(!decide_with(&[fake], BLOCK, 8, 17, READ), "another minor");
+        assert_eq!(Device::parse("/dev/zero").unwrap().access, READ | WRITE | MKNOD);
+        for bad in ["/etc/passwd", "dev/null", "/dev/null:rx", "/dev/null:/a:/b:r", "/dev/null:/../x", "/nonexistent"] {
+            assert!(Device::parse(bad).is_err(), "{bad}");
+        }
+        assert!(v1_allow(&[Device::parse("/dev/null:/x:rw").unwrap()]).contains(&"c 1:3 rw".to_owned()));
+    }
+
+    #[test]
     fn v1_lines_are_the_same_rules() {
-        let v = v1_allow();
+        let v = v1_allow(&[]);
         assert_eq!(v[0], "c *:* m");
         assert_eq!(v[1], "b *:* m");
         assert!(v.contains(&"c 1:3 rwm".to_owned()) && v.contains(&"c 136:* rwm".to_owned()));

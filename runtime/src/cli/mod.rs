@@ -191,6 +191,11 @@ pub struct RunArgs {
     /// HOSTDIR:CTRDIR[:ro], repeatable.
     #[arg(short, long = "volume", value_name = "HOSTDIR:CTRDIR[:ro]")]
     pub volumes: Vec<String>,
+    /// HOSTDEV[:CTRPATH][:PERMS]: give the container a host device (PERMS of r, w, m;
+    /// default rwm), e.g. --device /dev/sdb:/dev/xvdb:r. Only null, zero, full, random,
+    /// urandom, tty, console and pseudo-terminals open otherwise. Repeatable.
+    #[arg(long = "device", value_name = "HOSTDEV[:CTRPATH][:PERMS]")]
+    pub devices: Vec<String>,
     /// seccomp=unconfined: no seccomp profile (by default, what Docker's default profile
     /// refuses gets EPERM: mount, unshare, setns, keyctl, bpf, kexec, modules, ...);
     /// seccomp=FILE: an OCI `linux.seccomp` JSON object instead.
@@ -265,6 +270,7 @@ impl LimitArgs {
                 .iter()
                 .map(|d| cgroup::parse_device_rate(d))
                 .collect::<Result<_, _>>()?,
+            devices: None,
             device_write_bps: self
                 .device_write_bps
                 .iter()

@@ -10,8 +10,12 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
     }
     require_root()?;
     let store = open_store(&paths.root)?;
-    let volumes = a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
-    let limits = a.limits.limits()?;
+    let mut volumes = a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
+    let mut limits = a.limits.limits()?;
+    let devices = a.devices.iter().map(|d| podrun::devices::Device::parse(d)).collect::<Result<Vec<_>, _>>()?;
+    // The node is bound from the host's /dev, and the cgroup lets it open.
+    volumes.extend(devices.iter().map(|d| Volume { host: d.host.clone(), target: d.target.clone(), readonly: false }));
+    limits.devices = Some(devices);
     let req = RunRequest {
         limits,
         image: a.image,
