@@ -372,10 +372,10 @@ fn diskstats_and_pressure_are_the_cgroups_on_v2() {
     // The guest of ../shared/tools/in-cgroup2-vm has a scratch disk: read 1 MiB of it.
     let dev = std::env::var("IN_CGROUP2_VM_DISK").expect("a scratch block device (IN_CGROUP2_VM_DISK)");
     let name = dev.trim_start_matches("/dev/");
-    let vol = format!("{dev}:/disk");
+    let disk = format!("{dev}:/disk:r");
     let script = "cat /proc/diskstats; echo ==; dd if=/disk of=/dev/null bs=64k count=16 2>/dev/null; \
                   cat /proc/diskstats; echo ==; cat /proc/pressure/io 2>/dev/null; true";
-    let out = t.ok(["run", "--rm", "-v", &vol, "busybox", "sh", "-c", script]);
+    let out = t.ok(["run", "--rm", "--device", &disk, "busybox", "sh", "-c", script]);
     let parts: Vec<&str> = out.split("==\n").collect();
     assert_eq!(parts[0], "", "a new container has done no I/O: {out}");
     let line: Vec<&str> = parts[1].split_whitespace().collect();
