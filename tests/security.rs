@@ -288,3 +288,55 @@ fn the_binary_podrun_runs_in_a_container_cannot_be_overwritten() {
     t.ok(["rm", "-f", "self", "watch"]);
     t.assert_clean(&pids);
 }
+
+#[test]
+fn mount_targets_that_are_symlinks_out_of_the_rootfs_are_refused_and_nothing_lands_on_the_host() {
+    if !need_root("mount_targets_that_are_symlinks_out_of_the_rootfs_are_refused_and_nothing_lands_on_the_host") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    // An image like busybox, but whose /proc, /sys or /dev/shm points at the host's /, /tmp
+    // or /etc, and with a /data/link to /etc for a -v target: a runtime that followed them
+    // would mount proc, sysfs or a tmpfs over the host's directories.
+    let rootfs = common::fixtures().join("busybox/busybox-rootfs.tar.gz");
+    let image = |name: &str, links: &[(&str, &str)]| {
+        let dir = t.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let st = std::process::Command::new("tar").arg("xzf").arg(&rootfs).arg("-C").arg(&dir).status().unwrap();
+        assert!(st.success());
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        for (link, to) in links {
+            let at = dir.join(link);
+            let _ = std::fs::remove_dir_all(&at);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(to, &at).unwrap();
+        }
+        let tarball = t.path().join(format!("{name}.tar.gz"));
+        let st =
+            std::process::Command::new("tar").arg("czf").arg(&tarball).arg("-C").arg(&dir).arg(".").status().unwrap();
+        assert!(st.success());
+        t.import(&tarball, &["--name", name]);
+    };
+    let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+    let before = mounts();
+    for (name, link, to) in [("p", "proc", "/"), ("s", "sys", "/tmp"), ("d", "dev", "/etc")] {
+        image(name, &[(link, to)]);
+        let err = t.fails(["run", "--rm", name, "true"]);
+        assert!(err.contains("is a symlink"), "{name}: {err}");
+    }
+    // The image's /dev/shm is hidden by the container's own /dev (a tmpfs), where /dev/shm
+    // is a fresh directory: the link is never followed, and the container runs.
+    image("m", &[("dev/shm", "/etc")]);
+    let out = t.ok(["run", "--rm", "m", "sh", "-c", "stat -c %F /dev/shm; grep -c ' /dev/shm ' /proc/self/mountinfo"]);
+    assert_eq!(out, "directory\n1\n");
+    image("v", &[("data/link", "/etc")]);
+    let src = t.path().join("vol");
+    std::fs::create_dir(&src).unwrap();
+    for target in ["/data/link", "/data/link/below"] {
+        let err = t.fails(["run", "--rm", "-v", &format!("{}:{target}", src.display()), "v", "true"]);
+        assert!(err.contains("/data/link is a symlink"), "{target}: {err}");
+    }
+    assert_eq!(mounts(), before, "no mount was left, on the host or anywhere");
+    assert!(std::fs::read_dir("/etc").unwrap().count() > 5, "the host's /etc is still itself");
+    t.assert_clean(&[]);
+}
