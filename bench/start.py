@@ -4,7 +4,8 @@
     bench/start.py [RUNS]      as root; default 30 runs of each, alternating
 
 Scenarios (medians, and the ratio podrun/crun: below 1.0 means podrun is faster), each
-container with the same limits on both sides (LIMITS):
+container with the same limits on both sides (LIMITS), the same device allow-list and
+podrun's default seccomp profile (crun compiles it with libseccomp):
   run       `podrun run --rm busybox true`   vs `crun run` of the same busybox bundle
   join      `podrun run --rm --join SB busybox true` vs `crun exec` into a running container
   sandbox   `podrun sandbox create` until ready vs `crun create` + `crun start` of a pause
@@ -56,7 +57,7 @@ def crun_cmd(*args, cgroups=True):
     return ["crun"] + ([] if cgroups else ["--cgroup-manager=disabled"]) + list(args)
 
 
-def bundle(work, name, args, rootfs_tar):
+def bundle(work, name, args, rootfs_tar, seccomp):
     b = os.path.join(work, name)
     os.makedirs(os.path.join(b, "rootfs"))
     sh("tar", "-xzf", rootfs_tar, "-C", os.path.join(b, "rootfs"))
@@ -73,7 +74,11 @@ def bundle(work, name, args, rootfs_tar):
         "memory": {"limit": 256 << 20, "swap": 512 << 20},
         "cpu": {"quota": 100000, "period": 100000},
         "pids": {"limit": 1000},
+        # Deny every device but crun's defaults (null, zero, ..., pts), as podrun does.
+        "devices": [{"allow": False, "access": "rwm"}],
     }
+    # podrun's default seccomp profile (Docker's refusals), as Docker would pass one.
+    c["linux"]["seccomp"] = seccomp
     with open(os.path.join(b, "config.json"), "w") as f:
         json.dump(c, f)
     return b
@@ -147,9 +152,15 @@ def main():
     try:
         sh(PODRUN, "image", "import", os.path.join(FIXTURES, "busybox/busybox-oci"), env=env)
         shutil.copy("/usr/bin/catatonit", work)
-        b_true = bundle(work, "true", ["true"], rootfs_tar)
-        b_sleep = bundle(work, "sleep", ["sleep", "3600"], rootfs_tar)
-        b_pause = bundle(work, "pause", ["/catatonit", "-P"], rootfs_tar)
+        # The profile podrun's containers get, from the spec of one (without the view's
+        # sysinfo rule, which needs podrun's agent).
+        sh(PODRUN, "run", "-d", "--name", "profile", "--procview", "files", "busybox", "true", env=env)
+        with open(os.path.join(store, "containers/profile/config.json")) as f:
+            seccomp = json.load(f)["linux"]["seccomp"]
+        sh(PODRUN, "rm", "-f", "profile", env=env)
+        b_true = bundle(work, "true", ["true"], rootfs_tar, seccomp)
+        b_sleep = bundle(work, "sleep", ["sleep", "3600"], rootfs_tar, seccomp)
+        b_pause = bundle(work, "pause", ["/catatonit", "-P"], rootfs_tar, seccomp)
         shutil.copy("/usr/bin/catatonit", os.path.join(b_pause, "rootfs/catatonit"))
         print(f"median of {RUNS} runs each; kernel {os.uname().release}; cgroups {CGROUPS}", flush=True)
 

@@ -247,6 +247,32 @@ fn rule_code(args: &[LinuxSeccompArg], action: u32) -> Result<Vec<libc::sock_fil
     Ok(code)
 }
 
+/// Code that sends the call numbered A to its block (each ends in a return), or returns
+/// `default`: a binary search on the (sorted) numbers down to runs of a few, then a test
+/// each. A call then passes a handful of tests, not one per named call; this matters at
+/// install too, where the kernel runs the filter for every call number to precompute
+/// which are always allowed.
+fn dispatch(blocks: &[(u32, Vec<libc::sock_filter>)], default: u32) -> Vec<libc::sock_filter> {
+    let ja = |n: usize| stmt(libc::BPF_JMP | libc::BPF_JA, n as u32);
+    let mut p = Vec::new();
+    if blocks.len() <= 4 {
+        for (nr, code) in blocks {
+            // if (A != nr) skip the block (BPF_JA takes a 32-bit offset).
+            p.extend([jump(libc::BPF_JEQ, *nr, 1, 0), ja(code.len())]);
+            p.extend_from_slice(code);
+        }
+        p.push(ret(default));
+        return p;
+    }
+    let (low, high) = blocks.split_at(blocks.len() / 2);
+    let left = dispatch(low, default);
+    // if (A >= first of the upper half) jump over the lower half's code.
+    p.extend([jump(libc::BPF_JGE, high[0].0, 0, 1), ja(left.len())]);
+    p.extend(left);
+    p.extend(dispatch(high, default));
+    p
+}
+
 /// Whether an action lets the call happen (possibly after an agent looked at it).
 fn permits(action: u32) -> bool {
     matches!(action, libc::SECCOMP_RET_ALLOW | libc::SECCOMP_RET_LOG | libc::SECCOMP_RET_USER_NOTIF)
@@ -284,14 +310,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, SeccompError>
             }
         }
     }
-    for (nr, mut code) in blocks {
+    for (_, code) in &mut blocks {
         // A call whose every rule has conditions that may all fail ends with the default.
         code.push(ret(default));
-        // if (nr != NR) skip the block (BPF_JA takes a 32-bit offset).
-        p.extend([jump(libc::BPF_JEQ, nr, 1, 0), stmt(libc::BPF_JMP | libc::BPF_JA, code.len() as u32)]);
-        p.extend(code);
     }
-    p.push(ret(default));
+    blocks.sort_by_key(|(nr, _)| *nr);
+    p.extend(dispatch(&blocks, default));
     if p.len() > usize::from(u16::MAX) {
         return Err(SeccompError::Args("the filter is too long".into()));
     }
@@ -480,6 +504,18 @@ mod tests {
         let socket = |family: u64| run_args(&p, AUDIT_ARCH, nr(libc::SYS_socket), [family, 1, 0, 0, 0, 0]);
         assert_eq!(socket(AF_VSOCK), errno(libc::EAFNOSUPPORT));
         assert_eq!(socket(libc::AF_INET as u64), libc::SECCOMP_RET_ALLOW);
+        // Every call number finds its rules through the search (zero arguments pass the
+        // conditional rules).
+        for &(name, nr) in crate::seccomp_x86_64::X86_64 {
+            let want = match name {
+                n if DENIED.contains(&n) => errno(libc::EPERM),
+                "clone3" => errno(libc::ENOSYS),
+                _ => libc::SECCOMP_RET_ALLOW,
+            };
+            assert_eq!(run(&p, AUDIT_ARCH, nr), want, "{name}");
+        }
+        assert_eq!(run(&p, AUDIT_ARCH, 1000), libc::SECCOMP_RET_ALLOW, "beyond the table");
+        assert!(p.len() < 400, "{} instructions", p.len());
         // A deny list cannot be bypassed through another ABI's numbers.
         assert_eq!(run(&p, 0x4000_0003, 11), errno(libc::ENOSYS), "i386");
         #[cfg(target_arch = "x86_64")]
