@@ -317,7 +317,14 @@ fn mount_targets_that_are_symlinks_out_of_the_rootfs_are_refused_and_nothing_lan
         assert!(st.success());
         t.import(&tarball, &["--name", name]);
     };
-    let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+    // The mounts on the links' targets (other tests run beside this one, so not all mounts).
+    let mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| ["/", "/tmp", "/etc"].contains(&l.split(' ').nth(4).unwrap_or_default()))
+            .count()
+    };
     let before = mounts();
     for (name, link, to) in [("p", "proc", "/"), ("s", "sys", "/tmp"), ("d", "dev", "/etc")] {
         image(name, &[(link, to)]);
@@ -336,7 +343,7 @@ fn mount_targets_that_are_symlinks_out_of_the_rootfs_are_refused_and_nothing_lan
         let err = t.fails(["run", "--rm", "-v", &format!("{}:{target}", src.display()), "v", "true"]);
         assert!(err.contains("/data/link is a symlink"), "{target}: {err}");
     }
-    assert_eq!(mounts(), before, "no mount was left, on the host or anywhere");
+    assert_eq!(mounts(), before, "nothing was mounted on /, /tmp or /etc");
     assert!(std::fs::read_dir("/etc").unwrap().count() > 5, "the host's /etc is still itself");
     t.assert_clean(&[]);
 }
