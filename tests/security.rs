@@ -270,6 +270,16 @@ fn the_binary_podrun_runs_in_a_container_cannot_be_overwritten() {
          (exec 3</proc/1/exe) 2>/dev/null; echo open=$?",
     ]);
     assert_eq!(out, "write=1\nlink=1\nopen=1\n", "pause is not dumpable: its exe cannot be reached");
+    // An exec'd process is held like the container's first: same profile, same devices.
+    let out = t.ok([
+        "exec",
+        "self",
+        "sh",
+        "-c",
+        "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; unshare -U true 2>/dev/null; echo unshare=$?; \
+         mknod /tmp/f c 10 229; (exec 3</tmp/f) 2>/dev/null; echo open=$?",
+    ]);
+    assert_eq!(out, "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\nunshare=1\nopen=1\n");
     // A container looking at each new process while execs come and go never reaches an
     // executable outside it: at most the sealed copy of pause that runs podrun's last
     // stage, which cannot be written.
