@@ -337,16 +337,30 @@ fn loadavg_is_the_containers_own() {
     }
     let t = common::TestRoot::with_busybox();
     // An idle container beside a busy one: its load stays 0; the busy one's 1-minute load
-    // rises after two 5-second samples of two runnable loops (kernel formula: ≈ 0.31).
+    // rises after two 5-second samples of two runnable loops (kernel formula: ≈ 0.31), and
+    // survives the view server being killed.
     t.ok(["run", "-d", "--name", "idle", "busybox", "sh", "-c", "cat /proc/loadavg >/dev/null; sleep 600"]);
     let script = "cat /proc/loadavg >/dev/null; (while :; do :; done) & (while :; do :; done) & \
-                  sleep 11; cat /proc/loadavg; kill %1 %2";
-    let busy = t.ok(["run", "--rm", "--name", "busy", "busybox", "sh", "-c", script]);
+                  sleep 11; cat /proc/loadavg; sleep 600";
+    t.ok(["run", "-d", "--name", "busy", "busybox", "sh", "-c", script]);
+    common::eventually(20, "the busy container never printed its load", || !t.ok(["logs", "busy"]).is_empty());
+    let busy = t.ok(["logs", "busy"]);
     let f: Vec<&str> = busy.split_whitespace().collect();
     let one: f64 = f[0].parse().unwrap();
     assert!((0.15..1.0).contains(&one), "1-minute load {one} of two loops over ~10 s: {busy}");
     let tasks: Vec<usize> = f[3].split('/').map(|n| n.parse().unwrap()).collect();
     assert!(tasks[0] >= 1 && tasks[1] <= 6, "running/total of the container's own tasks: {busy}");
+    // The server dies: the next one goes on from the averages the keeper kept, not from 0.
+    let keeper: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
+    let keeper = keeper["pid"].as_i64().unwrap();
+    let server = std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children")).unwrap();
+    let server: i32 = server.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let again = t.ok(["exec", "busy", "cat", "/proc/loadavg"]);
+    let after: f64 = again.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(after >= one * 0.8, "after a server restart the load went from {one} to {after}: {again}");
+    t.ok(["rm", "-f", "busy"]);
     let idle = t.ok(["exec", "idle", "cat", "/proc/loadavg"]);
     assert!(idle.starts_with("0.00 0.00 0.00 "), "the idle container's load: {idle}");
     let pids = t.known_pids();

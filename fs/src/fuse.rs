@@ -79,9 +79,14 @@ pub struct ProcView {
 
 impl ProcView {
     pub fn new(roots: CgroupRoots) -> ProcView {
+        ProcView::with_kept_loads(roots, None)
+    }
+
+    /// A view whose load averages go on from, and are kept in, `kept` (the keeper's).
+    pub fn with_kept_loads(roots: CgroupRoots, kept: Option<&'static crate::load::Kept>) -> ProcView {
         ProcView {
             roots,
-            loads: crate::load::Loads::start(),
+            loads: crate::load::Loads::start(kept),
             // File handles outlive a server (the kernel keeps them across a restart): each
             // server numbers its own from its pid up, so a new one never reads an old
             // handle as one of its own (another reader's copy).

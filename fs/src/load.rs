@@ -2,9 +2,12 @@
 //! runnable and uninterruptible tasks, sampled every 5 s) over a cgroup's own tasks. A
 //! cgroup is sampled from the first time one of its processes reads /proc/loadavg until no
 //! one has for ten minutes; the first read shows 0.00, as a machine just booted does.
+//! The averages also live in memory shared with the view's keeper (`Kept`), so a server
+//! that replaces a dead one goes on from them instead of from 0.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,19 +35,111 @@ pub struct TaskList {
     pub file: &'static str,
 }
 
+/// How many cgroups' averages the keeper keeps (a 16 kB page run).
+const KEPT: usize = 512;
+
+/// One kept cgroup: a hash of its task list (0: free) and its three averages (f64 bits).
+#[repr(C)]
+struct Slot {
+    key: AtomicU64,
+    avg: [AtomicU64; 3],
+}
+
+/// The averages of the cgroups being sampled, in memory the keeper maps shared before it
+/// forks a server, and that outlives each server. One server at a time writes it.
+#[repr(C)]
+pub struct Kept {
+    slots: [Slot; KEPT],
+}
+
+impl Kept {
+    /// A new zeroed table, shared with the processes forked after this.
+    pub fn shared() -> std::io::Result<&'static Kept> {
+        // SAFETY: a fresh anonymous mapping; zeroed memory is a valid Kept (atomics).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                std::mem::size_of::<Kept>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the mapping is page-aligned, large enough, and never unmapped.
+        Ok(unsafe { &*(p as *const Kept) })
+    }
+
+    fn key(list: &TaskList) -> u64 {
+        let mut k = crate::fnv1a(list.dir.as_os_str().as_encoded_bytes()) ^ crate::fnv1a(list.file.as_bytes());
+        if k == 0 {
+            k = 1;
+        }
+        k
+    }
+
+    /// The slot of `list`, if kept (or, with `claim`, a free one claimed for it).
+    fn slot(&self, list: &TaskList, claim: bool) -> Option<&Slot> {
+        let key = Kept::key(list);
+        let start = key as usize % KEPT;
+        for i in 0..KEPT {
+            let s = &self.slots[(start + i) % KEPT];
+            match s.key.load(Ordering::Acquire) {
+                k if k == key => return Some(s),
+                0 if claim && s.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire).is_ok() => {
+                    return Some(s)
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn get(&self, list: &TaskList) -> Option<[f64; 3]> {
+        self.slot(list, false).map(|s| s.avg.each_ref().map(|a| f64::from_bits(a.load(Ordering::Acquire))))
+    }
+
+    fn put(&self, list: &TaskList, avg: [f64; 3]) {
+        if let Some(s) = self.slot(list, true) {
+            for (a, v) in s.avg.iter().zip(avg) {
+                a.store(v.to_bits(), Ordering::Release);
+            }
+        }
+    }
+
+    fn forget(&self, list: &TaskList) {
+        if let Some(s) = self.slot(list, false) {
+            s.key.store(0, Ordering::Release);
+        }
+    }
+}
+
 #[derive(Clone, Default)]
-pub struct Loads(Arc<Mutex<HashMap<TaskList, Tracked>>>);
+pub struct Loads {
+    map: Arc<Mutex<HashMap<TaskList, Tracked>>>,
+    kept: Option<&'static Kept>,
+}
 
 impl Loads {
-    /// Starts sampling in a thread of its own (which ends with the process).
-    pub fn start() -> Loads {
-        let loads = Loads::default();
-        let inner = loads.0.clone();
+    /// Starts sampling in a thread of its own (which ends with the process), going on
+    /// from the averages in `kept`, if given, and keeping them there.
+    pub fn start(kept: Option<&'static Kept>) -> Loads {
+        let loads = Loads { map: Arc::default(), kept };
+        let inner = loads.map.clone();
         let _ = std::thread::Builder::new().name("loadavg".into()).spawn(move || loop {
             std::thread::sleep(INTERVAL);
             let lists: Vec<TaskList> = {
                 let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
-                map.retain(|_, t| t.read.elapsed() < FORGET_AFTER);
+                map.retain(|list, t| {
+                    let keep = t.read.elapsed() < FORGET_AFTER;
+                    if !keep {
+                        kept.inspect(|k| k.forget(list));
+                    }
+                    keep
+                });
                 map.keys().cloned().collect()
             };
             for list in lists {
@@ -52,6 +147,7 @@ impl Loads {
                 let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(t) = map.get_mut(&list) {
                     t.load = next(t.load, active, running, total);
+                    kept.inspect(|k| k.put(&list, t.load.avg));
                 }
             }
         });
@@ -60,10 +156,11 @@ impl Loads {
 
     /// The load of `list`, which is sampled from now on.
     pub fn read(&self, list: TaskList) -> Load {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let t = map.entry(list.clone()).or_insert_with(|| {
             let (_, running, total) = count(&list.dir, list.file);
-            Tracked { load: Load { running, total, ..Load::default() }, read: Instant::now() }
+            let avg = self.kept.and_then(|k| k.get(&list)).unwrap_or_default();
+            Tracked { load: Load { avg, running, total }, read: Instant::now() }
         });
         t.read = Instant::now();
         t.load
@@ -115,6 +212,26 @@ pub fn render_loadavg(host: &str, l: &Load) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_averages_outlive_the_table_that_wrote_them() {
+        let kept = Kept::shared().unwrap();
+        let list = |d: &str| TaskList { dir: PathBuf::from(d), file: "tasks" };
+        assert_eq!(kept.get(&list("/a")), None);
+        kept.put(&list("/a"), [1.5, 0.5, 0.25]);
+        kept.put(&list("/b"), [2.0, 1.0, 0.5]);
+        // A new server's Loads starts from them.
+        let loads = Loads { map: Arc::default(), kept: Some(kept) };
+        assert_eq!(loads.read(list("/a")).avg, [1.5, 0.5, 0.25]);
+        assert_eq!(kept.get(&list("/b")), Some([2.0, 1.0, 0.5]));
+        kept.forget(&list("/a"));
+        assert_eq!(kept.get(&list("/a")), None);
+        // A full table keeps what it has and takes no more.
+        for i in 0..KEPT + 10 {
+            kept.put(&list(&format!("/c{i}")), [1.0; 3]);
+        }
+        assert_eq!(kept.get(&list("/b")), Some([2.0, 1.0, 0.5]));
+    }
 
     #[test]
     fn two_busy_tasks_raise_the_load_as_the_kernel_does() {

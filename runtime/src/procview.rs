@@ -232,6 +232,9 @@ pub fn keeper_main() -> Result<u8, ViewError> {
     };
     let slot = podrun_procfs::notify::InFlight::shared()
         .map_err(|e| ViewError::Start { what: "map the shared slot".into(), source: e })?;
+    // Load averages a new server goes on from.
+    let kept = podrun_procfs::load::Kept::shared()
+        .map_err(|e| ViewError::Start { what: "map the load averages".into(), source: e })?;
     let mut agent = Agent { socket, pending: Vec::new(), listeners: Vec::new(), to_server: None };
     let mut resume = false;
     crate::clone::shed_memory();
@@ -254,7 +257,7 @@ pub fn keeper_main() -> Result<u8, ViewError> {
                 unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
                 let listeners = std::mem::take(&mut agent.listeners);
                 drop(agent);
-                let view = std::sync::Arc::new(podrun_procfs::fuse::ProcView::new(roots));
+                let view = std::sync::Arc::new(podrun_procfs::fuse::ProcView::with_kept_loads(roots, Some(kept)));
                 let v = view.clone();
                 let _ = std::thread::Builder::new()
                     .name("sysinfo".into())
