@@ -8,6 +8,32 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// Memory of a `T` made only of atomics, zeroed and shared with every process forked from
+/// this one from now on (MAP_SHARED): what the keeper hands its servers. Never unmapped: it
+/// lives as long as the process.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T`, and `T` must be safe to share between processes
+/// (atomics only, no pointers).
+unsafe fn shared_zeroed<T>() -> std::io::Result<&'static T> {
+    // SAFETY: a fresh anonymous mapping of T's size.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<T>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: page-aligned, large enough, zeroed (valid per the caller), never unmapped.
+    Ok(unsafe { &*(p as *const T) })
+}
+
 pub mod caller;
 pub mod fuse;
 pub mod load;

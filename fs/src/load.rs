@@ -55,22 +55,8 @@ pub struct Kept {
 impl Kept {
     /// A new zeroed table, shared with the processes forked after this.
     pub fn shared() -> std::io::Result<&'static Kept> {
-        // SAFETY: a fresh anonymous mapping; zeroed memory is a valid Kept (atomics).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                std::mem::size_of::<Kept>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: the mapping is page-aligned, large enough, and never unmapped.
-        Ok(unsafe { &*(p as *const Kept) })
+        // SAFETY: Kept is atomics only; all zeros is a table of free slots.
+        unsafe { crate::shared_zeroed() }
     }
 
     fn key(list: &TaskList) -> u64 {

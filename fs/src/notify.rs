@@ -27,22 +27,8 @@ impl InFlight {
     /// A slot shared with every process forked from this one from now on. Never unmapped:
     /// it lives as long as the keeper.
     pub fn shared() -> io::Result<&'static InFlight> {
-        // SAFETY: a fresh anonymous mapping; zeroed memory is a valid InFlight (atomics).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                std::mem::size_of::<InFlight>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the mapping is page-aligned, large enough, and never unmapped.
-        Ok(unsafe { &*(p as *const InFlight) })
+        // SAFETY: InFlight is atomics only; all zeros is an empty slot.
+        unsafe { crate::shared_zeroed() }
     }
 }
 
