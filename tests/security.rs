@@ -155,6 +155,15 @@ fn the_default_seccomp_profile_refuses_what_dockers_refuses() {
     let opt = format!("seccomp={}", profile.display());
     let r = results(&t.ok(["run", "--rm", "--security-opt", &opt, "python", "python3", "-c", &mine]));
     assert_eq!((r["getpid"].as_str(), r["unshare"].as_str()), ("EACCES", "ok"), "{r:?}");
+    // A profile that wants its own notification listener cannot share the view's.
+    let notify = t.path().join("notify.json");
+    std::fs::write(
+        &notify,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+    )
+    .unwrap();
+    let err = t.fails(["run", "--rm", "--security-opt", &format!("seccomp={}", notify.display()), "busybox", "true"]);
+    assert!(err.contains("--procview=files"), "{err}");
     t.assert_clean(&[]);
 }
 
