@@ -279,6 +279,14 @@ fn the_binary_podrun_runs_in_a_container_cannot_be_overwritten() {
          (exec 3</proc/1/exe) 2>/dev/null; echo open=$?",
     ]);
     assert_eq!(out, "write=1\nlink=1\nopen=1\n", "pause is not dumpable: its exe cannot be reached");
+    // `inspect` shows what the container may open, as the OCI spec says it.
+    let v: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "self"])).unwrap();
+    let devices = &v.get("spec").unwrap_or(&v)["linux"]["resources"]["devices"];
+    assert_eq!(devices[0], serde_json::json!({"allow": false, "access": "rwm"}), "deny all first: {devices}");
+    assert!(devices
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"})));
     // An exec'd process is held like the container's first: same profile, same devices.
     let out = t.ok([
         "exec",

@@ -166,9 +166,9 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         let h = cgroup::Hierarchy::host()?;
         // Set first: a create that fails halfway (a limit the kernel refuses) has made dirs.
         made_cgroup = true;
-        // A container's cgroup always gets the device allow-list.
+        // A container's cgroup always gets the device allow-list (with its --device ones).
         let mut limits = req.limits.clone();
-        limits.devices.get_or_insert_with(Vec::new);
+        limits.devices = Some(req.options.devices.clone());
         cgroup::create(&h, &top, &cgroup_path, &limits)?;
         let entry = cgroup::Entry::open(&h, &cgroup_path)?;
         let who = exec::identity(req.user.as_deref().or(image.config.user.as_deref()), &rootfs.lowers)?;

@@ -99,6 +99,30 @@ fn rules(extra: &[Device]) -> Vec<Rule> {
     RULES.iter().copied().chain(extra.iter().map(Device::rule)).collect()
 }
 
+/// The same list as the OCI spec's `linux.resources.devices`, for `podrun inspect`: deny
+/// all, then each rule.
+pub fn oci_rules(extra: &[Device]) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+    let access = |acc: u32| -> String {
+        [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')].iter().filter(|(b, _)| acc & b != 0).map(|(_, c)| *c).collect()
+    };
+    let mut v = vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("all fields set")];
+    for (t, maj, min, acc) in rules(extra) {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(if t == BLOCK { LinuxDeviceType::B } else { LinuxDeviceType::C })
+            .access(access(acc));
+        if let Some(m) = maj {
+            b = b.major(i64::from(m));
+        }
+        if let Some(m) = min {
+            b = b.minor(i64::from(m));
+        }
+        v.push(b.build().expect("all fields set"));
+    }
+    v
+}
+
 /// The v1 `devices.allow` lines (after "a" to `devices.deny`), one write each.
 pub fn v1_allow(extra: &[Device]) -> Vec<String> {
     let num = |n: Option<u32>| n.map_or("*".to_owned(), |n| n.to_string());

@@ -169,6 +169,8 @@ pub struct RunOptions {
     /// The resource view's seccomp agent: where sysinfo(2) calls are answered from.
     pub sysinfo_agent: Option<PathBuf>,
     pub seccomp: Seccomp,
+    /// Host devices given with --device: bound in, and added to the device allow-list.
+    pub devices: Vec<crate::devices::Device>,
 }
 
 /// Where the sandbox's shared namespaces and /dev/shm are; None for a standalone container.
@@ -390,12 +392,20 @@ pub fn build(
         let opts: &[&str] = if v.readonly { &["rbind", "ro"] } else { &["rbind"] };
         mounts.push(mount(&v.target, "bind", &v.host.to_string_lossy(), opts)?);
     }
+    for d in &opts.devices {
+        // The host's node, bound in (a container cannot mknod a usable one).
+        mounts.push(mount(&d.target, "bind", &d.host.to_string_lossy(), &["bind"])?);
+    }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .build()?;
     linux.set_seccomp(seccomp(opts)?);
+    // What the container's cgroup lets it open (applied by cgroup::create, from the same list).
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_devices(Some(crate::devices::oci_rules(&opts.devices)));
+    linux.set_resources(Some(resources));
     Ok(SpecBuilder::default()
         .version("1.0.2")
         .root(RootBuilder::default().path("rootfs").readonly(false).build()?)

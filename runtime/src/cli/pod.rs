@@ -10,12 +10,9 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
     }
     require_root()?;
     let store = open_store(&paths.root)?;
-    let mut volumes = a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
-    let mut limits = a.limits.limits()?;
+    let volumes = a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
+    let limits = a.limits.limits()?;
     let devices = a.devices.iter().map(|d| podrun::devices::Device::parse(d)).collect::<Result<Vec<_>, _>>()?;
-    // The node is bound from the host's /dev, and the cgroup lets it open.
-    volumes.extend(devices.iter().map(|d| Volume { host: d.host.clone(), target: d.target.clone(), readonly: false }));
-    limits.devices = Some(devices);
     let req = RunRequest {
         limits,
         image: a.image,
@@ -36,6 +33,7 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
             affinity: None,
             sysinfo_agent: None,
             seccomp: Seccomp::parse(&a.security_opt)?,
+            devices,
         },
         procview: a.procview,
     };
