@@ -61,7 +61,7 @@ pub enum SpecError {
     #[error("invalid environment variable {0:?}: use KEY=VALUE")]
     BadEnv(String),
     #[error(
-        "invalid --security-opt {0:?}: use seccomp=unconfined, or seccomp=FILE with an OCI linux.seccomp JSON object"
+        "invalid --security-opt {0:?}: use seccomp=unconfined, or seccomp=FILE with an OCI linux.seccomp JSON object (no-new-privileges is always on)"
     )]
     BadSecurityOpt(String),
     #[error("seccomp profile {path}: {message}")]
@@ -119,6 +119,10 @@ impl Seccomp {
         let mut s = Seccomp::Default;
         for o in opts {
             let bad = || SpecError::BadSecurityOpt(o.clone());
+            // no_new_privs is always set: docker's flag for it is accepted and changes nothing.
+            if matches!(o.as_str(), "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true") {
+                continue;
+            }
             let (key, value) = o.split_once(['=', ':']).ok_or_else(bad)?;
             if key != "seccomp" {
                 return Err(bad());
@@ -419,6 +423,19 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_opts_take_dockers_seccomp_forms() {
+        let parse = |v: &[&str]| Seccomp::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(matches!(parse(&[]), Ok(Seccomp::Default)));
+        assert!(matches!(parse(&["seccomp=unconfined"]), Ok(Seccomp::Unconfined)));
+        assert!(matches!(parse(&["seccomp:unconfined", "no-new-privileges"]), Ok(Seccomp::Unconfined)));
+        assert!(matches!(parse(&["no-new-privileges:true"]), Ok(Seccomp::Default)));
+        for bad in ["no-new-privileges=false", "apparmor=unconfined", "seccomp=", "label=disable", "seccomp"] {
+            assert!(matches!(parse(&[bad]), Err(SpecError::BadSecurityOpt(_))), "{bad}");
+        }
+        assert!(matches!(parse(&["seccomp=/no/such.json"]), Err(SpecError::BadProfile { .. })));
+    }
 
     #[test]
     fn volume_parses_docker_forms_and_refuses_the_rest() {
