@@ -45,10 +45,10 @@ fn syscall_nr(name: &str) -> Option<u32> {
 
 /// What Docker's (and containerd's RuntimeDefault) profile refuses a container with the
 /// default capabilities, written as a deny list: kernel modules, kexec, keyrings, bpf,
-/// perf, file handles, mounts and new namespaces, clock and swap changes, NUMA policy,
-/// userfaultfd, obsolete calls. Each gets EPERM, as the capability check would give. ptrace
-/// and process_vm_* stay allowed (as in Docker since Linux 4.8: the kernel confines them
-/// to the container's own processes).
+/// perf, fanotify, file handles, mounts and new namespaces, clock and swap changes, NUMA
+/// policy, userfaultfd, obsolete calls. Each gets EPERM, as the capability check would
+/// give. ptrace and process_vm_* stay allowed (as in Docker since Linux 4.8: the kernel
+/// confines them to the container's own processes).
 const DENIED: &[&str] = &[
     "acct",
     "add_key",
@@ -58,6 +58,7 @@ const DENIED: &[&str] = &[
     "clock_settime",
     "create_module",
     "delete_module",
+    "fanotify_init",
     "finit_module",
     "fsconfig",
     "fsmount",
