@@ -41,6 +41,14 @@ fn results(out: &str) -> std::collections::HashMap<String, String> {
     out.lines().filter_map(|l| l.split_once(' ')).map(|(a, b)| (a.to_owned(), b.to_owned())).collect()
 }
 
+/// Writes an OCI linux.seccomp profile into the test's directory; returns the
+/// `--security-opt` value that names it.
+fn profile(t: &TestRoot, name: &str, json: &str) -> String {
+    let path = t.path().join(name);
+    std::fs::write(&path, json).unwrap();
+    format!("seccomp={}", path.display())
+}
+
 const CLONE_NEWUSER: i64 = 0x1000_0000;
 
 #[test]
@@ -70,9 +78,12 @@ fn a_default_container_has_dockers_capabilities_no_new_privs_and_a_seccomp_filte
     assert!(err.contains("seccomp=unconfined"), "{err}");
     let err = t.fails(["run", "--rm", "--security-opt", "seccomp=/no/such/profile.json", "busybox", "true"]);
     assert!(err.contains("/no/such/profile.json"), "{err}");
-    let bad = t.path().join("bad.json");
-    std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#).unwrap();
-    let err = t.fails(["run", "--rm", "--security-opt", &format!("seccomp={}", bad.display()), "busybox", "true"]);
+    let bad = profile(
+        &t,
+        "bad.json",
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#,
+    );
+    let err = t.fails(["run", "--rm", "--security-opt", &bad, "busybox", "true"]);
     assert!(err.contains("argument index 9"), "{err}");
     t.assert_clean(&[]);
 }
@@ -145,24 +156,21 @@ fn the_default_seccomp_profile_refuses_what_dockers_refuses() {
     assert_eq!(r["clone"], "ok", "{r:?}");
     assert_ne!(r["clone3"], "ENOSYS", "{r:?}");
     // A user's profile replaces the default one.
-    let profile = t.path().join("profile.json");
-    std::fs::write(
-        &profile,
+    let opt = profile(
+        &t,
+        "profile.json",
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
-    )
-    .unwrap();
+    );
     let mine = syscall_script(&[("getpid", libc::SYS_getpid, &[]), ("unshare", libc::SYS_unshare, &[CLONE_NEWUSER])]);
-    let opt = format!("seccomp={}", profile.display());
     let r = results(&t.ok(["run", "--rm", "--security-opt", &opt, "python", "python3", "-c", &mine]));
     assert_eq!((r["getpid"].as_str(), r["unshare"].as_str()), ("EACCES", "ok"), "{r:?}");
     // A profile that wants its own notification listener cannot share the view's.
-    let notify = t.path().join("notify.json");
-    std::fs::write(
-        &notify,
+    let notify = profile(
+        &t,
+        "notify.json",
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_NOTIFY"}]}"#,
-    )
-    .unwrap();
-    let err = t.fails(["run", "--rm", "--security-opt", &format!("seccomp={}", notify.display()), "busybox", "true"]);
+    );
+    let err = t.fails(["run", "--rm", "--security-opt", &notify, "busybox", "true"]);
     assert!(err.contains("--procview=files"), "{err}");
     t.assert_clean(&[]);
 }

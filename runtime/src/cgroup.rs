@@ -166,14 +166,8 @@ pub fn parse_io_weight(s: &str) -> Result<u64, LimitError> {
 pub fn parse_device_rate(s: &str) -> Result<((u64, u64), u64), LimitError> {
     let bad = || LimitError::DeviceRate(s.to_owned());
     let (dev, rate) = s.rsplit_once(':').ok_or_else(bad)?;
-    let st = nix::sys::stat::stat(dev).map_err(|_| bad())?;
-    if nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
-        != nix::sys::stat::SFlag::S_IFBLK
-    {
-        return Err(bad());
-    }
-    let rdev = st.st_rdev;
-    Ok(((nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)), parse_size(rate).map_err(|_| bad())?))
+    let Some((true, major, minor)) = crate::devices::node(dev) else { return Err(bad()) };
+    Ok(((u64::from(major), u64::from(minor)), parse_size(rate).map_err(|_| bad())?))
 }
 
 /// v1 cpu.shares to v2 cpu.weight, the conversion runc and crun use.

@@ -78,20 +78,30 @@ impl Device {
         if !host.starts_with('/') || !target.starts_with('/') || target.split('/').any(|c| c == "..") {
             return Err(bad());
         }
-        let st = nix::sys::stat::stat(host).map_err(|_| bad())?;
-        let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT;
-        let block = match kind {
-            nix::sys::stat::SFlag::S_IFBLK => true,
-            nix::sys::stat::SFlag::S_IFCHR => false,
-            _ => return Err(bad()),
-        };
-        let (major, minor) = (nix::sys::stat::major(st.st_rdev) as u32, nix::sys::stat::minor(st.st_rdev) as u32);
+        let (block, major, minor) = node(host).ok_or_else(bad)?;
         Ok(Device { host: host.into(), target: target.to_owned(), block, major, minor, access })
     }
 
     fn rule(&self) -> Rule {
         (if self.block { BLOCK } else { CHAR }, Some(self.major), Some(self.minor), self.access)
     }
+}
+
+/// A device node's (is it a block device, major, minor); None for anything else.
+pub fn node(path: &str) -> Option<(bool, u32, u32)> {
+    use nix::sys::stat::{major, minor, stat, SFlag};
+    let st = stat(path).ok()?;
+    let block = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+        SFlag::S_IFBLK => true,
+        SFlag::S_IFCHR => false,
+        _ => return None,
+    };
+    Some((block, major(st.st_rdev) as u32, minor(st.st_rdev) as u32))
+}
+
+/// An access mask as cgroup v1 and the OCI spec write it: "rwm" or a part of it.
+fn letters(acc: u32) -> String {
+    [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')].iter().filter(|(b, _)| acc & b != 0).map(|(_, c)| *c).collect()
 }
 
 /// The default rules, then those for the devices given.
@@ -103,15 +113,12 @@ fn rules(extra: &[Device]) -> Vec<Rule> {
 /// all, then each rule.
 pub fn oci_rules(extra: &[Device]) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
     use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
-    let access = |acc: u32| -> String {
-        [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')].iter().filter(|(b, _)| acc & b != 0).map(|(_, c)| *c).collect()
-    };
     let mut v = vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("all fields set")];
     for (t, maj, min, acc) in rules(extra) {
         let mut b = LinuxDeviceCgroupBuilder::default()
             .allow(true)
             .typ(if t == BLOCK { LinuxDeviceType::B } else { LinuxDeviceType::C })
-            .access(access(acc));
+            .access(letters(acc));
         if let Some(m) = maj {
             b = b.major(i64::from(m));
         }
@@ -129,12 +136,7 @@ pub fn v1_allow(extra: &[Device]) -> Vec<String> {
     rules(extra)
         .iter()
         .map(|&(t, maj, min, acc)| {
-            let access: String = [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')]
-                .iter()
-                .filter(|(b, _)| acc & b != 0)
-                .map(|(_, c)| *c)
-                .collect();
-            format!("{} {}:{} {access}", if t == BLOCK { 'b' } else { 'c' }, num(maj), num(min))
+            format!("{} {}:{} {}", if t == BLOCK { 'b' } else { 'c' }, num(maj), num(min), letters(acc))
         })
         .collect()
 }

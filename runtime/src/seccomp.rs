@@ -21,6 +21,8 @@ use crate::sync::StageError;
 pub enum SeccompError {
     #[error("seccomp rule for {0}")]
     Args(String),
+    #[error("seccomp: the filter would have {0} instructions; the kernel takes at most 4096")]
+    TooLong(usize),
     #[error("seccomp: the spec asks for SCMP_ACT_NOTIFY but gives no listenerPath")]
     NoListener,
     #[error("cannot reach the seccomp agent at {path}; if that is the resource view's socket, it is restarted once this root has no containers or sandboxes left; until then use --procview=files")]
@@ -317,8 +319,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>, SeccompError>
     }
     blocks.sort_by_key(|(nr, _)| *nr);
     p.extend(dispatch(&blocks, default));
-    if p.len() > usize::from(u16::MAX) {
-        return Err(SeccompError::Args("the filter is too long".into()));
+    // BPF_MAXINSNS.
+    if p.len() > 4096 {
+        return Err(SeccompError::TooLong(p.len()));
     }
     Ok(p)
 }

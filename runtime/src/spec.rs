@@ -261,7 +261,7 @@ fn cgroup_mounts(h: &Hierarchy) -> Result<Vec<Mount>, SpecError> {
 /// The container's `linux.seccomp`: the view's sysinfo rule first (when the view answers
 /// sysinfo), then the profile's rules; none when that leaves nothing to filter.
 fn seccomp(opts: &RunOptions) -> Result<Option<LinuxSeccomp>, SpecError> {
-    let (default, errno, mut rules, listener) = match &opts.seccomp {
+    let (default, errno, mut rules, mut listener) = match &opts.seccomp {
         Seccomp::Default => (LinuxSeccompAction::ScmpActAllow, None, crate::seccomp::default_profile(), None),
         Seccomp::Unconfined => (LinuxSeccompAction::ScmpActAllow, None, Vec::new(), None),
         Seccomp::Profile(p) => (
@@ -271,7 +271,6 @@ fn seccomp(opts: &RunOptions) -> Result<Option<LinuxSeccomp>, SpecError> {
             p.listener_path().clone(),
         ),
     };
-    let mut listener = listener;
     if let Some(agent) = &opts.sysinfo_agent {
         if rules.iter().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify) {
             return Err(SpecError::NotifyConflict);
