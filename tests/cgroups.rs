@@ -230,10 +230,16 @@ fn rm_f_ends_a_fork_loop_that_never_pauses() {
     ]);
     let count = || common::processes_with("86397").len();
     common::eventually(20, "the loop did not fork", || count() > 5);
-    let sleeper = common::processes_with("86397")
-        .into_iter()
-        .find(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"))
-        .expect("a sleep of the loop");
+    // The loop's forks are `sh` until they exec sleep, which takes a while on a slow
+    // (user-mode) kernel: wait for one that has.
+    let mut sleeper = None;
+    common::eventually(20, "no sleep of the loop ran", || {
+        sleeper = common::processes_with("86397")
+            .into_iter()
+            .find(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"));
+        sleeper.is_some()
+    });
+    let sleeper = sleeper.unwrap();
     let groups = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap_or_default();
     if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         // v1: in a freezer cgroup of its own, which rm freezes before it kills.
