@@ -13,7 +13,7 @@ fn inside(v1_controller: &str, file_v1: &str, file_v2: &str) -> String {
 
 /// Every cgroup directory under this root's top cgroup, in every hierarchy.
 fn cgroups_of(t: &TestRoot) -> Vec<String> {
-    let top = podrun::state::Paths { root: t.store(), cgroup_parent: None }.cgroup_top();
+    let top = podrun::state::Paths::new(t.store()).cgroup_top();
     let h = podrun::cgroup::Hierarchy::host().unwrap();
     h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).map(|(_, d)| d.display().to_string()).collect()
 }

@@ -357,7 +357,7 @@ fn podrun_killed_during_sandbox_create_leaves_what_sandbox_rm_f_removes() {
         return;
     }
     let t = TestRoot::with_busybox();
-    let top = podrun::state::Paths { root: t.store(), cgroup_parent: None }.cgroup_top();
+    let top = podrun::state::Paths::new(t.store()).cgroup_top();
     // Processes in this root's cgroups: pause is in <top>/<sandbox>/pause.
     let ours = || {
         std::fs::read_dir("/proc")

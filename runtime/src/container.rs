@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -46,6 +46,11 @@ pub enum ContainerError {
     View(#[from] crate::procview::ViewError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    IdMap(#[from] crate::idmap::IdMapError),
+    #[error("a container that joins a sandbox has the sandbox's user namespace: give --userns, --uidmap or --gidmap to `podrun sandbox create` instead")]
+    UsernsWithJoin,
+
     #[error("sandbox {0} is not running (its pause process is gone); remove it with `podrun sandbox rm -f {0}`")]
     SandboxDown(String),
     #[error("the container name {0} is already in use; remove it with `podrun rm {0}` or choose another --name")]
@@ -95,6 +100,9 @@ pub struct RunRequest {
     pub limits: cgroup::Limits,
     /// The resource view: None takes the sandbox's setting (on without a sandbox).
     pub procview: Option<crate::state::ViewMode>,
+    /// A lone container's own user namespace (a joined one has its sandbox's).
+    pub userns: crate::idmap::UsernsMode,
+    pub pool: crate::idmap::Pool,
 }
 
 /// How a `run` ended, for the CLI.
@@ -111,6 +119,12 @@ struct Prepared {
     interactive: bool,
     /// How the join stage enters the container's cgroup.
     entry: cgroup::Entry,
+    /// A lone container's new user namespace, for the join stage to enter.
+    userns: Option<OwnedFd>,
+    /// The sandbox has a user namespace: the join stage enters it with the others.
+    join_userns: bool,
+    /// Mounts made here for a container in a user namespace.
+    premade: rootfs::Premade,
 }
 
 /// The top cgroup a container's cgroup was made under.
@@ -126,7 +140,15 @@ fn discard(paths: &Paths, store: &Store, state: &ContainerState) {
     if let Ok(id) = ContainerId::parse(&state.id) {
         let _ = store.remove_rootfs(&id);
     }
+    release_userns(paths, state);
     crate::procview::release_if_unused(paths);
+}
+
+/// Gives a lone container's id range back to the pool.
+fn release_userns(paths: &Paths, state: &ContainerState) {
+    if state.userns.is_some() {
+        crate::idmap::release(&paths.userns(), &format!("container/{}", state.id));
+    }
 }
 
 pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, ContainerError> {
@@ -150,6 +172,9 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
     if sb.is_some() && id.as_str() == cgroup::PAUSE {
         return Err(ContainerError::ReservedName(id.to_string()));
     }
+    if sb.is_some() && req.userns != crate::idmap::UsernsMode::Host {
+        return Err(ContainerError::UsernsWithJoin);
+    }
     let rootfs = store.create_rootfs(&id, &image).map_err(|e| match e {
         image::Error::RootfsExists(n) => ContainerError::NameInUse(n),
         e => e.into(),
@@ -162,7 +187,11 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         None => format!("{top}/{}{id}", cgroup::LONE_PREFIX),
     };
     let mut made_cgroup = false;
+    let owner = format!("container/{id}");
     let prepared = (|| {
+        // A lone container's range is recorded once its directory exists (the rootfs's).
+        let own_maps =
+            crate::idmap::allocate(&paths.userns(), &owner, &req.userns, &req.pool, |o| paths.owner_exists(o))?;
         let h = cgroup::Hierarchy::host()?;
         // Set first: a create that fails halfway (a limit the kernel refuses) has made dirs.
         made_cgroup = true;
@@ -184,9 +213,24 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             options.affinity = crate::procview::affinity(&h, &cgroup_path, key);
             options.sysinfo_agent = Some(crate::procview::agent_path(paths));
         }
+        options.idmaps = own_maps.clone().or_else(|| sb.as_ref().and_then(|s| s.userns.clone()));
+        // The user namespace: a lone container's is made now; a pod's is pause's.
+        let userns = match (&own_maps, &sb) {
+            (Some(m), _) => Some(crate::idmap::create_userns(m)?),
+            (None, Some(s)) if s.userns.is_some() => {
+                Some(crate::idmap::userns_of(&s.pause).map_err(|_| ContainerError::SandboxDown(s.name.clone()))?)
+            }
+            _ => None,
+        };
         let join =
             sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });
         let spec = spec::build(&image, &options, &who, join.as_ref(), &h)?;
+        let premade = match (&userns, &options.idmaps) {
+            (Some(u), Some(m)) => rootfs::premake(&rootfs, &spec, u.as_fd(), m).map_err(|e| {
+                ContainerError::Child(ChildError { stage: e.stage.into(), errno: e.errno as i32, message: e.message })
+            })?,
+            _ => rootfs::Premade::default(),
+        };
         let state = ContainerState {
             id: id.to_string(),
             sandbox: sb.as_ref().map(|s| s.name.clone()),
@@ -200,6 +244,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             exit: None,
             cgroup: Some(cgroup_path.clone()),
             cgroup_top: Some(top.clone()),
+            userns: own_maps.clone(),
         };
         // config.json is read only once state.json exists, so it needs no rename.
         fs::write(rootfs.dir.join("config.json"), serde_json::to_vec(&spec).unwrap_or_default())
@@ -211,6 +256,9 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             join: sb.map(|s| (s.pause, s.share_pid)),
             interactive: req.interactive,
             entry,
+            join_userns: own_maps.is_none() && userns.is_some(),
+            userns: if own_maps.is_some() { userns } else { None },
+            premade,
         })
     })();
     let p = match prepared {
@@ -222,6 +270,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
                 }
             }
             let _ = store.remove_rootfs(&id);
+            crate::idmap::release(&paths.userns(), &owner);
             crate::procview::release_if_unused(paths);
             return Err(e);
         }
@@ -245,18 +294,37 @@ fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     let standalone = p.join.is_none();
     // Connected to its agent here, while the host's paths are in reach.
     let seccomp = crate::seccomp::Filter::prepare(&p.spec, &p.state.id, &p.rootfs.dir)?;
+    let merged = std::cell::OnceCell::new();
     let pid = clone::spawn(
         p.entry.clone_into(),
         |placed| {
-            if let Some(fd) = &pause_fd {
-                ns::join(fd, share_pid).map_err(StageError::at("join", "setns into the sandbox"))?;
-            }
-            // Into the container's cgroup before unsharing the cgroup namespace, so that
-            // cgroup is the namespace's root.
+            // Into the container's cgroup first: as the host's root (before any user
+            // namespace), and before unsharing the cgroup namespace, so that cgroup is the
+            // namespace's root.
             p.entry.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
-            unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))
+            if let Some(fd) = &pause_fd {
+                ns::join(fd, share_pid, p.join_userns).map_err(StageError::at("join", "setns into the sandbox"))?;
+            }
+            // A lone container's user namespace before the namespaces it owns.
+            if let Some(u) = &p.userns {
+                crate::idmap::enter(u.as_fd()).map_err(StageError::at("join", "enter the user namespace"))?;
+            }
+            unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))?;
+            if p.premade.userns {
+                // The rootfs's mount point, in the new mount namespace, while still the
+                // host's uid 0 (see idmap::become_root).
+                let dir = nix::fcntl::open(
+                    &p.rootfs.merged,
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(StageError::at("join", format!("open {}", p.rootfs.merged.display())))?;
+                let _ = merged.set(dir);
+                crate::idmap::become_root().map_err(StageError::at("join", "become root in the user namespace"))?;
+            }
+            Ok(())
         },
-        |sync| init_stage(p, standalone, seccomp.as_ref(), sync),
+        |sync| init_stage(p, standalone, merged.get(), seccomp.as_ref(), sync),
         // Recorded before the workload may run: whatever happens to podrun from here on,
         // the state names the process, so `rm -f` can always stop it.
         |pid| {
@@ -275,6 +343,7 @@ fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
 fn init_stage(
     p: &Prepared,
     standalone: bool,
+    merged: Option<&OwnedFd>,
     seccomp: Option<&crate::seccomp::Filter>,
     sync: &crate::sync::ChildEnd,
 ) -> StageError {
@@ -292,7 +361,7 @@ fn init_stage(
             nix::unistd::sethostname(&h).map_err(StageError::at("init", "sethostname"))?;
             sandbox_loopback()?;
         }
-        rootfs::prepare(&p.rootfs, &p.spec)?;
+        rootfs::prepare(&p.rootfs, &p.spec, &p.premade, merged)?;
         if p.spec.process().as_ref().is_some_and(|pr| pr.terminal().unwrap_or(false)) {
             crate::terminal::attach_console(sync)?;
         }
@@ -359,6 +428,7 @@ fn record_exit(
         return exit;
     }
     drop(lock);
+    release_userns(paths, &st);
     if !background {
         let _ = remove_state(paths, store, &st, true);
         return exit;
@@ -561,6 +631,7 @@ pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: boo
         cgroup::remove(&cgroup::Hierarchy::host()?, &top_of(paths, c), cg)?;
     }
     store.remove_rootfs(&ContainerId::parse(&c.id)?)?;
+    release_userns(paths, c);
     crate::procview::release_if_unused(paths);
     Ok(())
 }
@@ -578,6 +649,7 @@ pub fn remove(paths: &Paths, store: &Store, id: &str, force: bool) -> Result<(),
                 cgroup::remove(&h, &top, &cg)?;
             }
             let removed = store.remove_rootfs(&cid).map_err(|_| e);
+            crate::idmap::release(&paths.userns(), &format!("container/{cid}"));
             crate::procview::release_if_unused(paths);
             removed
         }
@@ -608,6 +680,8 @@ pub fn exec_in(
     process.set_args(Some(command));
     process.set_env(Some(full_env));
     let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;
+    // Its user namespace, when it is not ours (setns refuses to re-enter one's own).
+    let userns = ns::inode(init.pid, ns::NsKind::User) != ns::inode(std::process::id() as i32, ns::NsKind::User);
     let entry = match &c.cgroup {
         Some(cg) => Some(cgroup::Entry::open(&cgroup::Hierarchy::host()?, cg)?),
         None => None,
@@ -622,10 +696,17 @@ pub fn exec_in(
             if let Some(e) = &entry {
                 e.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
             }
-            ns::enter_all(&pidfd).map_err(StageError::at("join", "setns into the container"))
+            ns::enter_all(&pidfd, userns).map_err(StageError::at("join", "setns into the container"))
         },
         |sync| {
             clone::reset_signals();
+            if userns {
+                if let Err(e) =
+                    crate::idmap::become_root().map_err(StageError::at("exec", "become root in the user namespace"))
+                {
+                    return e;
+                }
+            }
             if !interactive {
                 if let Ok(null) = fs::File::open("/dev/null") {
                     // SAFETY: dup2 onto stdin.

@@ -8,6 +8,7 @@ pub mod clone;
 pub mod container;
 pub mod devices;
 pub mod exec;
+pub mod idmap;
 pub mod ids;
 pub mod image;
 pub mod mount;

@@ -59,10 +59,16 @@ pub fn sandbox_flags(share_pid: bool) -> CloneFlags {
 }
 
 /// Joins the sandbox's namespaces through pause's pidfd, all in one call (Linux 5.8+):
-/// either every namespace is joined or none.
-pub fn join(pause: &impl AsRawFd, share_pid: bool) -> Result<(), Errno> {
+/// either every namespace is joined or none. With `userns` its user namespace too (the
+/// kernel enters that first, so the others are joined with its capabilities); the caller
+/// then becomes root in it (idmap::become_root) once it has opened what it needs by path.
+pub fn join(pause: &impl AsRawFd, share_pid: bool, userns: bool) -> Result<(), Errno> {
+    let mut flags = sandbox_flags(share_pid);
+    if userns {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
     // SAFETY: setns on a live pidfd with namespace flags.
-    let rc = unsafe { libc::setns(pause.as_raw_fd(), sandbox_flags(share_pid).bits()) };
+    let rc = unsafe { libc::setns(pause.as_raw_fd(), flags.bits()) };
     Errno::result(rc).map(drop)
 }
 
@@ -79,14 +85,18 @@ pub fn own_flags(share_pid: bool, standalone: bool) -> CloneFlags {
     f
 }
 
-/// Enters every namespace of a container's init, for `podrun exec`.
-pub fn enter_all(init: &impl AsRawFd) -> Result<(), Errno> {
-    let f = CloneFlags::CLONE_NEWNS
+/// Enters every namespace of a container's init, for `podrun exec`; with `userns` (the
+/// init's user namespace is not ours) that one too.
+pub fn enter_all(init: &impl AsRawFd, userns: bool) -> Result<(), Errno> {
+    let mut f = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS;
+    if userns {
+        f |= CloneFlags::CLONE_NEWUSER;
+    }
     // SAFETY: setns on a live pidfd with namespace flags.
     let rc = unsafe { libc::setns(init.as_raw_fd(), f.bits()) };
     Errno::result(rc).map(drop)

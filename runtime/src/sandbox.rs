@@ -41,6 +41,8 @@ pub enum SandboxError {
     Start(#[from] ChildError),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error(transparent)]
+    IdMap(#[from] crate::idmap::IdMapError),
     #[error("{op} {path}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
 }
@@ -59,6 +61,10 @@ pub struct CreateOptions {
     pub limits: crate::cgroup::Limits,
     /// The default of its containers for the resource view.
     pub procview: crate::state::ViewMode,
+    /// A user namespace for the pod (held by pause), or the host's.
+    pub userns: crate::idmap::UsernsMode,
+    /// Where --userns=auto takes id ranges from.
+    pub pool: crate::idmap::Pool,
 }
 
 const SHM_OPTIONS: &str = "mode=1777,size=65536k";
@@ -84,8 +90,10 @@ pub fn loopback_up() -> Result<(), Errno> {
 }
 
 /// The pause-init stage, before exec: a private mount namespace whose root is an empty
-/// read-only tmpfs, stdio on /dev/null, then pause itself from the memfd.
-fn exec_pause(pause: &OwnedFd, root_dir: &Path, hostname: &str, sync: &crate::sync::ChildEnd) -> StageError {
+/// read-only tmpfs, stdio on /dev/null, then pause itself from the memfd. `root_dir` was
+/// opened by the host's root: in a user namespace pause could not reach it by path (the
+/// sandbox directory is the host root's, mode 0700).
+fn exec_pause(pause: &OwnedFd, root_dir: &OwnedFd, hostname: &str, sync: &crate::sync::ChildEnd) -> StageError {
     let run = || -> Result<(), StageError> {
         const S: &str = "pause";
         nix::unistd::sethostname(hostname).map_err(StageError::at(S, "sethostname"))?;
@@ -99,21 +107,20 @@ fn exec_pause(pause: &OwnedFd, root_dir: &Path, hostname: &str, sync: &crate::sy
             Errno::result(unsafe { libc::dup2(null.as_raw_fd(), fd) }).map_err(StageError::at(S, "dup2"))?;
         }
         drop(null);
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(Some("tmpfs"), root_dir, Some("tmpfs"), flags, Some("size=4k,mode=0555"))
+        use crate::mount::api;
+        let ctx = api::FsContext::open("tmpfs").map_err(StageError::at(S, "fsopen tmpfs"))?;
+        for (k, v) in [("size", "4k"), ("mode", "0555")] {
+            ctx.set(k, v.as_bytes()).map_err(StageError::at(S, format!("tmpfs {k}")))?;
+        }
+        let root = ctx
+            .mount(api::MOUNT_ATTR_RDONLY | api::MOUNT_ATTR_NOSUID | api::MOUNT_ATTR_NODEV | api::MOUNT_ATTR_NOEXEC)
             .map_err(StageError::at(S, "mount pause's root"))?;
-        nix::unistd::chdir(root_dir).map_err(StageError::at(S, "chdir"))?;
+        api::attach(root.as_fd(), root_dir.as_fd()).map_err(StageError::at(S, "attach pause's root"))?;
+        // The descriptor is the attached mount's root now.
+        nix::unistd::fchdir(&root).map_err(StageError::at(S, "chdir"))?;
         nix::unistd::pivot_root(".", ".").map_err(StageError::at(S, "pivot_root"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(StageError::at(S, "unmount the old root"))?;
         nix::unistd::chdir("/").map_err(StageError::at(S, "chdir /"))?;
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_BIND | flags,
-            None::<&str>,
-        )
-        .map_err(StageError::at(S, "make pause's root read-only"))?;
         nix::unistd::setsid().map_err(StageError::at(S, "setsid"))?;
         crate::exec::close_fds_on_exec()?;
         clone::reset_signals();
@@ -155,8 +162,10 @@ pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, Sandbo
     }
     let top = paths.cgroup_top();
     let cgroup = format!("{top}/{name}");
-    let made = start(&dir, &name, &hostname, opts, &top, &cgroup);
+    let owner = format!("sandbox/{name}");
+    let made = start(paths, &dir, &name, &hostname, opts, &top, &cgroup);
     if made.is_err() {
+        crate::idmap::release(&paths.userns(), &owner);
         // Cgroups first: if podrun is killed in the middle of this, the directory is still
         // there for `sandbox rm -f` to find, and it knows the cgroups' names.
         if let Ok(h) = crate::cgroup::Hierarchy::host() {
@@ -169,6 +178,7 @@ pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, Sandbo
 }
 
 fn start(
+    paths: &Paths,
     dir: &Path,
     name: &SandboxId,
     hostname: &str,
@@ -176,9 +186,15 @@ fn start(
     top: &str,
     cgroup: &str,
 ) -> Result<SandboxState, SandboxError> {
-    let CreateOptions { share_pid, labels, limits, procview, .. } = opts;
+    let CreateOptions { share_pid, labels, limits, procview, userns, pool, .. } = opts;
     let limits = &limits;
     let _lock = state::lock(dir).map_err(io("lock", dir))?;
+    let maps =
+        crate::idmap::allocate(&paths.userns(), &format!("sandbox/{name}"), &userns, &pool, |o| paths.owner_exists(o))?;
+    let userns = maps.as_ref().map(crate::idmap::create_userns).transpose()?;
+    // What the pod's root owns: its /dev/shm and /etc files (the host's root owns them in a
+    // pod without a user namespace).
+    let owner = maps.as_ref().map_or((0, 0), |m| m.root());
     // The pod's cgroup holds its limits; pause has a leaf of its own beside the containers'
     // (cgroup v2 allows processes only in leaves).
     let h = crate::cgroup::Hierarchy::host()?;
@@ -195,24 +211,49 @@ fn start(
         &shm,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(SHM_OPTIONS),
+        Some(format!("{SHM_OPTIONS},uid={},gid={}", owner.0, owner.1).as_str()),
     )
     .map_err(|e| io("mount /dev/shm tmpfs on", &shm)(e.into()))?;
     // The pod's /etc/hostname, hosts and resolv.conf, bind-mounted into each container.
     for (name, content) in crate::mount::rootfs::etc_contents(hostname) {
-        fs::write(dir.join(name), content).map_err(io("write", dir.join(name)))?;
+        let path = dir.join(name);
+        fs::write(&path, content).map_err(io("write", &path))?;
+        if maps.is_some() {
+            std::os::unix::fs::chown(&path, Some(owner.0), Some(owner.1)).map_err(io("chown", &path))?;
+        }
     }
     let pause =
         crate::pause::pause_memfd().map_err(|e| io("create the pause memfd", "memfd:podrun-pause")(e.into()))?;
+    // pause's root: opened in its own mount namespace, while it is still the host's uid 0.
+    let root_dir = std::cell::OnceCell::new();
     let flags = ns::sandbox_flags(share_pid) | CloneFlags::CLONE_NEWNS;
     let mut recorded = None;
     clone::spawn(
         entry.clone_into(),
         |placed| {
             entry.join(placed).map_err(StageError::at("pause", "enter the sandbox's cgroup"))?;
-            unshare(flags).map_err(StageError::at("pause", "unshare"))
+            // The user namespace first: the namespaces unshared next are then its own, so
+            // its root may set the hostname, bring up lo and mount pause's root.
+            if let Some(u) = &userns {
+                crate::idmap::enter(u.as_fd()).map_err(StageError::at("pause", "enter the user namespace"))?;
+            }
+            unshare(flags).map_err(StageError::at("pause", "unshare"))?;
+            let dir = nix::fcntl::open(
+                &pause_root,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(StageError::at("pause", format!("open {}", pause_root.display())))?;
+            let _ = root_dir.set(dir);
+            if userns.is_some() {
+                crate::idmap::become_root().map_err(StageError::at("pause", "become root in the user namespace"))?;
+            }
+            Ok(())
         },
-        |sync| exec_pause(&pause, &pause_root, hostname, sync),
+        |sync| match root_dir.get() {
+            Some(dir) => exec_pause(&pause, dir, hostname, sync),
+            None => StageError::new("pause", Errno::EBADF, "pause's root directory"),
+        },
         // Recorded before pause may exec: a podrun killed from here on leaves a sandbox
         // that `sandbox rm -f` finds and stops.
         |pid| {
@@ -229,6 +270,7 @@ fn start(
                 cgroup: Some(cgroup.to_owned()),
                 cgroup_top: Some(top.to_owned()),
                 procview,
+                userns: maps.clone(),
             };
             state::write_json(dir, "state.json", &st).map_err(|e| {
                 fail(e.raw_os_error().unwrap_or(libc::EIO), format!("write {}: {e}", dir.join("state.json").display()))
@@ -315,15 +357,19 @@ pub fn remove(
     crate::cgroup::remove(&h, &top, &format!("{cgroup}/{}", crate::cgroup::PAUSE))?;
     crate::cgroup::remove(&h, &top, &cgroup)?;
     cleanup(&dir, None);
+    crate::idmap::release(&paths.userns(), &format!("sandbox/{name}"));
     crate::procview::release_if_unused(paths);
     Ok(removed)
 }
 
 /// The namespace types a sandbox shares with its containers.
-pub fn ns_kinds(share_pid: bool) -> Vec<NsKind> {
+pub fn ns_kinds(sb: &SandboxState) -> Vec<NsKind> {
     let mut k = vec![NsKind::Ipc, NsKind::Net, NsKind::Uts];
-    if share_pid {
+    if sb.share_pid {
         k.push(NsKind::Pid);
+    }
+    if sb.userns.is_some() {
+        k.push(NsKind::User);
     }
     k
 }
@@ -347,7 +393,7 @@ pub struct NsRow {
 /// namespace type, each cell marked pod / own / host by comparing inodes.
 pub fn matrix(paths: &Paths, sb: &SandboxState) -> Vec<NsRow> {
     let me = std::process::id() as i32;
-    let pod_kinds: Vec<NsKind> = ns_kinds(sb.share_pid);
+    let pod_kinds: Vec<NsKind> = ns_kinds(sb);
     let row = |process: String, pid: i32, is_pause: bool| NsRow {
         process,
         pid,

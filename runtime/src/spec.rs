@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use oci_spec::runtime::{
-    Capability, ExecCPUAffinityBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, ExecCPUAffinityBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder,
+    LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::cgroup::Hierarchy;
@@ -72,12 +72,17 @@ pub enum SpecError {
     Build(#[from] oci_spec::OciSpecError),
 }
 
-/// A `-v HOSTDIR:CTRDIR[:ro]` bind mount.
+/// A `-v HOSTDIR:CTRDIR[:OPTIONS]` bind mount; OPTIONS a comma list of ro, rw, idmap and
+/// noidmap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
     pub host: PathBuf,
     pub target: String,
     pub readonly: bool,
+    /// In a user namespace, seen through its maps (the default): files the container's root
+    /// makes are the host root's, and host files keep their owners inside. `noidmap`: the
+    /// host's owners as they are, which the namespace mostly does not map (nobody).
+    pub idmap: bool,
 }
 
 impl Volume {
@@ -85,11 +90,18 @@ impl Volume {
         let bad = || SpecError::BadVolume(s.to_owned());
         let mut parts = s.split(':');
         let (host, target) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
-        let readonly = match parts.next() {
-            None | Some("rw") => false,
-            Some("ro") => true,
-            Some(_) => return Err(bad()),
-        };
+        let (mut readonly, mut idmap) = (false, true);
+        if let Some(opts) = parts.next() {
+            for o in opts.split(',') {
+                match o {
+                    "rw" => readonly = false,
+                    "ro" => readonly = true,
+                    "idmap" => idmap = true,
+                    "noidmap" => idmap = false,
+                    _ => return Err(bad()),
+                }
+            }
+        }
         if parts.next().is_some()
             || !host.starts_with('/')
             || !target.starts_with('/')
@@ -97,7 +109,7 @@ impl Volume {
         {
             return Err(bad());
         }
-        Ok(Volume { host: host.into(), target: target.to_owned(), readonly })
+        Ok(Volume { host: host.into(), target: target.to_owned(), readonly, idmap })
     }
 }
 
@@ -175,6 +187,8 @@ pub struct RunOptions {
     pub seccomp: Seccomp,
     /// Host devices given with --device: bound in, and added to the device allow-list.
     pub devices: Vec<crate::devices::Device>,
+    /// The user namespace's maps (the sandbox's for a joined container); None: the host's.
+    pub idmaps: Option<crate::idmap::IdMaps>,
 }
 
 /// Where the sandbox's shared namespaces and /dev/shm are; None for a standalone container.
@@ -348,6 +362,9 @@ pub fn build(
     ];
     namespaces.push(shared(LinuxNamespaceType::Ipc, "ipc")?);
     namespaces.push(shared(LinuxNamespaceType::Uts, "uts")?);
+    if opts.idmaps.is_some() {
+        namespaces.push(shared(LinuxNamespaceType::User, "user")?);
+    }
     let share_pid = join.is_some_and(|j| j.share_pid);
     namespaces.push(if share_pid {
         shared(LinuxNamespaceType::Pid, "pid")?
@@ -392,8 +409,15 @@ pub fn build(
         }
     }
     for v in &opts.volumes {
-        let opts: &[&str] = if v.readonly { &["rbind", "ro"] } else { &["rbind"] };
-        mounts.push(mount(&v.target, "bind", &v.host.to_string_lossy(), opts)?);
+        let mut o = vec!["rbind"];
+        if v.readonly {
+            o.push("ro");
+        }
+        // OCI 1.1's option for an idmapped bind (runc, crun).
+        if v.idmap && opts.idmaps.is_some() {
+            o.push("ridmap");
+        }
+        mounts.push(mount(&v.target, "bind", &v.host.to_string_lossy(), &o)?);
     }
     for d in &opts.devices {
         // The host's node, bound in (a container cannot mknod a usable one).
@@ -405,6 +429,17 @@ pub fn build(
         .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .build()?;
     linux.set_seccomp(seccomp(opts)?);
+    if let Some(m) = &opts.idmaps {
+        let oci = |v: &[crate::idmap::IdRange]| {
+            v.iter()
+                .map(|r| {
+                    LinuxIdMappingBuilder::default().container_id(r.container).host_id(r.host).size(r.size).build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        linux.set_uid_mappings(Some(oci(&m.uid)?));
+        linux.set_gid_mappings(Some(oci(&m.gid)?));
+    }
     // What the container's cgroup lets it open (applied by cgroup::create, from the same list).
     let mut resources = linux.resources().clone().unwrap_or_default();
     resources.set_devices(Some(crate::devices::oci_rules(&opts.devices)));
@@ -438,9 +473,14 @@ mod tests {
 
     #[test]
     fn volume_parses_docker_forms_and_refuses_the_rest() {
-        assert_eq!(Volume::parse("/a:/b").unwrap(), Volume { host: "/a".into(), target: "/b".into(), readonly: false });
+        assert_eq!(
+            Volume::parse("/a:/b").unwrap(),
+            Volume { host: "/a".into(), target: "/b".into(), readonly: false, idmap: true }
+        );
         assert!(Volume::parse("/a:/b:ro").unwrap().readonly);
-        for bad in ["a:/b", "/a:b", "/a", "/a:/b:rx", "/a:/b:ro:x", "/a:/../etc"] {
+        let v = Volume::parse("/a:/b:noidmap,ro").unwrap();
+        assert!(v.readonly && !v.idmap);
+        for bad in ["a:/b", "/a:b", "/a", "/a:/b:rx", "/a:/b:ro:x", "/a:/../etc", "/a:/b:ro,", "/a:/b:"] {
             assert!(Volume::parse(bad).is_err(), "{bad}");
         }
     }

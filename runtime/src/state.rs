@@ -43,6 +43,9 @@ pub struct SandboxState {
     /// Its containers' resource view, unless they say otherwise.
     #[serde(default)]
     pub procview: ViewMode,
+    /// The pod's user namespace (held by pause); None: the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<crate::idmap::IdMaps>,
 }
 
 /// How much of the resource view a container gets.
@@ -91,6 +94,9 @@ pub struct ContainerState {
     /// podrun's own top cgroup the container's is in: removal never goes above it.
     #[serde(default)]
     pub cgroup_top: Option<String>,
+    /// A lone container's own user namespace (a joined one has its sandbox's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<crate::idmap::IdMaps>,
 }
 
 pub fn now() -> u64 {
@@ -103,12 +109,20 @@ pub struct Paths {
     pub root: PathBuf,
     /// `--cgroup-parent`: an existing cgroup podrun puts its own `podrun` cgroup in.
     pub cgroup_parent: Option<String>,
+    /// `--subuid`, `--subgid`: the files --userns=auto takes its pool from.
+    pub subuid: PathBuf,
+    pub subgid: PathBuf,
 }
 
 /// The default root: its cgroups live under /podrun.
 pub const DEFAULT_ROOT: &str = "/var/lib/podrun";
 
 impl Paths {
+    /// A root with the default cgroup parent and pool files.
+    pub fn new(root: impl Into<PathBuf>) -> Paths {
+        Paths { root: root.into(), cgroup_parent: None, subuid: "/etc/subuid".into(), subgid: "/etc/subgid".into() }
+    }
+
     /// podrun's own top cgroup for this root: `/podrun` for the default root, and
     /// `/podrun-<hash of the root>` for any other, so two roots never share cgroup names.
     pub fn cgroup_top(&self) -> String {
@@ -132,6 +146,18 @@ impl Paths {
     }
     pub fn container(&self, id: &str) -> PathBuf {
         self.containers().join(id)
+    }
+    /// The table of user namespace id ranges handed out (idmap.rs).
+    pub fn userns(&self) -> PathBuf {
+        self.root.join("userns")
+    }
+    /// Whether the owner of an id range (`sandbox/NAME`, `container/ID`) still exists.
+    pub fn owner_exists(&self, owner: &str) -> bool {
+        match owner.split_once('/') {
+            Some(("sandbox", n)) => self.sandbox(n).exists(),
+            Some(("container", n)) => self.container(n).exists(),
+            _ => false,
+        }
     }
 }
 
@@ -183,6 +209,7 @@ mod tests {
             cgroup: Some("/podrun/pod".into()),
             cgroup_top: Some("/podrun".into()),
             procview: ViewMode::Off,
+            userns: None,
         };
         write_json(dir.path(), "state.json", &s).unwrap();
         let back: SandboxState = read_json(&dir.path().join("state.json")).unwrap();
@@ -198,12 +225,12 @@ mod tests {
 
     #[test]
     fn cgroup_top_is_podrun_for_the_default_root_and_distinct_for_others() {
-        let p = |r: &str| Paths { root: r.into(), cgroup_parent: None }.cgroup_top();
+        let p = |r: &str| Paths::new(r).cgroup_top();
         assert_eq!(p(DEFAULT_ROOT), "/podrun");
         assert_ne!(p("/tmp/a"), p("/tmp/b"));
         assert_eq!(p("/tmp/a"), p("/tmp/a"));
         assert!(p("/tmp/a").starts_with("/podrun-"));
-        let moved = Paths { root: "/tmp/a".into(), cgroup_parent: Some("/kubepods/burstable/".into()) };
+        let moved = Paths { cgroup_parent: Some("/kubepods/burstable/".into()), ..Paths::new("/tmp/a") };
         assert_eq!(moved.cgroup_top(), "/kubepods/burstable/podrun");
     }
 }

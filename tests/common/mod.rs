@@ -190,7 +190,7 @@ impl TestRoot {
             eventually(5, &format!("process {pid} is still running"), || !running(pid));
         }
         // `run --rm` removes its cgroup just after it returns.
-        let top = podrun::state::Paths { root: self.store(), cgroup_parent: None }.cgroup_top();
+        let top = podrun::state::Paths::new(self.store()).cgroup_top();
         let h = podrun::cgroup::Hierarchy::host().expect("a cgroup hierarchy");
         let left = || h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).map(|(_, d)| d).collect::<Vec<_>>();
         eventually(5, &format!("cgroups left: {:?}", left()), || left().is_empty());

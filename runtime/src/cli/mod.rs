@@ -36,8 +36,39 @@ pub struct Cli {
     /// root), e.g. /kubepods.slice.
     #[arg(long, global = true, env = "PODRUN_CGROUP_PARENT", value_name = "PATH", value_parser = cgroup_parent)]
     pub cgroup_parent: Option<String>,
+    /// Where --userns=auto takes host uids from: the file's `podrun:START:COUNT` lines
+    /// (default pool without any: 2147483648, 1073741824 ids).
+    #[arg(long, global = true, env = "PODRUN_SUBUID", default_value = "/etc/subuid", value_name = "FILE")]
+    pub subuid: PathBuf,
+    /// As --subuid, for gids.
+    #[arg(long, global = true, env = "PODRUN_SUBGID", default_value = "/etc/subgid", value_name = "FILE")]
+    pub subgid: PathBuf,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A user namespace, podman's flags.
+#[derive(Args)]
+pub struct UsernsArgs {
+    /// auto: a user namespace with 65536 ids of its own from podrun's pool (container root
+    /// is an unprivileged host uid; image layers are idmapped, never chowned); host: none
+    /// (container root is host root). Default host.
+    #[arg(long, value_name = "auto|host")]
+    pub userns: Option<String>,
+    /// CONTAINER:HOST:SIZE, repeatable: a user namespace with this uid map (the gid map
+    /// defaults to it).
+    #[arg(long, value_name = "CONTAINER:HOST:SIZE")]
+    pub uidmap: Vec<String>,
+    /// CONTAINER:HOST:SIZE, repeatable (the uid map defaults to it).
+    #[arg(long, value_name = "CONTAINER:HOST:SIZE")]
+    pub gidmap: Vec<String>,
+}
+
+impl UsernsArgs {
+    fn mode(&self, paths: &Paths) -> Result<(podrun::idmap::UsernsMode, podrun::idmap::Pool)> {
+        let mode = podrun::idmap::UsernsMode::parse(self.userns.as_deref(), &self.uidmap, &self.gidmap)?;
+        Ok((mode, podrun::idmap::Pool::load(&paths.subuid, &paths.subgid)))
+    }
 }
 
 #[derive(Subcommand)]
@@ -136,6 +167,9 @@ pub enum SandboxCommand {
         /// --procview): on, files or off, as for `run`.
         #[arg(long, value_enum, default_value_t = ViewMode::On)]
         procview: ViewMode,
+        /// The pod's user namespace, shared by all its containers.
+        #[command(flatten)]
+        userns: UsernsArgs,
     },
     /// List sandboxes.
     #[command(visible_alias = "list")]
@@ -188,8 +222,9 @@ pub struct RunArgs {
     /// USER[:GROUP], names or numbers, resolved in the image.
     #[arg(short, long)]
     pub user: Option<String>,
-    /// HOSTDIR:CTRDIR[:ro], repeatable.
-    #[arg(short, long = "volume", value_name = "HOSTDIR:CTRDIR[:ro]")]
+    /// HOSTDIR:CTRDIR[:OPTIONS], repeatable; OPTIONS a comma list of ro, rw, and, in a user
+    /// namespace, idmap (the default: ownership seen through its maps) or noidmap.
+    #[arg(short, long = "volume", value_name = "HOSTDIR:CTRDIR[:OPTIONS]")]
     pub volumes: Vec<String>,
     /// HOSTDEV[:CTRPATH][:PERMS]: give the container a host device (PERMS of r, w, m;
     /// default rwm), e.g. --device /dev/sdb:/dev/xvdb:r. Only null, zero, full, random,
@@ -201,6 +236,9 @@ pub struct RunArgs {
     /// seccomp=FILE: an OCI `linux.seccomp` JSON object instead.
     #[arg(long = "security-opt", value_name = "seccomp=unconfined|FILE")]
     pub security_opt: Vec<String>,
+    /// Its own user namespace (not with --join: a joined container has its sandbox's).
+    #[command(flatten)]
+    pub userns: UsernsArgs,
     pub image: String,
     /// The command and its arguments (default: the image's Entrypoint and Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -368,7 +406,12 @@ pub enum Format {
 
 /// Runs the command; returns the exit status (a workload's own, for run and exec).
 pub fn run(cli: Cli) -> Result<u8> {
-    let paths = Paths { root: cli.root.clone(), cgroup_parent: cli.cgroup_parent.clone() };
+    let paths = Paths {
+        root: cli.root.clone(),
+        cgroup_parent: cli.cgroup_parent.clone(),
+        subuid: cli.subuid.clone(),
+        subgid: cli.subgid.clone(),
+    };
     match cli.command {
         Command::Image(cmd) => image(&cli.root, cmd).map(|()| 0),
         Command::Sandbox(cmd) => sandbox_cmd(&paths, cmd).map(|()| 0),

@@ -13,6 +13,7 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
     let volumes = a.volumes.iter().map(|v| Volume::parse(v)).collect::<Result<Vec<_>, _>>()?;
     let limits = a.limits.limits()?;
     let devices = a.devices.iter().map(|d| podrun::devices::Device::parse(d)).collect::<Result<Vec<_>, _>>()?;
+    let (userns, pool) = a.userns.mode(paths)?;
     let req = RunRequest {
         limits,
         image: a.image,
@@ -34,7 +35,10 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
             sysinfo_agent: None,
             seccomp: Seccomp::parse(&a.security_opt)?,
             devices,
+            idmaps: None,
         },
+        userns,
+        pool,
         procview: a.procview,
     };
     match container::run(paths, &store, req)? {
@@ -244,8 +248,9 @@ pub(super) fn logs(paths: &Paths, id: &str, follow: bool) -> Result<()> {
 
 pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
     match cmd {
-        SandboxCommand::Create { name, hostname, share_pid, labels, limits, procview } => {
+        SandboxCommand::Create { name, hostname, share_pid, labels, limits, procview, userns } => {
             let limits = limits.limits()?;
+            let (userns, pool) = userns.mode(paths)?;
             require_root()?;
             let mut map = std::collections::BTreeMap::new();
             for l in labels {
@@ -255,7 +260,8 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("invalid label {l:?}: use KEY=VALUE"))?;
                 map.insert(k.to_owned(), v.to_owned());
             }
-            let opts = sandbox::CreateOptions { name, hostname, share_pid, labels: map, limits, procview };
+            let opts =
+                sandbox::CreateOptions { name, hostname, share_pid, labels: map, limits, procview, userns, pool };
             let sb = sandbox::create(paths, opts)?;
             println!("{}", sb.name);
         }
@@ -290,8 +296,7 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                     ]];
                     for s in &list {
                         let alive = s.pause.alive();
-                        let shared =
-                            sandbox::ns_kinds(s.share_pid).iter().map(|k| k.name()).collect::<Vec<_>>().join(",");
+                        let shared = sandbox::ns_kinds(s).iter().map(|k| k.name()).collect::<Vec<_>>().join(",");
                         let n = sandbox::containers_of(paths, &s.name).len();
                         t.push([
                             s.name.clone(),
@@ -339,14 +344,31 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
     Ok(())
 }
 
+/// What a pod's (or lone container's) user namespace maps, for people.
+pub(super) fn userns_line(maps: Option<&podrun::idmap::IdMaps>) -> String {
+    let list = |v: &[podrun::idmap::IdRange]| v.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" ");
+    match maps {
+        None => "User namespace: the host's (container root is host root; --userns=auto isolates it).\n".into(),
+        Some(m) => format!(
+            "User namespace: uid map {}, gid map {} (CONTAINER:HOST:SIZE{}): container root is host uid {}.\n",
+            list(&m.uid),
+            list(&m.gid),
+            if m.auto { ", from podrun's pool" } else { "" },
+            m.root().0
+        ),
+    }
+}
+
 /// The namespace matrix for people: one row per process, one column per namespace type.
 fn ns_table(sb: &podrun::state::SandboxState, rows: &[sandbox::NsRow]) -> String {
-    let shared = sandbox::ns_kinds(sb.share_pid).iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+    let shared = sandbox::ns_kinds(sb).iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
     let mut out = format!(
-        "Sandbox {} (hostname {}): the pod shares {shared}.\n\
+        "Sandbox {} (hostname {}): the pod shares {shared}.\n{}\
          pod = the sandbox's namespace, held by pause and joined by its containers\n\
          own = this process's alone   host = the host's (not isolated)\n\n",
-        sb.name, sb.hostname
+        sb.name,
+        sb.hostname,
+        userns_line(sb.userns.as_ref()),
     );
     if rows.is_empty() {
         out.push_str("(pause is not running: nothing to show; remove the sandbox with `podrun sandbox rm -f`)\n");

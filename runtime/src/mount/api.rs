@@ -14,6 +14,7 @@ use nix::errno::Errno;
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_SET_FD: libc::c_uint = 5;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
@@ -26,6 +27,7 @@ pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
 
 fn cstr(b: &[u8]) -> Result<CString, Errno> {
     CString::new(b).map_err(|_| Errno::EINVAL)
@@ -52,6 +54,24 @@ impl FsContext {
         // SAFETY: both strings are NUL-terminated and outlive the call.
         let rc = unsafe {
             libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
+        };
+        Errno::result(rc).map(drop)
+    }
+
+    /// A parameter given as a descriptor (overlayfs layers, Linux 6.13+: they may be
+    /// detached, idmapped mounts).
+    pub fn set_fd(&self, key: &str, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        let k = cstr(key.as_bytes())?;
+        // SAFETY: k is NUL-terminated; the value is the live descriptor in `aux`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.0.as_raw_fd(),
+                FSCONFIG_SET_FD,
+                k.as_ptr(),
+                std::ptr::null::<u8>(),
+                fd.as_raw_fd(),
+            )
         };
         Errno::result(rc).map(drop)
     }
@@ -124,6 +144,18 @@ pub fn clone_tree(dir: Option<BorrowedFd<'_>>, path: &Path, recursive: bool) -> 
 
 /// Sets MOUNT_ATTR_* flags on a detached or attached mount (and below it with `recursive`).
 pub fn set_attrs(mnt: BorrowedFd<'_>, set: u64, recursive: bool) -> Result<(), Errno> {
+    set_attrs_idmap(mnt, set, None, recursive)
+}
+
+/// As `set_attrs`, and with `userns` an idmapped mount (MOUNT_ATTR_IDMAP): the files'
+/// owners are seen through that namespace's maps, so host root's files belong to its root.
+/// Only on a detached mount, and only with CAP_SYS_ADMIN over the filesystem (the host's).
+pub fn set_attrs_idmap(
+    mnt: BorrowedFd<'_>,
+    mut set: u64,
+    userns: Option<BorrowedFd<'_>>,
+    recursive: bool,
+) -> Result<(), Errno> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -131,7 +163,14 @@ pub fn set_attrs(mnt: BorrowedFd<'_>, set: u64, recursive: bool) -> Result<(), E
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let userns_fd = match userns {
+        Some(u) => {
+            set |= MOUNT_ATTR_IDMAP;
+            u.as_raw_fd() as u64
+        }
+        None => 0,
+    };
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd };
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= AT_RECURSIVE;

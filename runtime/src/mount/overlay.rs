@@ -51,6 +51,75 @@ pub fn mount_rootfs(rootfs: &Rootfs, target: &Path) -> Result<(), MountError> {
     api::attach_at(mnt.as_fd(), target).map_err(fail("move_mount", None))
 }
 
+/// The rootfs for a container in user namespace `userns`, as a detached mount to attach
+/// inside the container: made here, in the host's namespaces, because only the host's root
+/// may idmap the host's filesystems, and an overlay mounted from the host's user namespace
+/// still reads the layers' trusted.overlay.* attributes (opaque dirs).
+///
+/// The layers are idmapped mounts (one clone of each directory holding layers, not a chown
+/// of any file): host root's files in them belong to the container's root. The upper and
+/// work dirs are the container's own; their roots are given to `root` (the container
+/// root's host uid and gid), and what the container writes there is owned by its host ids.
+/// Layers go in by descriptor (Linux 6.13+).
+pub fn idmapped_rootfs(
+    rootfs: &Rootfs,
+    userns: std::os::fd::BorrowedFd<'_>,
+    root: (u32, u32),
+) -> Result<std::os::fd::OwnedFd, MountError> {
+    let sys = |op: &'static str, path: &Path, ctx: Option<&FsContext>| {
+        let kernel = ctx.map(FsContext::log).unwrap_or_default();
+        let path = path.to_owned();
+        move |errno| MountError::Sys { op, path, errno, kernel }
+    };
+    for d in [&rootfs.upper, &rootfs.work] {
+        nix::unistd::chown(d.as_path(), Some(root.0.into()), Some(root.1.into())).map_err(sys("chown", d, None))?;
+    }
+    let ctx = FsContext::open("overlay").map_err(sys("fsopen overlay", &rootfs.merged, None))?;
+    // One idmapped clone per directory of layers (the store keeps them side by side).
+    let mut parents: Vec<(PathBuf, std::os::fd::OwnedFd)> = Vec::new();
+    for l in &rootfs.lowers {
+        let (Some(parent), Some(name)) = (l.parent(), l.file_name()) else {
+            return Err(MountError::BadPath(l.clone()));
+        };
+        if !parents.iter().any(|(p, _)| p == parent) {
+            let tree = api::clone_tree(None, parent, false).map_err(sys("open_tree", parent, None))?;
+            api::set_attrs_idmap(tree.as_fd(), 0, Some(userns), false).map_err(sys("idmap", parent, None))?;
+            parents.push((parent.to_owned(), tree));
+        }
+        let Some((_, tree)) = parents.iter().find(|(p, _)| p == parent) else { unreachable!("pushed above") };
+        let layer = nix::fcntl::openat(
+            tree,
+            name,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys("open layer", l, None))?;
+        ctx.set_fd("lowerdir+", layer.as_fd()).map_err(|e| {
+            let mut err = sys("fsconfig lowerdir+ (by descriptor: Linux 6.13+ for user namespaces)", l, Some(&ctx))(e);
+            if let MountError::Sys { kernel, .. } = &mut err {
+                let sep = if kernel.is_empty() { "" } else { "; " };
+                kernel.push_str(&format!("{sep}this kernel is {}", kernel_release()));
+            }
+            err
+        })?;
+    }
+    ctx.set("upperdir", rootfs.upper.as_os_str().as_bytes()).map_err(sys(
+        "fsconfig upperdir",
+        &rootfs.upper,
+        Some(&ctx),
+    ))?;
+    ctx.set("workdir", rootfs.work.as_os_str().as_bytes()).map_err(sys(
+        "fsconfig workdir",
+        &rootfs.work,
+        Some(&ctx),
+    ))?;
+    ctx.mount(0).map_err(|e| sys("fsmount overlay", &rootfs.merged, Some(&ctx))(e))
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned()
+}
+
 enum Lower {
     Errno(Errno),
     Path(PathBuf),

@@ -105,22 +105,82 @@ fn split_options(options: &[String]) -> (u64, Vec<(&str, Option<&str>)>) {
     (attrs, params)
 }
 
-fn mount_one(root: BorrowedFd<'_>, m: &Mount) -> Result<(), StageError> {
+/// Mounts made in the host's namespaces for a container in a user namespace, where only the
+/// host's root can make them (see `premake`).
+#[derive(Default)]
+pub struct Premade {
+    /// The rootfs (overlay::idmapped_rootfs), attached on the merged dir, which the
+    /// container's join stage opens (`prepare`'s `merged`).
+    pub rootfs: Option<OwnedFd>,
+    /// Every bind mount, detached, by destination.
+    pub binds: Vec<(String, OwnedFd)>,
+    /// The container is in a user namespace: /dev's nodes are the host's, bound in
+    /// (mknod is refused there, and a tmpfs mounted there opens no device anyway).
+    pub userns: bool,
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref().unwrap_or("bind") == "bind" || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
+}
+
+/// A detached copy of a bind mount's source with the mount's flags; idmapped through
+/// `userns` when given.
+fn bind_tree(m: &Mount, userns: Option<BorrowedFd<'_>>) -> Result<OwnedFd, StageError> {
+    let dest = m.destination().display();
+    let options = m.options().clone().unwrap_or_default();
+    let (attrs, _) = split_options(&options);
+    let source = m.source().as_deref().unwrap_or(Path::new(""));
+    let recursive = options.iter().any(|o| o == "rbind");
+    let tree = api::clone_tree(None, source, recursive).map_err(at(format!("bind source {}", source.display())))?;
+    if attrs != 0 || userns.is_some() {
+        api::set_attrs_idmap(tree.as_fd(), attrs, userns, recursive).map_err(at(format!("mount_setattr {dest}")))?;
+    }
+    Ok(tree)
+}
+
+/// For a container in user namespace `userns` with `maps`: its idmapped overlay and every
+/// bind mount of its spec, made now, as the host's root. Inside the namespace the bind
+/// sources under podrun's root (the pod's /dev/shm and /etc files, the resource view) are
+/// out of reach (mode 0700, the host root's), and only the host's root may idmap. Volumes
+/// marked `ridmap` (not `-v ...:noidmap`) are idmapped.
+pub fn premake(
+    rootfs: &Rootfs,
+    spec: &Spec,
+    userns: BorrowedFd<'_>,
+    maps: &crate::idmap::IdMaps,
+) -> Result<Premade, StageError> {
+    let mut binds = Vec::new();
+    for m in spec.mounts().iter().flatten().filter(|m| is_bind(m)) {
+        let idmap = m.options().iter().flatten().any(|o| o == "ridmap" || o == "idmap");
+        binds.push((m.destination().to_string_lossy().into_owned(), bind_tree(m, idmap.then_some(userns))?));
+    }
+    let overlay = super::overlay::idmapped_rootfs(rootfs, userns, maps.root()).map_err(|e| StageError {
+        stage: STAGE,
+        errno: Errno::EINVAL,
+        message: e.to_string(),
+    })?;
+    Ok(Premade { rootfs: Some(overlay), binds, userns: true })
+}
+
+fn mount_one(root: BorrowedFd<'_>, m: &Mount, premade: &Premade) -> Result<(), StageError> {
     let dest = m.destination().to_string_lossy().into_owned();
     let typ = m.typ().as_deref().unwrap_or("bind");
     let options = m.options().clone().unwrap_or_default();
     let (attrs, params) = split_options(&options);
-    if typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind") {
-        let source = m.source().as_deref().unwrap_or(Path::new(""));
-        let recursive = options.iter().any(|o| o == "rbind");
-        let tree = api::clone_tree(None, source, recursive).map_err(at(format!("bind source {}", source.display())))?;
+    if is_bind(m) {
+        let made;
+        let tree = match premade.binds.iter().find(|(d, _)| *d == dest) {
+            Some((_, t)) => t,
+            None => {
+                made = bind_tree(m, None)?;
+                &made
+            }
+        };
         // The clone says what it is: no second walk of the source path.
         let is_dir = file_type(tree.as_fd()) == Some(SFlag::S_IFDIR);
-        if attrs != 0 {
-            api::set_attrs(tree.as_fd(), attrs, recursive).map_err(at(format!("mount_setattr {dest}")))?;
-        }
         let t = target(root, &dest, !is_dir)?;
-        return api::attach(tree.as_fd(), t.as_fd()).map_err(at(format!("mount {} on {dest}", source.display())));
+        let source = m.source().as_deref().unwrap_or(Path::new("")).display();
+        return api::attach(tree.as_fd(), t.as_fd()).map_err(at(format!("mount {source} on {dest}")));
     }
     let ctx = FsContext::open(typ).map_err(at(format!("fsopen {typ}")))?;
     for (k, v) in params {
@@ -140,17 +200,38 @@ fn mount_one(root: BorrowedFd<'_>, m: &Mount) -> Result<(), StageError> {
 const DEVICES: [(&str, u64, u64); 6] =
     [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
-fn populate_dev(root: BorrowedFd<'_>) -> Result<(), StageError> {
+fn populate_dev(root: BorrowedFd<'_>, userns: bool) -> Result<(), StageError> {
     let dev = open_in(root, "/dev", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).map_err(at("open /dev"))?;
-    // The nodes are world-usable as in every runtime: no umask while making them (two
-    // syscalls, not a chmod per node).
-    let umask = nix::sys::stat::umask(Mode::empty());
-    let made = DEVICES.iter().try_for_each(|&(name, major, minor)| {
-        mknodat(&dev, name, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-            .map_err(at(format!("mknod /dev/{name}")))
-    });
-    nix::sys::stat::umask(umask);
-    made?;
+    if userns {
+        // As runc: the host's nodes, each bound onto an empty file (checked to be the
+        // device it names, so an odd host /dev cannot hand in something else).
+        for &(name, major, minor) in &DEVICES {
+            let path = format!("/dev/{name}");
+            let node = api::clone_tree(None, Path::new(&path), false).map_err(at(format!("bind {path}")))?;
+            let st = fstat(&node).map_err(at(format!("stat {path}")))?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
+                || st.st_rdev != makedev(major, minor)
+            {
+                return Err(StageError::new(
+                    STAGE,
+                    Errno::ENODEV,
+                    format!("the host's {path} is not device {major}:{minor}"),
+                ));
+            }
+            let t = target(root, &path, true)?;
+            api::attach(node.as_fd(), t.as_fd()).map_err(at(format!("bind {path}")))?;
+        }
+    } else {
+        // The nodes are world-usable as in every runtime: no umask while making them (two
+        // syscalls, not a chmod per node).
+        let umask = nix::sys::stat::umask(Mode::empty());
+        let made = DEVICES.iter().try_for_each(|&(name, major, minor)| {
+            mknodat(&dev, name, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+                .map_err(at(format!("mknod /dev/{name}")))
+        });
+        nix::sys::stat::umask(umask);
+        made?;
+    }
     for (name, to) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -263,20 +344,30 @@ fn readonly(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), StageError> {
 }
 
 /// Everything from the overlay to pivot_root; see the module comment for the order.
-pub fn prepare(rootfs: &Rootfs, spec: &Spec) -> Result<(), StageError> {
+pub fn prepare(rootfs: &Rootfs, spec: &Spec, premade: &Premade, merged: Option<&OwnedFd>) -> Result<(), StageError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(at("make / private"))?;
-    mount_rootfs(rootfs, &rootfs.merged).map_err(|e| StageError {
-        stage: STAGE,
-        errno: Errno::EINVAL,
-        message: e.to_string(),
-    })?;
-    let root = nix::fcntl::open(&rootfs.merged, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(at("open the rootfs"))?;
+    let root = match (&premade.rootfs, merged) {
+        // Attached by descriptor; the overlay's descriptor is then its root (the path to
+        // `merged` is the host root's, out of a user namespace's reach).
+        (Some(fd), Some(merged)) => {
+            api::attach(fd.as_fd(), merged.as_fd()).map_err(at("attach the rootfs"))?;
+            nix::unistd::dup(fd).map_err(at("dup the rootfs"))?
+        }
+        _ => {
+            mount_rootfs(rootfs, &rootfs.merged).map_err(|e| StageError {
+                stage: STAGE,
+                errno: Errno::EINVAL,
+                message: e.to_string(),
+            })?;
+            nix::fcntl::open(&rootfs.merged, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(at("open the rootfs"))?
+        }
+    };
     for m in spec.mounts().iter().flatten() {
-        mount_one(root.as_fd(), m)?;
+        mount_one(root.as_fd(), m, premade)?;
         if m.destination() == Path::new("/dev") {
-            populate_dev(root.as_fd())?;
+            populate_dev(root.as_fd(), premade.userns)?;
         }
     }
     etc_files(
