@@ -1,6 +1,7 @@
 //! The security suite: real attacks from inside default containers, each of which must
 //! fail, with the failure asserted (the errno, the unchanged host), not just "it did not
-//! crash". User-namespace pods (issue 7) are not here yet.
+//! crash". The same attacks from user-namespace containers are in userns.rs (and the
+//! symlinked mount targets below).
 
 mod common;
 
@@ -365,6 +366,9 @@ fn mount_targets_that_are_symlinks_out_of_the_rootfs_are_refused_and_nothing_lan
         image(name, &[(link, to)]);
         let err = t.fails(["run", "--rm", name, "true"]);
         assert!(err.contains("is a symlink"), "{name}: {err}");
+        // The same in a user namespace, where the mounts are made by its root.
+        let err = t.fails(["run", "--rm", "--userns=auto", name, "true"]);
+        assert!(err.contains("is a symlink"), "{name} (userns): {err}");
     }
     // The image's /dev/shm is hidden by the container's own /dev (a tmpfs), where /dev/shm
     // is a fresh directory: the link is never followed, and the container runs.
@@ -377,8 +381,12 @@ fn mount_targets_that_are_symlinks_out_of_the_rootfs_are_refused_and_nothing_lan
     for target in ["/data/link", "/data/link/below"] {
         let err = t.fails(["run", "--rm", "-v", &format!("{}:{target}", src.display()), "v", "true"]);
         assert!(err.contains("/data/link is a symlink"), "{target}: {err}");
+        let err = t.fails(["run", "--rm", "--userns=auto", "-v", &format!("{}:{target}", src.display()), "v", "true"]);
+        assert!(err.contains("/data/link is a symlink"), "{target} (userns): {err}");
     }
     assert_eq!(mounts(), before, "nothing was mounted on /, /tmp or /etc");
+    let table = std::fs::read_to_string(t.store().join("userns/table.json")).unwrap();
+    assert_eq!(table.trim(), "[]", "the failed user-namespace starts gave their ranges back");
     assert!(std::fs::read_dir("/etc").unwrap().count() > 5, "the host's /etc is still itself");
     t.assert_clean(&[]);
 }
