@@ -10,6 +10,9 @@ podrun's default seccomp profile (crun compiles it with libseccomp):
   join      `podrun run --rm --join SB busybox true` vs `crun exec` into a running container
   sandbox   `podrun sandbox create` until ready vs `crun create` + `crun start` of a pause
             container (catatonit -P)
+  userns    `run --join` into a --userns=auto sandbox against one without, and `sandbox
+            create` with and without --userns=auto (podrun against itself: the budget is
+            1.2x, as layers are idmapped, not chowned)
   rss       pause's resident size vs catatonit -P's
   memory    what podrun's processes cost a machine (PSS of pause, the monitors, the view's
             keeper and server) with 1 and with 10 sandboxes of one detached container each:
@@ -182,6 +185,21 @@ def main():
         report("join", p, c)
         subprocess.run(crun_cmd("delete", "-f", "target"), check=True)
 
+        # 2b. user namespaces: join and sandbox create with --userns=auto against without
+        # (the budget: 1.2x; idmapped layers, so no per-file work at either)
+        sh(PODRUN, "sandbox", "create", "--userns=auto", "benchu", env=env)
+        p, u = [], []
+        for i in range(RUNS):
+            p.append(timed([PODRUN, "run", "--rm"] + LIMITS + ["--join", "bench", "busybox", "true"], env=env))
+            u.append(timed([PODRUN, "run", "--rm"] + LIMITS + ["--join", "benchu", "busybox", "true"], env=env))
+        print(f"userns   join {med(u):.2f} ms vs without {med(p):.2f} ms: ratio {med(u) / med(p):.2f} (budget 1.20)", flush=True)
+        p, u = [], []
+        for i in range(RUNS):
+            p.append(timed([PODRUN, "sandbox", "create", f"n{i}"], env=env))
+            u.append(timed([PODRUN, "sandbox", "create", "--userns=auto", f"u{i}"], env=env))
+            sh(PODRUN, "sandbox", "rm", "-f", f"n{i}", f"u{i}", env=env)
+        print(f"userns   sandbox create {med(u):.2f} ms vs without {med(p):.2f} ms: ratio {med(u) / med(p):.2f}", flush=True)
+
         # 3. sandbox create vs crun create + start of a pause container
         p, c = [], []
         for i in range(RUNS):
@@ -218,7 +236,7 @@ def main():
             subprocess.run([PODRUN, "sandbox", "rm", "-f", f"m{i}"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         for name in ("target",):
             subprocess.run(crun_cmd("delete", "-f", name), stderr=subprocess.DEVNULL)
-        subprocess.run([PODRUN, "sandbox", "rm", "-f", "bench"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        subprocess.run([PODRUN, "sandbox", "rm", "-f", "bench", "benchu"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         cleanup_cgroups()
         shutil.rmtree(work, ignore_errors=True)
 
