@@ -324,13 +324,25 @@ fn attacks_from_a_userns_container_fail_and_its_capabilities_stay_inside() {
          echo b > /proc/sysrq-trigger 2>/dev/null; echo sysrq=$?; mknod /tmp/fuse c 10 229 2>/dev/null; echo mknod=$?; \
          unshare -U true 2>/dev/null; echo unshare=$?; \
          cat /proc/1/root{s} 2>/dev/null; echo pause-root=$?; readlink /proc/1/exe >/dev/null 2>&1; echo pause-exe=$?; \
-         cat /proc/self/root{s} 2>/dev/null; echo self-root=$?"
+         cat /proc/self/root{s} 2>/dev/null; echo self-root=$?; \
+         date -s 2001-01-01 >/dev/null 2>&1; [ $(date +%Y) -gt 2001 ]; echo date=$?; \
+         readlink /proc/self/cwd; ls /proc/self/fd | tr '\\n' ' '; echo; \
+         cat /proc/kcore 2>/dev/null | wc -c; cat /proc/keys | wc -c; cat /proc/timer_list | wc -c"
     );
     let out = p.ok(&["run", "--rm", "--join", "pod", "busybox", "sh", "-c", &script]);
     assert_eq!(
         out,
-        "mount=1\nhostname=1\nsysctl=1\ninsmod=1\nsysrq=1\nmknod=1\nunshare=1\npause-root=1\npause-exe=1\nself-root=1\n"
+        "mount=1\nhostname=1\nsysctl=1\ninsmod=1\nsysrq=1\nmknod=1\nunshare=1\npause-root=1\npause-exe=1\nself-root=1\n\
+         date=0\n/\n0 1 2 3 \n0\n0\n0\n",
+        "each refused; cwd / and only stdio open at exec (CVE-2024-21626); masked files empty"
     );
+    // ptrace of pause (PID 1 of the shared pid namespace): EPERM, as without a user
+    // namespace, although the container's root is "root" in the namespace pause is in.
+    p.t.import(&common::python_oci(), &[]);
+    let trace = "import ctypes; libc = ctypes.CDLL(None, use_errno=True); \
+                 r = libc.ptrace(16, 1, 0, 0); print(r, ctypes.get_errno())";
+    let out = p.ok(&["run", "--rm", "--join", "pod", "python", "python3", "-c", trace]);
+    assert_eq!(out, format!("-1 {}\n", libc::EPERM), "ptrace(PTRACE_ATTACH, pause)");
     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host_name);
     // Without seccomp, a new user namespace inside gives "root" again, but only over what
     // that namespace owns: a host root file bound in (not idmapped) stays unwritable, and
