@@ -12,8 +12,6 @@ use common::{need_root, TestRoot};
 /// (podrun lines of a subuid and subgid file in the test's directory).
 struct Pool {
     t: TestRoot,
-    uid: u32,
-    gid: u32,
 }
 
 impl Pool {
@@ -22,10 +20,10 @@ impl Pool {
         std::fs::write(t.path().join("subuid"), format!("someone:100000:65536\npodrun:{uid}:{}\n", uid_slots * 65536))
             .unwrap();
         std::fs::write(t.path().join("subgid"), format!("podrun:{gid}:{}\n", gid_slots * 65536)).unwrap();
-        Pool { t, uid, gid }
+        Pool { t }
     }
 
-    fn args<'a>(&self, args: &[&'a str]) -> Vec<String> {
+    fn args(&self, args: &[&str]) -> Vec<String> {
         let mut v = vec![
             "--subuid".to_owned(),
             self.t.path().join("subuid").display().to_string(),
