@@ -388,7 +388,12 @@ pub fn userns_of(p: &crate::proc::ProcRef) -> Result<OwnedFd, Errno> {
 pub fn become_root() -> Result<(), Errno> {
     nix::unistd::setresgid(0.into(), 0.into(), 0.into())?;
     nix::unistd::setgroups(&[])?;
-    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into())?;
+    // A change of ids resets "dumpable" to fs.suid_dumpable, which a host may have set to
+    // 1: then the container's root, now the same uid, could ptrace this podrun stage or
+    // open its /proc/PID/exe (CVE-2019-5736). Not dumpable again.
+    crate::clone::set_non_dumpable();
+    Ok(())
 }
 
 /// Enters the user namespace `ns` (then `become_root`, see there).
