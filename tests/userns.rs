@@ -381,10 +381,7 @@ fn attacks_from_a_userns_container_fail_and_its_capabilities_stay_inside() {
     // A watcher in the pod looking at every new process while execs come and go (where
     // runc's binary once showed): it never reaches an executable outside the container
     // but the sealed pause copy, which it cannot write.
-    let watch = "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do \
-                 for p in /proc/[0-9]*; do l=$(readlink $p/exe 2>/dev/null); \
-                 case $l in /bin/*|/usr/*|'') ;; '/memfd:podrun-pause (deleted)') \
-                 { echo x >> $p/exe; } 2>/dev/null && echo LEAK wrote $l;; *) echo LEAK $l;; esac; done; done; echo done";
+    let watch = common::WATCH_EXES;
     p.ok(&["run", "-d", "--join", "pod", "--name", "watch", "busybox", "sh", "-c", watch]);
     for _ in 0..10 {
         p.ok(&["exec", "self", "true"]);
