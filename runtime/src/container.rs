@@ -50,7 +50,6 @@ pub enum ContainerError {
     IdMap(#[from] crate::idmap::IdMapError),
     #[error("a container that joins a sandbox has the sandbox's user namespace: give --userns, --uidmap or --gidmap to `podrun sandbox create` instead")]
     UsernsWithJoin,
-
     #[error("sandbox {0} is not running (its pause process is gone); remove it with `podrun sandbox rm -f {0}`")]
     SandboxDown(String),
     #[error("the container name {0} is already in use; remove it with `podrun rm {0}` or choose another --name")]
