@@ -225,9 +225,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });
         let spec = spec::build(&image, &options, &who, join.as_ref(), &h)?;
         let premade = match (&userns, &options.idmaps) {
-            (Some(u), Some(m)) => rootfs::premake(&rootfs, &spec, u.as_fd(), m).map_err(|e| {
-                ContainerError::Child(ChildError { stage: e.stage.into(), errno: e.errno as i32, message: e.message })
-            })?,
+            (Some(u), Some(m)) => rootfs::premake(&rootfs, &spec, u.as_fd(), m).map_err(ChildError::from)?,
             _ => rootfs::Premade::default(),
         };
         let state = ContainerState {

@@ -91,8 +91,8 @@ pub fn loopback_up() -> Result<(), Errno> {
 
 /// The pause-init stage, before exec: a private mount namespace whose root is an empty
 /// read-only tmpfs, stdio on /dev/null, then pause itself from the memfd. `root_dir` was
-/// opened by the host's root: in a user namespace pause could not reach it by path (the
-/// sandbox directory is the host root's, mode 0700).
+/// opened in pause's mount namespace before it became the user namespace's root, which
+/// could not reach it by path (the sandbox directory is the host root's, mode 0700).
 fn exec_pause(pause: &OwnedFd, root_dir: &OwnedFd, hostname: &str, sync: &crate::sync::ChildEnd) -> StageError {
     let run = || -> Result<(), StageError> {
         const S: &str = "pause";

@@ -72,6 +72,14 @@ impl StageError {
     }
 }
 
+/// A stage's work done in the parent instead (a user namespace's mounts, made host-side)
+/// fails the way the stage would have.
+impl From<StageError> for ChildError {
+    fn from(e: StageError) -> ChildError {
+        ChildError { stage: e.stage.to_owned(), errno: e.errno as i32, message: e.message }
+    }
+}
+
 pub struct ParentEnd(OwnedFd);
 pub struct ChildEnd(OwnedFd);
 

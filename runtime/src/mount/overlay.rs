@@ -81,12 +81,15 @@ pub fn idmapped_rootfs(
         let (Some(parent), Some(name)) = (l.parent(), l.file_name()) else {
             return Err(MountError::BadPath(l.clone()));
         };
-        if !parents.iter().any(|(p, _)| p == parent) {
-            let tree = api::clone_tree(None, parent, false).map_err(sys("open_tree", parent, None))?;
-            api::set_attrs_idmap(tree.as_fd(), 0, Some(userns), false).map_err(sys("idmap", parent, None))?;
-            parents.push((parent.to_owned(), tree));
-        }
-        let Some((_, tree)) = parents.iter().find(|(p, _)| p == parent) else { unreachable!("pushed above") };
+        let tree = match parents.iter().position(|(p, _)| p == parent) {
+            Some(i) => &parents[i].1,
+            None => {
+                let tree = api::clone_tree(None, parent, false).map_err(sys("open_tree", parent, None))?;
+                api::set_attrs_idmap(tree.as_fd(), 0, Some(userns), false).map_err(sys("idmap", parent, None))?;
+                parents.push((parent.to_owned(), tree));
+                &parents[parents.len() - 1].1
+            }
+        };
         let layer = nix::fcntl::openat(
             tree,
             name,

@@ -200,24 +200,25 @@ fn mount_one(root: BorrowedFd<'_>, m: &Mount, premade: &Premade) -> Result<(), S
 const DEVICES: [(&str, u64, u64); 6] =
     [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
+/// Checks that `fd` (opened from the host's `path`) is character device major:minor, as
+/// runc checks /dev/null before masking with it: an odd host /dev hands in nothing else.
+fn char_device(fd: BorrowedFd<'_>, path: &str, major: u64, minor: u64) -> Result<(), StageError> {
+    let st = fstat(fd).map_err(at(format!("stat {path}")))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR || st.st_rdev != makedev(major, minor) {
+        return Err(StageError::new(STAGE, Errno::ENODEV, format!("{path} is not device {major}:{minor}")));
+    }
+    Ok(())
+}
+
 fn populate_dev(root: BorrowedFd<'_>, userns: bool) -> Result<(), StageError> {
     let dev = open_in(root, "/dev", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).map_err(at("open /dev"))?;
     if userns {
         // As runc: the host's nodes, each bound onto an empty file (checked to be the
-        // device it names, so an odd host /dev cannot hand in something else).
+        // device it names).
         for &(name, major, minor) in &DEVICES {
             let path = format!("/dev/{name}");
             let node = api::clone_tree(None, Path::new(&path), false).map_err(at(format!("bind {path}")))?;
-            let st = fstat(&node).map_err(at(format!("stat {path}")))?;
-            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
-                || st.st_rdev != makedev(major, minor)
-            {
-                return Err(StageError::new(
-                    STAGE,
-                    Errno::ENODEV,
-                    format!("the host's {path} is not device {major}:{minor}"),
-                ));
-            }
+            char_device(node.as_fd(), &path, major, minor)?;
             let t = target(root, &path, true)?;
             api::attach(node.as_fd(), t.as_fd()).map_err(at(format!("bind {path}")))?;
         }
@@ -299,10 +300,7 @@ fn etc_files(root: BorrowedFd<'_>, hostname: &str, mounts: &[Mount]) -> Result<(
 /// (checked to be the real null device first, as runc does).
 fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), StageError> {
     let null = std::fs::File::open("/dev/null").map_err(|_| StageError::new(STAGE, Errno::ENODEV, "open /dev/null"))?;
-    let st = fstat(&null).map_err(at("stat /dev/null"))?;
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR || st.st_rdev != makedev(1, 3) {
-        return Err(StageError::new(STAGE, Errno::ENODEV, "/dev/null is not the null device"));
-    }
+    char_device(null.as_fd(), "/dev/null", 1, 3)?;
     let empty_tmpfs = |p: &str| {
         let ctx = FsContext::open("tmpfs").map_err(at("fsopen tmpfs"))?;
         ctx.set("size", b"0").map_err(at("tmpfs size"))?;
