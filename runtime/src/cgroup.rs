@@ -681,18 +681,7 @@ pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
         loop {
             // v2 kills the whole cgroup atomically; on v1 each listed process is killed,
             // again on every round, so a fork loop cannot outrun the removal for long.
-            let left = pids_in(d);
-            if !left.is_empty() {
-                let kill = d.join("cgroup.kill");
-                if kill.exists() {
-                    let _ = fs::write(&kill, "1");
-                } else {
-                    for pid in left {
-                        let _ =
-                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-                    }
-                }
-            }
+            kill_listed(d);
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
@@ -709,6 +698,40 @@ pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
         let parent = format!("/{}", levels[..depth].join("/"));
         for (_, d) in h.dirs(&parent) {
             let _ = fs::remove_dir(d);
+        }
+    }
+    Ok(())
+}
+
+/// Kills what cgroup dir `d` lists: all at once with cgroup.kill (v2), else each process.
+/// Returns whether anything was listed.
+fn kill_listed(d: &Path) -> bool {
+    let left = pids_in(d);
+    if left.is_empty() {
+        return false;
+    }
+    let kill = d.join("cgroup.kill");
+    if kill.exists() {
+        let _ = fs::write(&kill, "1");
+    } else {
+        for pid in left {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    true
+}
+
+/// Kills every process left in cgroup `path` and waits (up to 5 s) until none is listed;
+/// the cgroup stays, for a container started again in it (a shared pid namespace keeps a
+/// dead container's orphans alive, under pause).
+pub fn kill_all(h: &Hierarchy, path: &str) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (_, d) in h.dirs(path) {
+        while kill_listed(&d) {
+            if Instant::now() >= deadline {
+                return Err(CgroupError::Busy(path.to_owned()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     Ok(())

@@ -5,7 +5,6 @@
 //! foreground, or hand the waiting to a detached monitor that records the exit status.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use crate::image::{self, Rootfs, Store};
 use crate::mount::rootfs;
 use crate::ns;
 use crate::proc::ProcRef;
+use crate::restart::{Policy, Restart};
 use crate::sandbox;
 use crate::spec::{self, Join, RunOptions};
 use crate::state::{self, now, ContainerState, ExitInfo, Paths, ViewMode};
@@ -60,6 +60,16 @@ pub enum ContainerError {
     NotRunning(String),
     #[error("container {0} is running; stop it first, or use -f")]
     Running(String),
+    #[error("container {0} is in back-off, waiting to be started again by its restart policy; stop it first (`podrun kill {0}`), or use -f")]
+    BackingOff(String),
+    #[error("--restart needs -d: a container that is started again runs in the background, its output in `podrun logs` (without --restart it can run in the foreground)")]
+    RestartNeedsDetach,
+    #[error("--restart cannot be combined with --rm: a container removed when it exits cannot be started again")]
+    RestartWithRm,
+    #[error("container {0} is already running; `podrun ps` shows its status")]
+    AlreadyRunning(String),
+    #[error("container {0} ran with a terminal (-t); `podrun start` starts only containers without one: run it again with `podrun run -it`")]
+    StartTerminal(String),
     #[error("{0} is the name of the sandbox's own pause process; choose another --name")]
     ReservedName(String),
     #[error("volume source {0} does not exist; create it first")]
@@ -80,7 +90,7 @@ impl ContainerError {
     }
 }
 
-fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+pub(crate) fn io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
     let op = op.into();
     move |source| ContainerError::Io { op, source }
 }
@@ -102,6 +112,8 @@ pub struct RunRequest {
     /// A lone container's own user namespace (a joined one has its sandbox's).
     pub userns: crate::idmap::UsernsMode,
     pub pool: crate::idmap::Pool,
+    /// `--restart` and `--restart-backoff` (None: never).
+    pub restart: Option<Restart>,
 }
 
 /// How a `run` ended, for the CLI.
@@ -110,10 +122,11 @@ pub enum RunOutcome {
     Exited(ExitInfo),
 }
 
-struct Prepared {
-    state: ContainerState,
+/// Everything one start of a container needs, made before anything is spawned.
+pub(crate) struct Prepared {
+    pub(crate) state: ContainerState,
     spec: Spec,
-    rootfs: Rootfs,
+    pub(crate) rootfs: Rootfs,
     join: Option<(ProcRef, bool)>,
     interactive: bool,
     /// How the join stage enters the container's cgroup.
@@ -124,15 +137,20 @@ struct Prepared {
     join_userns: bool,
     /// Mounts made here for a container in a user namespace.
     premade: rootfs::Premade,
+    /// Made by this `run` (a failed start removes it); false: started again (a failed
+    /// start is recorded as its exit, and it stays).
+    pub(crate) fresh: bool,
+    /// OOM kills its cgroup has seen before this start (the kernel's count is cumulative).
+    pub(crate) oom_before: u64,
 }
 
 /// The top cgroup a container's cgroup was made under.
-fn top_of(paths: &Paths, c: &ContainerState) -> String {
+pub(crate) fn top_of(paths: &Paths, c: &ContainerState) -> String {
     c.cgroup_top.clone().unwrap_or_else(|| paths.cgroup_top())
 }
 
 /// Removes what a container start made (its cgroup, rootfs and state), after a failure.
-fn discard(paths: &Paths, store: &Store, state: &ContainerState) {
+pub(crate) fn discard(paths: &Paths, store: &Store, state: &ContainerState) {
     if let (Some(cg), Ok(h)) = (&state.cgroup, cgroup::Hierarchy::host()) {
         let _ = cgroup::remove(&h, &top_of(paths, state), cg);
     }
@@ -173,6 +191,13 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
     }
     if sb.is_some() && req.userns != crate::idmap::UsernsMode::Host {
         return Err(ContainerError::UsernsWithJoin);
+    }
+    let restart = req.restart.filter(|r| r.policy != Policy::Never);
+    if restart.is_some() && !req.detach {
+        return Err(ContainerError::RestartNeedsDetach);
+    }
+    if restart.is_some() && req.auto_remove {
+        return Err(ContainerError::RestartWithRm);
     }
     let rootfs = store.create_rootfs(&id, &image).map_err(|e| match e {
         image::Error::RootfsExists(n) => ContainerError::NameInUse(n),
@@ -242,6 +267,12 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             cgroup: Some(cgroup_path.clone()),
             cgroup_top: Some(top.clone()),
             userns: own_maps.clone(),
+            restart,
+            restarts: 0,
+            last_exit: None,
+            next_try_ms: None,
+            monitor: None,
+            stopped: false,
         };
         // config.json is read only once state.json exists, so it needs no rename.
         fs::write(rootfs.dir.join("config.json"), serde_json::to_vec(&spec).unwrap_or_default())
@@ -256,6 +287,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             join_userns: own_maps.is_none() && userns.is_some(),
             userns: if own_maps.is_some() { userns } else { None },
             premade,
+            fresh: true,
+            oom_before: 0,
         })
     })();
     let p = match prepared {
@@ -273,14 +306,79 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         }
     };
     if req.detach {
-        run_detached(paths, store, p).map(RunOutcome::Detached)
+        crate::monitor::run_detached(paths, store, p).map(RunOutcome::Detached)
     } else {
         run_foreground(paths, store, p).map(RunOutcome::Exited)
     }
 }
 
+/// Prepares another start of an existing container (restart.rs's policy, or `podrun
+/// start`), from its rootfs and config.json: into its sandbox again (which must still
+/// run), in its own cgroup (emptied first), in a user namespace with the same maps.
+pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) -> Result<Prepared, ContainerError> {
+    let cid = ContainerId::parse(&st.id)?;
+    let spec: Spec = state::read_json(&paths.container(cid.as_str()).join("config.json"))
+        .map_err(io(format!("read config.json of container {cid}")))?;
+    if spec.process().as_ref().is_some_and(|p| p.terminal().unwrap_or(false)) {
+        return Err(ContainerError::StartTerminal(st.id.clone()));
+    }
+    let rootfs = store.rootfs(&cid)?;
+    let sb = match &st.sandbox {
+        Some(name) => {
+            let sb = sandbox::load(paths, name).map_err(|_| ContainerError::SandboxDown(name.clone()))?;
+            if !sb.pause.alive() {
+                return Err(ContainerError::SandboxDown(name.clone()));
+            }
+            Some(sb)
+        }
+        None => None,
+    };
+    let h = cgroup::Hierarchy::host()?;
+    let cg = st.cgroup.clone().ok_or_else(|| ContainerError::NotFound(st.id.clone()))?;
+    // What the last run left (its orphans, with a shared pid namespace) goes first.
+    cgroup::kill_all(&h, &cg)?;
+    let entry = cgroup::Entry::open(&h, &cg)?;
+    let oom_before = cgroup::oom_kills(&h, &cg);
+    // The view may have stopped meanwhile (with no container left for a moment).
+    if spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).and_then(|s| s.listener_path().as_ref()).is_some()
+        || spec
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| m.source().as_ref().is_some_and(|s| s.starts_with(crate::procview::dir(paths))))
+    {
+        crate::procview::ensure(paths)?;
+    }
+    let userns = match (&st.userns, &sb) {
+        (Some(m), _) => Some(crate::idmap::create_userns(m)?),
+        (None, Some(s)) if s.userns.is_some() => {
+            Some(crate::idmap::userns_of(&s.pause).map_err(|_| ContainerError::SandboxDown(s.name.clone()))?)
+        }
+        _ => None,
+    };
+    let maps = st.userns.clone().or_else(|| sb.as_ref().and_then(|s| s.userns.clone()));
+    let premade = match (&userns, &maps) {
+        (Some(u), Some(m)) => rootfs::premake(&rootfs, &spec, u.as_fd(), m).map_err(ChildError::from)?,
+        _ => rootfs::Premade::default(),
+    };
+    let own = st.userns.is_some();
+    Ok(Prepared {
+        spec,
+        rootfs,
+        join: sb.map(|s| (s.pause, s.share_pid)),
+        interactive: false,
+        entry,
+        join_userns: !own && userns.is_some(),
+        userns: if own { userns } else { None },
+        premade,
+        fresh: false,
+        oom_before,
+        state: st,
+    })
+}
+
 /// Spawns the container's init; returns once the workload has exec'd.
-fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
+pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     let pause_fd: Option<OwnedFd> = match &p.join {
         Some((pause, _)) => {
             Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
@@ -404,20 +502,21 @@ fn exec_process(
 /// directory or state.json is gone), there is nothing to record. With `background`, a
 /// --rm container's removal is left to a child, which also drops `mounts` (see
 /// `run_foreground`).
-fn record_exit(
+pub(crate) fn record_exit(
     paths: &Paths,
     store: &Store,
     id: &str,
     mut exit: ExitInfo,
     background: bool,
     mounts: Option<fs::File>,
+    oom_before: u64,
 ) -> ExitInfo {
     let dir = paths.container(id);
     let Ok(lock) = state::lock(&dir) else { return exit };
     let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return exit };
     // Read while the cgroup still exists: docker's OOMKilled.
     if let (Some(cg), Ok(h)) = (&st.cgroup, cgroup::Hierarchy::host()) {
-        exit.oom_killed = cgroup::oom_kills(&h, cg) > 0;
+        exit.oom_killed = cgroup::oom_kills(&h, cg) > oom_before;
     }
     st.exit = Some(exit);
     if !st.auto_remove {
@@ -454,7 +553,9 @@ fn record_exit(
     exit
 }
 
-fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo, ContainerError> {
+fn run_foreground(paths: &Paths, store: &Store, mut p: Prepared) -> Result<ExitInfo, ContainerError> {
+    // This podrun is the one that waits: if it is killed, `ps` says so.
+    p.state.monitor = ProcRef::of(std::process::id() as i32);
     let started = (|| {
         clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
         let signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
@@ -477,102 +578,7 @@ fn run_foreground(paths: &Paths, store: &Store, p: Prepared) -> Result<ExitInfo,
         Some(master) => crate::terminal::proxy(master, &mut signals, pid),
         None => signals.wait(pid),
     };
-    Ok(record_exit(paths, store, &p.state.id, exit, true, mounts))
-}
-
-/// Forks a monitor that starts the container with its output going to the log, tells us
-/// the result, then waits for the container and records its exit status.
-fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<String, ContainerError> {
-    let id = p.state.id.clone();
-    let p_state = p.state.clone();
-    // SAFETY: single-threaded; the monitor ends with _exit.
-    let forked = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).and_then(|(rd, wr)| Ok((rd, wr, unsafe { fork() }?)));
-    let (rd, wr, forked) = match forked {
-        Ok(x) => x,
-        Err(e) => {
-            discard(paths, store, &p.state);
-            return Err(io("start the monitor")(e.into()));
-        }
-    };
-    match forked {
-        ForkResult::Child => {
-            drop(rd);
-            clone::set_name("podrun:[monitor]");
-            let code = monitor(paths, store, p, wr);
-            // SAFETY: see clone.rs: children _exit.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => {
-            drop(wr);
-            let mut msg = String::new();
-            let _ = fs::File::from(rd).read_to_string(&mut msg);
-            if msg.is_empty() {
-                let _ = nix::sys::wait::waitpid(child, None);
-                // It died before it could say: whatever it started goes with the cgroup.
-                discard(paths, store, &p_state);
-                return Err(ContainerError::Child(ChildError {
-                    stage: "monitor".into(),
-                    errno: libc::ECHILD,
-                    message: "the monitor process died".into(),
-                }));
-            }
-            match serde_json::from_str::<Result<(), ChildError>>(&msg) {
-                Ok(Ok(())) => Ok(id),
-                Ok(Err(e)) => {
-                    let _ = nix::sys::wait::waitpid(child, None);
-                    Err(ContainerError::Child(e))
-                }
-                Err(_) => Err(ContainerError::Child(ChildError {
-                    stage: "monitor".into(),
-                    errno: libc::EPROTO,
-                    message: msg,
-                })),
-            }
-        }
-    }
-}
-
-fn monitor(paths: &Paths, store: &Store, p: Prepared, report: OwnedFd) -> i32 {
-    let mut report = fs::File::from(report);
-    let tell = |r: &mut fs::File, v: Result<(), ChildError>| {
-        let _ = r.write_all(serde_json::to_string(&v).unwrap_or_default().as_bytes());
-    };
-    let setup = (|| {
-        nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p.rootfs.dir.join("log"))
-            .map_err(io("open the log"))?;
-        let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
-        for (from, to) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
-            // SAFETY: dup2 onto the stdio numbers.
-            Errno::result(unsafe { libc::dup2(from, to) }).map_err(|e| io("dup2")(e.into()))?;
-        }
-        clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
-        let signals = Signals::block(false).map_err(|e| io("block signals")(e.into()))?;
-        Ok::<_, ContainerError>((signals, launch(&p)?.pid))
-    })();
-    let (mut signals, pid) = match setup {
-        Ok(x) => x,
-        Err(e) => {
-            discard(paths, store, &p.state);
-            let ce = match e {
-                ContainerError::Child(c) => c,
-                e => ChildError { stage: "monitor".into(), errno: libc::EIO, message: e.to_string() },
-            };
-            tell(&mut report, Err(ce));
-            return 1;
-        }
-    };
-    tell(&mut report, Ok(()));
-    drop(report);
-    let id = p.state.id.clone();
-    drop(p);
-    clone::shed_memory();
-    let exit = signals.wait(pid);
-    record_exit(paths, store, &id, exit, false, None);
-    0
+    Ok(record_exit(paths, store, &p.state.id, exit, true, mounts, p.oom_before))
 }
 
 /// The container's state, by name.
@@ -587,16 +593,42 @@ pub fn load(paths: &Paths, id: &str) -> Result<ContainerState, ContainerError> {
 pub enum Status {
     Created,
     Running,
+    /// Ended, and its restart policy starts it again at this time (Unix ms).
+    BackOff {
+        next_try_ms: u64,
+    },
     Exited(Option<ExitInfo>),
 }
 
+/// Recomputed from liveness on every call: a back-off whose monitor is gone is over (no
+/// one will start it), and a container whose end nobody saw has an unknown exit.
 pub fn status(c: &ContainerState) -> Status {
-    match (c.init, c.exit) {
+    match (c.init, c.next_try_ms) {
         (None, _) => Status::Created,
         (Some(i), _) if i.alive() => Status::Running,
-        (_, e) => Status::Exited(e),
+        (_, Some(t)) if !c.stopped && supervised(c) => Status::BackOff { next_try_ms: t },
+        _ => Status::Exited(c.exit),
     }
 }
+
+/// Whether the process that records the container's exits (and applies its restart
+/// policy) still runs.
+pub fn supervised(c: &ContainerState) -> bool {
+    c.monitor.is_some_and(|m| m.alive())
+}
+
+/// Ends a detached container's monitor (never a foreground podrun: that is the user's).
+/// Called under the container's lock, so the monitor is not in the middle of a start.
+fn stop_monitor(c: &ContainerState) {
+    if let Some(m) = c.monitor.filter(|m| c.detached && m.pid != std::process::id() as i32 && m.alive()) {
+        let _ = m.signal(Signal::SIGKILL);
+        m.wait_gone(Duration::from_secs(2));
+    }
+}
+
+/// Signals with which `kill` stops a container for good: its restart policy no longer
+/// applies (docker's "manually stopped"). Other signals are only delivered.
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGKILL, Signal::SIGTERM, Signal::SIGINT];
 
 pub fn list(paths: &Paths) -> Vec<ContainerState> {
     let mut v: Vec<ContainerState> =
@@ -605,25 +637,50 @@ pub fn list(paths: &Paths) -> Vec<ContainerState> {
     v
 }
 
+/// Signals a container's init. KILL, TERM and INT also stop it for good (no restart); a
+/// container in back-off is stopped for good by any signal (there is no process to get it).
 pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<(), ContainerError> {
-    let c = load(paths, id)?;
-    match c.init.filter(|i| i.alive()) {
-        Some(init) => init.signal(sig).map_err(|_| ContainerError::NotRunning(id.to_owned())),
-        None => Err(ContainerError::NotRunning(id.to_owned())),
+    let dir = paths.container(ContainerId::parse(id)?.as_str());
+    let _lock = state::lock(&dir).map_err(|_| ContainerError::NotFound(id.to_owned()))?;
+    let mut c = load(paths, id)?;
+    match status(&c) {
+        Status::Running => {
+            if c.restart.is_some() && STOP_SIGNALS.contains(&sig) && !c.stopped {
+                c.stopped = true;
+                state::write_json(&dir, "state.json", &c).map_err(io(format!("write the state of {id}")))?;
+            }
+            let init = c.init.ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
+            init.signal(sig).map_err(|_| ContainerError::NotRunning(id.to_owned()))
+        }
+        Status::BackOff { .. } => {
+            c.stopped = true;
+            c.next_try_ms = None;
+            state::write_json(&dir, "state.json", &c).map_err(io(format!("write the state of {id}")))?;
+            stop_monitor(&c);
+            Ok(())
+        }
+        _ => Err(ContainerError::NotRunning(id.to_owned())),
     }
 }
 
 /// Stops (with `force`) and removes a container: its process, rootfs and state. Holds the
 /// container's lock throughout, so its monitor records nothing into a half-removed dir.
 pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: bool) -> Result<(), ContainerError> {
-    let _lock = state::lock(&paths.container(&c.id)).map_err(io(format!("lock container {}", c.id)))?;
+    let dir = paths.container(&c.id);
+    let _lock = state::lock(&dir).map_err(io(format!("lock container {}", c.id)))?;
+    // Read again under the lock: a monitor may have started it again meanwhile.
+    let fresh = state::read_json::<ContainerState>(&dir.join("state.json"));
+    let c = fresh.as_ref().unwrap_or(c);
+    match status(c) {
+        Status::Running if !force => return Err(ContainerError::Running(c.id.clone())),
+        Status::BackOff { .. } if !force => return Err(ContainerError::BackingOff(c.id.clone())),
+        _ => {}
+    }
     if let Some(init) = c.init.filter(|i| i.alive()) {
-        if !force {
-            return Err(ContainerError::Running(c.id.clone()));
-        }
         let _ = init.signal(Signal::SIGKILL);
         init.wait_gone(Duration::from_secs(10));
     }
+    stop_monitor(c);
     if let Some(cg) = &c.cgroup {
         cgroup::remove(&cgroup::Hierarchy::host()?, &top_of(paths, c), cg)?;
     }

@@ -11,11 +11,13 @@ pub mod exec;
 pub mod idmap;
 pub mod ids;
 pub mod image;
+pub mod monitor;
 pub mod mount;
 pub mod ns;
 pub mod pause;
 pub mod proc;
 pub mod procview;
+pub mod restart;
 pub mod sandbox;
 pub mod seccomp;
 #[cfg(target_arch = "x86_64")]

@@ -21,6 +21,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::clone;
+use crate::container::Status;
 use crate::ids::SandboxId;
 use crate::ns::{self, NsKind};
 use crate::proc::ProcRef;
@@ -331,7 +332,11 @@ pub fn remove(
         return Err(SandboxError::NotFound(name.to_owned()));
     }
     let members = containers_of(paths, name);
-    let running: Vec<&ContainerState> = members.iter().filter(|c| c.init.is_some_and(|i| i.alive())).collect();
+    // In back-off counts as running: its monitor would start it again.
+    let running: Vec<&ContainerState> = members
+        .iter()
+        .filter(|c| matches!(crate::container::status(c), Status::Running | Status::BackOff { .. }))
+        .collect();
     if !running.is_empty() && !force {
         let names = running.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ");
         return Err(SandboxError::Busy(name.to_owned(), names));

@@ -97,6 +97,37 @@ pub struct ContainerState {
     /// A lone container's own user namespace (a joined one has its sandbox's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<crate::idmap::IdMaps>,
+    /// `run --restart`: its policy and back-off (None: never restarted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<crate::restart::Restart>,
+    /// Times it was started again.
+    #[serde(default)]
+    pub restarts: u32,
+    /// How the run before the current one ended (`exit` is the current run's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<ExitInfo>,
+    /// In back-off: when the next start is due, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_try_ms: Option<u64>,
+    /// The process that waits for the container and records its exits: a detached one's
+    /// monitor, or the foreground podrun. Gone while the container runs: unsupervised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<ProcRef>,
+    /// Stopped by `podrun kill` or `rm`: not started again by its policy (`start` does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+impl ContainerState {
+    /// The exit that shows as "last": the current run's, else the one before.
+    pub fn latest_exit(&self) -> Option<ExitInfo> {
+        self.exit.or(self.last_exit)
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn now() -> u64 {

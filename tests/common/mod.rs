@@ -159,7 +159,7 @@ impl TestRoot {
         t
     }
 
-    /// Pids of every pause and container init this root's state names.
+    /// Pids of every pause, container init and monitor this root's state names.
     pub fn known_pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         for sub in ["sandboxes", "containers"] {
@@ -168,7 +168,7 @@ impl TestRoot {
                     continue;
                 };
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                for key in ["pause", "init"] {
+                for key in ["pause", "init", "monitor"] {
                     if let Some(pid) = v[key]["pid"].as_i64() {
                         pids.push(pid as i32);
                     }

@@ -90,6 +90,15 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run a command in a running container: every namespace, root, cwd, user and env of it.
     Exec(ExecArgs),
+    /// Start a container that is not running again (detached, output to its log), from its
+    /// own rootfs, with its restart policy. Also how supervision resumes after podrun's
+    /// monitor was killed: a container `ps` shows as unsupervised is supervised again once
+    /// it has been stopped and started.
+    #[command(after_help = "Examples:\n  podrun start server\n  podrun kill server && podrun start server")]
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// List containers (running ones; -a for all).
     Ps {
         #[arg(short, long)]
@@ -207,6 +216,15 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Start it again when it ends: never (the default), always, or on-failure[:MAX] (after
+    /// a non-zero exit, an OOM kill included, at most MAX times). Needs -d. `podrun kill`
+    /// or `rm` stops it for good.
+    #[arg(long, value_name = "POLICY", value_parser = restart_policy)]
+    pub restart: Option<podrun::restart::Policy>,
+    /// INITIAL[:CAP]: wait INITIAL before the first restart, doubling up to CAP (default
+    /// 10s:5m, as Kubernetes); a run longer than 2 x CAP starts again from INITIAL.
+    #[arg(long, value_name = "INITIAL[:CAP]", value_parser = restart_backoff)]
+    pub restart_backoff: Option<podrun::restart::Backoff>,
     #[command(flatten)]
     pub process: ProcessArgs,
     #[command(flatten)]
@@ -422,6 +440,24 @@ pub fn run(cli: Cli) -> Result<u8> {
             let exit = container::exec_in(&paths, &a.container, a.command, p.env, p.interactive, p.tty)?;
             Ok(exit.code.clamp(0, 255) as u8)
         }
+        Command::Start { containers } => {
+            require_root()?;
+            let store = open_store(&cli.root)?;
+            let mut failed = false;
+            for c in &containers {
+                match podrun::monitor::start(&paths, &store, c) {
+                    Ok(()) => println!("{c}"),
+                    Err(e) => {
+                        eprintln!("podrun: error: starting {c}: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                bail!(crate::Reported);
+            }
+            Ok(0)
+        }
         Command::Ps { all, format, quiet } => ps(&paths, all, format, quiet).map(|()| 0),
         Command::Logs { follow, container } => logs(&paths, &container, follow).map(|()| 0),
         Command::Kill { container, signal } => {
@@ -461,6 +497,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn restart_policy(s: &str) -> std::result::Result<podrun::restart::Policy, String> {
+    podrun::restart::Policy::parse(s).map_err(|e| e.to_string())
+}
+
+fn restart_backoff(s: &str) -> std::result::Result<podrun::restart::Backoff, String> {
+    podrun::restart::Backoff::parse(s).map_err(|e| e.to_string())
 }
 
 /// An absolute cgroup path of plain components: no `..`, nothing odd.

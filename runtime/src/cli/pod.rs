@@ -3,6 +3,8 @@
 
 use super::table::{ago, columns};
 use super::*;
+use podrun::monitor::exit_word;
+use podrun::restart::human_ms;
 
 pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
     if a.detach && (a.process.interactive || a.process.tty) {
@@ -40,6 +42,11 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
         userns,
         pool,
         procview: a.procview,
+        restart: match (a.restart, a.restart_backoff) {
+            (None, None) => None,
+            (None, Some(_)) => bail!("--restart-backoff needs --restart always or on-failure"),
+            (Some(policy), b) => Some(podrun::restart::Restart { policy, backoff: b.unwrap_or_default() }),
+        },
     };
     match container::run(paths, &store, req)? {
         RunOutcome::Detached(id) => {
@@ -54,16 +61,48 @@ pub(super) fn status_word(c: &ContainerState) -> String {
     match container::status(c) {
         Status::Created => "created".into(),
         Status::Running => "running".into(),
-        Status::Exited(Some(e)) if e.oom_killed => format!("oomkilled({})", e.code),
-        Status::Exited(Some(e)) => format!("exited({})", e.code),
-        Status::Exited(None) => "exited(unknown)".into(),
+        Status::BackOff { .. } => "back-off".into(),
+        Status::Exited(e) => exit_word(e),
+    }
+}
+
+/// The STATUS column: docker's words, plus the back-off and who is watching.
+fn status_text(c: &ContainerState, now_ms: u64) -> String {
+    let now = now_ms / 1000;
+    match container::status(c) {
+        Status::Created => "Created".to_owned(),
+        Status::Running if c.detached && !container::supervised(c) => "Up (unsupervised)".to_owned(),
+        Status::Running => "Up".to_owned(),
+        Status::BackOff { next_try_ms } => {
+            format!("Back-off (next try in {})", human_ms(next_try_ms.saturating_sub(now_ms)))
+        }
+        Status::Exited(Some(e)) => {
+            let word = if e.oom_killed { "OOMKilled" } else { "Exited" };
+            // A back-off whose monitor is gone: nobody will start it.
+            let unsupervised = if c.next_try_ms.is_some() && !c.stopped { ", not restarted: unsupervised" } else { "" };
+            format!("{word} ({}) {}{unsupervised}", e.code, ago(now, e.finished))
+        }
+        // Its monitor has yet to record the exit.
+        Status::Exited(None) if container::supervised(c) => "Exiting".to_owned(),
+        Status::Exited(None) => "Exited (unknown: unsupervised)".to_owned(),
+    }
+}
+
+/// The LAST EXIT column: how the latest run ended, and when.
+fn last_exit_text(c: &ContainerState, now: u64) -> String {
+    match c.latest_exit() {
+        Some(e) => format!("{} {}", exit_word(Some(e)), ago(now, e.finished)),
+        None => "-".into(),
     }
 }
 
 pub(super) fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Result<()> {
-    let now = now();
-    let rows: Vec<ContainerState> =
-        container::list(paths).into_iter().filter(|c| all || container::status(c) == Status::Running).collect();
+    let now_ms = podrun::state::now_ms();
+    let now = now_ms / 1000;
+    let rows: Vec<ContainerState> = container::list(paths)
+        .into_iter()
+        .filter(|c| all || matches!(container::status(c), Status::Running | Status::BackOff { .. }))
+        .collect();
     if quiet {
         for c in &rows {
             println!("{}", c.id);
@@ -75,10 +114,18 @@ pub(super) fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Resul
             let v: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|c| {
+                    let next = match container::status(c) {
+                        Status::BackOff { next_try_ms } => Some(next_try_ms),
+                        _ => None,
+                    };
                     serde_json::json!({
                         "id": c.id, "image": c.image, "command": c.command, "created": c.created,
                         "status": status_word(c), "sandbox": c.sandbox, "pid": c.init.map(|i| i.pid),
                         "exit_code": c.exit.map(|e| e.code), "oom_killed": c.exit.is_some_and(|e| e.oom_killed),
+                        "restart_policy": c.restart.map_or("never".to_owned(), |r| r.policy.to_string()),
+                        "restart_backoff": c.restart.map(|r| r.backoff.to_string()),
+                        "restarts": c.restarts, "next_try_ms": next, "last_exit": c.latest_exit(),
+                        "supervised": container::supervised(c),
                     })
                 })
                 .collect();
@@ -91,6 +138,8 @@ pub(super) fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Resul
                 "COMMAND".into(),
                 "CREATED".into(),
                 "STATUS".into(),
+                "RESTARTS".into(),
+                "LAST EXIT".into(),
                 "SANDBOX".into(),
             ]];
             for c in &rows {
@@ -99,21 +148,14 @@ pub(super) fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Resul
                     cmd.truncate(21);
                     cmd.push_str("...");
                 }
-                let status = match container::status(c) {
-                    Status::Created => "Created".to_owned(),
-                    Status::Running => "Up".to_owned(),
-                    Status::Exited(Some(e)) if e.oom_killed => {
-                        format!("OOMKilled ({}) {}", e.code, ago(now, e.finished))
-                    }
-                    Status::Exited(Some(e)) => format!("Exited ({}) {}", e.code, ago(now, e.finished)),
-                    Status::Exited(None) => "Exited".to_owned(),
-                };
                 t.push([
                     c.id.clone(),
                     c.image.clone(),
                     format!("\"{cmd}\""),
                     ago(now, c.created),
-                    status,
+                    status_text(c, now_ms),
+                    c.restarts.to_string(),
+                    last_exit_text(c, now),
                     c.sandbox.clone().unwrap_or_else(|| "-".into()),
                 ]);
             }
@@ -238,7 +280,8 @@ pub(super) fn logs(paths: &Paths, id: &str, follow: bool) -> Result<()> {
     loop {
         std::io::copy(&mut f, &mut out)?;
         out.flush()?;
-        if !follow || container::load(paths, id).map_or(true, |c| container::status(&c) != Status::Running) {
+        let going = |c: &ContainerState| matches!(container::status(c), Status::Running | Status::BackOff { .. });
+        if !follow || !container::load(paths, id).is_ok_and(|c| going(&c)) {
             std::io::copy(&mut f, &mut out)?;
             return Ok(());
         }

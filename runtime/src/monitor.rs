@@ -1,0 +1,256 @@
+//! A detached container's monitor: the podrun process, forked by `run -d` (or `start`),
+//! that starts the container with its output going to the log, waits for it, records each
+//! exit, and, under a restart policy, starts it again after the back-off (restart.rs).
+//!
+//! Every decision is taken under the container's lock and against its state.json, so
+//! `kill` and `rm` (which take the same lock) always win: a stopped or removed container
+//! is never started again. The monitor holds nothing while it sleeps through a back-off;
+//! `kill` and `rm` end it there. If the monitor itself is killed, the container keeps
+//! running: `ps` reports it unsupervised, and `podrun start` supervises it again.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::clone::{self, Signals};
+use crate::container::{self, io, launch, record_exit, ContainerError, Prepared, Status};
+use crate::image::Store;
+use crate::proc::ProcRef;
+use crate::restart::{Restart, Steps};
+use crate::state::{self, now, now_ms, ContainerState, ExitInfo, Paths};
+use crate::sync::ChildError;
+
+/// Undoes a start that failed: a new container is removed; one started again stays as
+/// it was (its last exit still recorded).
+fn undo(paths: &Paths, store: &Store, p: &ContainerState, fresh: bool) {
+    if fresh {
+        container::discard(paths, store, p);
+    }
+}
+
+/// Forks a monitor that starts the container with its output going to the log, tells us
+/// the result, then supervises it. Returns the container's name once it runs.
+pub(crate) fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<String, ContainerError> {
+    let id = p.state.id.clone();
+    let (p_state, fresh) = (p.state.clone(), p.fresh);
+    // SAFETY: single-threaded; the monitor ends with _exit.
+    let forked = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).and_then(|(rd, wr)| Ok((rd, wr, unsafe { fork() }?)));
+    let (rd, wr, forked) = match forked {
+        Ok(x) => x,
+        Err(e) => {
+            undo(paths, store, &p.state, fresh);
+            return Err(io("start the monitor")(e.into()));
+        }
+    };
+    match forked {
+        ForkResult::Child => {
+            drop(rd);
+            clone::set_name("podrun:[monitor]");
+            let code = monitor(paths, store, p, wr);
+            // SAFETY: see clone.rs: children _exit.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = fs::File::from(rd).read_to_string(&mut msg);
+            if msg.is_empty() {
+                let _ = nix::sys::wait::waitpid(child, None);
+                // It died before it could say: whatever it started goes with the cgroup.
+                undo(paths, store, &p_state, fresh);
+                return Err(ContainerError::Child(ChildError {
+                    stage: "monitor".into(),
+                    errno: libc::ECHILD,
+                    message: "the monitor process died".into(),
+                }));
+            }
+            match serde_json::from_str::<Result<(), ChildError>>(&msg) {
+                Ok(Ok(())) => Ok(id),
+                Ok(Err(e)) => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(ContainerError::Child(e))
+                }
+                Err(_) => Err(ContainerError::Child(ChildError {
+                    stage: "monitor".into(),
+                    errno: libc::EPROTO,
+                    message: msg,
+                })),
+            }
+        }
+    }
+}
+
+fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i32 {
+    let mut report = fs::File::from(report);
+    let tell = |r: &mut fs::File, v: Result<(), ChildError>| {
+        let _ = r.write_all(serde_json::to_string(&v).unwrap_or_default().as_bytes());
+    };
+    let setup = (|| {
+        nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.rootfs.dir.join("log"))
+            .map_err(io("open the log"))?;
+        let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
+        for (from, to) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
+            // SAFETY: dup2 onto the stdio numbers.
+            Errno::result(unsafe { libc::dup2(from, to) }).map_err(|e| io("dup2")(e.into()))?;
+        }
+        clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+        let signals = Signals::block(false).map_err(|e| io("block signals")(e.into()))?;
+        p.state.monitor = ProcRef::of(std::process::id() as i32);
+        Ok::<_, ContainerError>((signals, launch(&p)?.pid))
+    })();
+    let (mut signals, pid) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            undo(paths, store, &p.state, p.fresh);
+            let ce = match e {
+                ContainerError::Child(c) => c,
+                e => ChildError { stage: "monitor".into(), errno: libc::EIO, message: e.to_string() },
+            };
+            tell(&mut report, Err(ce));
+            return 1;
+        }
+    };
+    tell(&mut report, Ok(()));
+    drop(report);
+    let (id, restart, oom_before) = (p.state.id.clone(), p.state.restart, p.oom_before);
+    drop(p);
+    clone::shed_memory();
+    match restart {
+        Some(r) => supervise(paths, store, &id, r, &mut signals, pid, oom_before),
+        None => {
+            record_exit(paths, store, &id, signals.wait(pid), false, None, oom_before);
+        }
+    }
+    0
+}
+
+/// What came of starting the container again.
+enum Next {
+    /// It runs: its pid, and its cgroup's OOM kills before it started.
+    Started(Pid, u64),
+    /// It could not start: this is its exit (podrun's 125, or 126/127 from exec).
+    Failed(ExitInfo),
+    /// Stopped or removed meanwhile, or its sandbox is gone: supervision ends.
+    Stop,
+}
+
+/// Waits for each run and applies the policy, until it says no or someone stops it.
+fn supervise(paths: &Paths, store: &Store, id: &str, r: Restart, signals: &mut Signals, pid: Pid, oom: u64) {
+    let mut steps = Steps::default();
+    let mut run = Ok((pid, oom));
+    let mut started = Instant::now();
+    loop {
+        let (exit, oom) = match run {
+            Ok((pid, oom)) => (signals.wait(pid), Some(oom)),
+            Err(exit) => (exit, None),
+        };
+        let delay = steps.next(&r.backoff, started.elapsed());
+        if !plan(paths, id, exit, oom, &r, delay) {
+            return;
+        }
+        std::thread::sleep(delay);
+        run = match relaunch(paths, store, id) {
+            Next::Started(pid, oom) => Ok((pid, oom)),
+            Next::Failed(exit) => Err(exit),
+            Next::Stop => return,
+        };
+        started = Instant::now();
+        clone::shed_memory();
+    }
+}
+
+/// Records an exit and, if the policy starts the container again, when (the back-off
+/// `ps` shows). Returns whether it will be started again.
+fn plan(paths: &Paths, id: &str, mut exit: ExitInfo, oom_before: Option<u64>, r: &Restart, delay: Duration) -> bool {
+    let dir = paths.container(id);
+    let Ok(_lock) = state::lock(&dir) else { return false };
+    let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return false };
+    if let (Some(before), Some(cg), Ok(h)) = (oom_before, &st.cgroup, crate::cgroup::Hierarchy::host()) {
+        exit.oom_killed = crate::cgroup::oom_kills(&h, cg) > before;
+    }
+    st.exit = Some(exit);
+    let again = r.again(exit.code, st.restarts, st.stopped);
+    st.next_try_ms = again.then(|| now_ms() + delay.as_millis() as u64);
+    let _ = state::write_json(&dir, "state.json", &st);
+    again
+}
+
+/// How an exit reads in the log and in `ps`: exited(3), oomkilled(137).
+pub fn exit_word(e: Option<ExitInfo>) -> String {
+    match e {
+        Some(e) if e.oom_killed => format!("oomkilled({})", e.code),
+        Some(e) => format!("exited({})", e.code),
+        None => "exited(unknown)".into(),
+    }
+}
+
+/// Starts the container again, from its rootfs and config.json, unless it was stopped or
+/// removed during the back-off. A marker line in the log tells the runs apart.
+fn relaunch(paths: &Paths, store: &Store, id: &str) -> Next {
+    let dir = paths.container(id);
+    let Ok(_lock) = state::lock(&dir) else { return Next::Stop };
+    let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return Next::Stop };
+    // `kill` in the back-off clears the next try (and ends this monitor, unless the
+    // monitor got the lock first).
+    if st.stopped || st.next_try_ms.is_none() {
+        return Next::Stop;
+    }
+    st.last_exit = st.exit.take();
+    st.restarts += 1;
+    st.next_try_ms = None;
+    st.monitor = ProcRef::of(std::process::id() as i32);
+    let policy = st.restart.map(|r| r.policy.to_string()).unwrap_or_default();
+    let mut log = std::io::stdout();
+    let _ = writeln!(log, "--- podrun: restart {} ({policy}) after {} ---", st.restarts, exit_word(st.last_exit));
+    let _ = log.flush();
+    let started = container::prepare_again(paths, store, st.clone()).and_then(|p| {
+        let oom = p.oom_before;
+        launch(&p).map(|s| (s.pid, oom))
+    });
+    match started {
+        Ok((pid, oom)) => Next::Started(pid, oom),
+        Err(e) => {
+            let _ = writeln!(log, "--- podrun: restart {} failed: {e} ---", st.restarts);
+            let exit = ExitInfo { code: i32::from(e.exit_code()), signal: None, finished: now(), oom_killed: false };
+            if matches!(e, ContainerError::SandboxDown(_)) {
+                // Nothing to start it in again.
+                st.exit = Some(exit);
+                let _ = state::write_json(&dir, "state.json", &st);
+                return Next::Stop;
+            }
+            let _ = state::write_json(&dir, "state.json", &st);
+            Next::Failed(exit)
+        }
+    }
+}
+
+/// `podrun start`: starts a container that is not running again, under a new monitor,
+/// from its rootfs and config.json, with its restart policy (a `kill` no longer holds).
+pub fn start(paths: &Paths, store: &Store, id: &str) -> Result<(), ContainerError> {
+    let dir = paths.container(crate::ids::ContainerId::parse(id)?.as_str());
+    let lock = state::lock(&dir).map_err(|_| ContainerError::NotFound(id.to_owned()))?;
+    let mut st = container::load(paths, id)?;
+    match container::status(&st) {
+        Status::Running | Status::BackOff { .. } => return Err(ContainerError::AlreadyRunning(id.to_owned())),
+        Status::Created | Status::Exited(_) => {}
+    }
+    st.stopped = false;
+    st.next_try_ms = None;
+    st.detached = true;
+    // A new run: what ended the old one becomes its last exit.
+    if st.exit.is_some() {
+        st.last_exit = st.exit.take();
+    }
+    let p = container::prepare_again(paths, store, st)?;
+    // Before the fork: the monitor must not inherit the lock.
+    drop(lock);
+    run_detached(paths, store, p).map(drop)
+}
