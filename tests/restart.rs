@@ -399,3 +399,68 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
     t.ok(["sandbox", "rm", "-f", "pod"]);
     t.assert_clean(&pids);
 }
+
+#[test]
+fn restarts_keep_the_user_namespace_maps_and_end_a_shared_pid_pods_orphans() {
+    if !need_root("restarts_keep_the_user_namespace_maps_and_end_a_shared_pid_pods_orphans") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    // A lone container with a user namespace of its own: each run gets the same maps, root
+    // inside, and its writes from the run before (the rootfs is idmapped, never chowned).
+    t.ok([
+        "run",
+        "-d",
+        "--name",
+        "u",
+        "--userns=auto",
+        "--restart",
+        "on-failure:2",
+        "--restart-backoff",
+        "100ms",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $(id -u) $(cat /proc/self/uid_map) $(echo x >> /f; wc -l < /f); exit 2",
+    ]);
+    // A --share-pid pod: a run leaves a child behind (reparented to pause); the next run
+    // starts only after it is gone, so at the end one is left, the last run's.
+    t.ok(["sandbox", "create", "--share-pid", "shared"]);
+    t.ok([
+        "run",
+        "-d",
+        "--join",
+        "shared",
+        "--name",
+        "orphans",
+        "--restart",
+        "on-failure:2",
+        "--restart-backoff",
+        "100ms",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 7777 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; done; echo $(pidof sleep | wc -w); exit 1",
+    ]);
+    for name in ["u", "orphans"] {
+        common::eventually(20, &format!("{name} never ended twice"), || {
+            ps(&t, name)["restarts"] == 2 && ps(&t, name)["status"] != "running" && ps(&t, name)["status"] != "back-off"
+        });
+    }
+    let runs: Vec<String> = t.ok(["logs", "u"]).lines().filter(|l| !l.starts_with("---")).map(str::to_owned).collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let maps: Vec<&str> = runs[0].split_whitespace().skip(1).take(3).collect();
+    assert!(maps[0] == "0" && maps[1] != "0" && maps[2] == "65536", "{runs:?}");
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(r, &format!("0 {} {}", maps.join(" "), i + 1), "run {}", i + 1);
+    }
+    let counts: Vec<String> =
+        t.ok(["logs", "orphans"]).lines().filter(|l| !l.starts_with("---")).map(str::to_owned).collect();
+    assert_eq!(counts, ["1", "1", "1"], "each run saw only its own sleep");
+    assert_eq!(common::processes_with("7777").len(), 1, "the last run's orphan, and no other");
+    let pids = t.known_pids();
+    t.ok(["rm", "u"]);
+    t.ok(["sandbox", "rm", "-f", "shared"]);
+    t.assert_clean(&pids);
+    assert_eq!(std::fs::read_to_string(t.store().join("userns/table.json")).unwrap_or_default().trim(), "[]");
+}
