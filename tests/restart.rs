@@ -374,6 +374,11 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
     let c = ps(&t, "web");
     assert_eq!((c["status"].as_str(), c["supervised"].as_bool()), (Some("running"), Some(false)));
     assert!(t.ok(["ps"]).contains("Up (unsupervised)"));
+    let err = t.fails(["start", "web"]);
+    assert!(
+        err.contains("running without its monitor") && err.contains("podrun kill web && podrun start web"),
+        "{err}"
+    );
     assert_eq!(t.ok(["exec", "web", "echo", "alive"]), "alive\n");
     // Its end is seen by nobody: an unknown exit, and no restart.
     t.ok(["kill", "web"]);
@@ -447,16 +452,17 @@ fn restarts_keep_the_user_namespace_maps_and_end_a_shared_pid_pods_orphans() {
             ps(&t, name)["restarts"] == 2 && ps(&t, name)["status"] != "running" && ps(&t, name)["status"] != "back-off"
         });
     }
-    let runs: Vec<String> = t.ok(["logs", "u"]).lines().filter(|l| !l.starts_with("---")).map(str::to_owned).collect();
-    assert_eq!(runs.len(), 3, "{runs:?}");
+    let log = t.ok(["logs", "u"]);
+    let runs: Vec<String> = log.lines().filter(|l| !l.starts_with("---")).map(str::to_owned).collect();
+    assert_eq!(runs.len(), 3, "{log}");
     let maps: Vec<&str> = runs[0].split_whitespace().skip(1).take(3).collect();
     assert!(maps[0] == "0" && maps[1] != "0" && maps[2] == "65536", "{runs:?}");
     for (i, r) in runs.iter().enumerate() {
         assert_eq!(r, &format!("0 {} {}", maps.join(" "), i + 1), "run {}", i + 1);
     }
-    let counts: Vec<String> =
-        t.ok(["logs", "orphans"]).lines().filter(|l| !l.starts_with("---")).map(str::to_owned).collect();
-    assert_eq!(counts, ["1", "1", "1"], "each run saw only its own sleep");
+    let log = t.ok(["logs", "orphans"]);
+    let counts: Vec<&str> = log.lines().filter(|l| !l.starts_with("---")).collect();
+    assert_eq!(counts, ["1", "1", "1"], "each run saw only its own sleep: {log}");
     assert_eq!(common::processes_with("7777").len(), 1, "the last run's orphan, and no other");
     let pids = t.known_pids();
     t.ok(["rm", "u"]);

@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -68,6 +69,8 @@ pub enum ContainerError {
     RestartWithRm,
     #[error("container {0} is already running; `podrun ps` shows its status")]
     AlreadyRunning(String),
+    #[error("container {0} is running without its monitor (it was killed): nobody records its exit or restarts it; to supervise it again, stop and start it: `podrun kill {0} && podrun start {0}`")]
+    Unsupervised(String),
     #[error("container {0} ran with a terminal (-t); `podrun start` starts only containers without one: run it again with `podrun run -it`")]
     StartTerminal(String),
     #[error("{0} is the name of the sandbox's own pause process; choose another --name")]
@@ -137,6 +140,10 @@ pub(crate) struct Prepared {
     join_userns: bool,
     /// Mounts made here for a container in a user namespace.
     premade: rootfs::Premade,
+    /// The view's directory and its binds' lock file (rootfs::ViewLock), if it has the view.
+    view: Option<(PathBuf, PathBuf)>,
+    /// The lock, held from `premade`'s clones of the view's files until the spawn is done.
+    view_lock: Option<rootfs::ViewLock>,
     /// Made by this `run` (a failed start removes it); false: started again (a failed
     /// start is recorded as its exit, and it stays).
     pub(crate) fresh: bool,
@@ -249,10 +256,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         let join =
             sb.as_ref().map(|s| Join { pause_pid: s.pause.pid, share_pid: s.share_pid, dir: paths.sandbox(&s.name) });
         let spec = spec::build(&image, &options, &who, join.as_ref(), &h)?;
-        let premade = match (&userns, &options.idmaps) {
-            (Some(u), Some(m)) => rootfs::premake(&rootfs, &spec, u.as_fd(), m).map_err(ChildError::from)?,
-            _ => rootfs::Premade::default(),
-        };
+        let view_paths = options.procview.clone().map(|d| (d, crate::procview::binds_lock(paths)));
+        let (premade, view_lock) = premake(&rootfs, &spec, userns.as_ref(), options.idmaps.as_ref(), &view_paths)?;
         let state = ContainerState {
             id: id.to_string(),
             sandbox: sb.as_ref().map(|s| s.name.clone()),
@@ -287,6 +292,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             join_userns: own_maps.is_none() && userns.is_some(),
             userns: if own_maps.is_some() { userns } else { None },
             premade,
+            view: view_paths,
+            view_lock,
             fresh: true,
             oom_before: 0,
         })
@@ -310,6 +317,21 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
     } else {
         run_foreground(paths, store, p).map(RunOutcome::Exited)
     }
+}
+
+/// The mounts made on the host's side for a container in a user namespace, and the view's
+/// lock held from their clones on (see rootfs::ViewLock).
+fn premake(
+    rootfs: &Rootfs,
+    spec: &Spec,
+    userns: Option<&OwnedFd>,
+    maps: Option<&crate::idmap::IdMaps>,
+    view: &Option<(PathBuf, PathBuf)>,
+) -> Result<(rootfs::Premade, Option<rootfs::ViewLock>), ContainerError> {
+    let (Some(u), Some(m)) = (userns, maps) else { return Ok((rootfs::Premade::default(), None)) };
+    let lock = view.as_ref().map(|(_, file)| rootfs::ViewLock::take(file)).transpose().map_err(ChildError::from)?;
+    let premade = rootfs::premake(rootfs, spec, u.as_fd(), m).map_err(ChildError::from)?;
+    Ok((premade, lock))
 }
 
 /// Prepares another start of an existing container (restart.rs's policy, or `podrun
@@ -340,15 +362,13 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
     let entry = cgroup::Entry::open(&h, &cg)?;
     let oom_before = cgroup::oom_kills(&h, &cg);
     // The view may have stopped meanwhile (with no container left for a moment).
-    if spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).and_then(|s| s.listener_path().as_ref()).is_some()
-        || spec
-            .mounts()
-            .iter()
-            .flatten()
-            .any(|m| m.source().as_ref().is_some_and(|s| s.starts_with(crate::procview::dir(paths))))
-    {
-        crate::procview::ensure(paths)?;
-    }
+    let view_dir = crate::procview::dir(paths);
+    let view_paths =
+        if spec.mounts().iter().flatten().any(|m| m.source().as_ref().is_some_and(|s| s.starts_with(&view_dir))) {
+            Some((crate::procview::ensure(paths)?, crate::procview::binds_lock(paths)))
+        } else {
+            None
+        };
     let userns = match (&st.userns, &sb) {
         (Some(m), _) => Some(crate::idmap::create_userns(m)?),
         (None, Some(s)) if s.userns.is_some() => {
@@ -357,10 +377,7 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
         _ => None,
     };
     let maps = st.userns.clone().or_else(|| sb.as_ref().and_then(|s| s.userns.clone()));
-    let premade = match (&userns, &maps) {
-        (Some(u), Some(m)) => rootfs::premake(&rootfs, &spec, u.as_fd(), m).map_err(ChildError::from)?,
-        _ => rootfs::Premade::default(),
-    };
+    let (premade, view_lock) = premake(&rootfs, &spec, userns.as_ref(), maps.as_ref(), &view_paths)?;
     let own = st.userns.is_some();
     Ok(Prepared {
         spec,
@@ -371,6 +388,8 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
         join_userns: !own && userns.is_some(),
         userns: if own { userns } else { None },
         premade,
+        view: view_paths,
+        view_lock,
         fresh: false,
         oom_before,
         state: st,
@@ -379,6 +398,15 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
 
 /// Spawns the container's init; returns once the workload has exec'd.
 pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
+    let spawned = spawn(p);
+    // The child's binds of the view's files are done (or failed) once spawn returns.
+    if let Some(l) = &p.view_lock {
+        l.unlock();
+    }
+    spawned
+}
+
+fn spawn(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     let pause_fd: Option<OwnedFd> = match &p.join {
         Some((pause, _)) => {
             Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
@@ -456,7 +484,8 @@ fn init_stage(
             nix::unistd::sethostname(&h).map_err(StageError::at("init", "sethostname"))?;
             sandbox_loopback()?;
         }
-        rootfs::prepare(&p.rootfs, &p.spec, &p.premade, merged)?;
+        let view = p.view.as_ref().map(|(d, f)| (d.as_path(), f.as_path()));
+        rootfs::prepare(&p.rootfs, &p.spec, &p.premade, merged, view)?;
         if p.spec.process().as_ref().is_some_and(|pr| pr.terminal().unwrap_or(false)) {
             crate::terminal::attach_console(sync)?;
         }

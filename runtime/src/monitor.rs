@@ -239,6 +239,9 @@ pub fn start(paths: &Paths, store: &Store, id: &str) -> Result<(), ContainerErro
     let lock = state::lock(&dir).map_err(|_| ContainerError::NotFound(id.to_owned()))?;
     let mut st = container::load(paths, id)?;
     match container::status(&st) {
+        Status::Running if st.detached && !container::supervised(&st) => {
+            return Err(ContainerError::Unsupervised(id.to_owned()))
+        }
         Status::Running | Status::BackOff { .. } => return Err(ContainerError::AlreadyRunning(id.to_owned())),
         Status::Created | Status::Exited(_) => {}
     }

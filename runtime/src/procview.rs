@@ -47,6 +47,11 @@ pub fn dir(paths: &Paths) -> PathBuf {
     paths.root.join("procview")
 }
 
+/// The lock file that serializes starts' binds of the view's files (rootfs::ViewLock).
+pub fn binds_lock(paths: &Paths) -> PathBuf {
+    paths.root.join("procview.lock")
+}
+
 /// Where containers' processes hand the keeper their seccomp listeners (for sysinfo).
 pub fn agent_path(paths: &Paths) -> PathBuf {
     paths.root.join("procview.sock")

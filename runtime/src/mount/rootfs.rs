@@ -342,7 +342,50 @@ fn readonly(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), StageError> {
 }
 
 /// Everything from the overlay to pivot_root; see the module comment for the order.
-pub fn prepare(rootfs: &Rootfs, spec: &Spec, premade: &Premade, merged: Option<&OwnedFd>) -> Result<(), StageError> {
+/// Serializes the resource view's bind mounts across container starts of one root.
+///
+/// The view's FUSE server gives each file a different inode per looking-up cgroup, with no
+/// entry caching, so a start's path walk of `procview/meminfo` replaces the dentry another
+/// start has just cloned; a clone whose root dentry was replaced that way cannot be
+/// attached (move_mount: ENOENT). Held from the clone to the attach, that cannot happen.
+/// An flock on a file of its own (`<root>/procview.lock`): released by `unlock`, or when
+/// the last descriptor of it closes (at exec; the starting podrun unlocks after the spawn).
+pub struct ViewLock(std::fs::File);
+
+impl ViewLock {
+    pub fn take(path: &Path) -> Result<ViewLock, StageError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(path).map_err(|e| {
+                StageError::new(
+                    STAGE,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    format!("open {}", path.display()),
+                )
+            })?;
+        // SAFETY: flock on a descriptor this function owns.
+        Errno::result(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) })
+            .map_err(at(format!("lock {}", path.display())))?;
+        Ok(ViewLock(f))
+    }
+
+    /// Unlocks for every holder of this descriptor (a spawned child shares it).
+    pub fn unlock(&self) {
+        // SAFETY: flock on a descriptor this lock owns.
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&self.0), libc::LOCK_UN) };
+    }
+}
+
+/// Mounts the rootfs and everything the spec lists into it, then pivots into it. `view`:
+/// the lock file that serializes binds from the resource view's directory `.0`, taken
+/// here unless the caller holds it (`premade`, made on the host's side under it).
+pub fn prepare(
+    rootfs: &Rootfs,
+    spec: &Spec,
+    premade: &Premade,
+    merged: Option<&OwnedFd>,
+    view: Option<(&Path, &Path)>,
+) -> Result<(), StageError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(at("make / private"))?;
     let root = match (&premade.rootfs, merged) {
@@ -362,11 +405,21 @@ pub fn prepare(rootfs: &Rootfs, spec: &Spec, premade: &Premade, merged: Option<&
                 .map_err(at("open the rootfs"))?
         }
     };
+    let mut lock = None;
     for m in spec.mounts().iter().flatten() {
+        if let Some((dir, file)) = view {
+            let from_view = is_bind(m) && m.source().as_ref().is_some_and(|s| s.starts_with(dir));
+            if from_view && lock.is_none() && !premade.userns {
+                lock = Some(ViewLock::take(file)?);
+            }
+        }
         mount_one(root.as_fd(), m, premade)?;
         if m.destination() == Path::new("/dev") {
             populate_dev(root.as_fd(), premade.userns)?;
         }
+    }
+    if let Some(l) = lock {
+        l.unlock();
     }
     etc_files(
         root.as_fd(),
