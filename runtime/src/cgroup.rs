@@ -681,7 +681,7 @@ pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
         loop {
             // v2 kills the whole cgroup atomically; on v1 each listed process is killed,
             // again on every round, so a fork loop cannot outrun the removal for long.
-            kill_listed(d);
+            kill_listed(d, true);
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
@@ -703,15 +703,15 @@ pub fn remove(h: &Hierarchy, top: &str, path: &str) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Kills what cgroup dir `d` lists: all at once with cgroup.kill (v2), else each process.
-/// Returns whether anything was listed.
-fn kill_listed(d: &Path) -> bool {
+/// Kills what cgroup dir `d` lists: all at once with cgroup.kill (v2, when `whole`), else
+/// each process. Returns whether anything was listed.
+fn kill_listed(d: &Path, whole: bool) -> bool {
     let left = pids_in(d);
     if left.is_empty() {
         return false;
     }
     let kill = d.join("cgroup.kill");
-    if kill.exists() {
+    if whole && kill.exists() {
         let _ = fs::write(&kill, "1");
     } else {
         for pid in left {
@@ -723,11 +723,13 @@ fn kill_listed(d: &Path) -> bool {
 
 /// Kills every process left in cgroup `path` and waits (up to 5 s) until none is listed;
 /// the cgroup stays, for a container started again in it (a shared pid namespace keeps a
-/// dead container's orphans alive, under pause).
+/// dead container's orphans alive, under pause). Process by process, never cgroup.kill:
+/// on Linux 7.2 a process cloned into a cgroup (CLONE_INTO_CGROUP) after a cgroup.kill of
+/// it is killed at once (found by tests/restart.rs in the v2 guest).
 pub fn kill_all(h: &Hierarchy, path: &str) -> Result<(), CgroupError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     for (_, d) in h.dirs(path) {
-        while kill_listed(&d) {
+        while kill_listed(&d, false) {
             if Instant::now() >= deadline {
                 return Err(CgroupError::Busy(path.to_owned()));
             }

@@ -355,8 +355,14 @@ pub struct ViewLock(std::fs::File);
 impl ViewLock {
     pub fn take(path: &Path) -> Result<ViewLock, StageError> {
         use std::os::unix::fs::OpenOptionsExt;
-        let f =
-            std::fs::OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(path).map_err(|e| {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| {
                 StageError::new(
                     STAGE,
                     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
