@@ -362,6 +362,33 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
         "sleep",
         "3600",
     ]);
+    // A second container, in a back-off when its monitor is killed.
+    t.ok([
+        "run",
+        "-d",
+        "--join",
+        "pod",
+        "--name",
+        "idle",
+        "--restart",
+        "always",
+        "--restart-backoff",
+        "3s",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    common::eventually(10, "idle never in back-off", || ps(&t, "idle")["status"] == "back-off");
+    let inspect: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "idle"])).unwrap();
+    let idle_monitor = inspect["monitor"]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(idle_monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    common::eventually(5, "the monitor survived kill -9", || !common::running(idle_monitor));
+    let idle_due = std::time::Instant::now() + std::time::Duration::from_millis(3500);
+    let c = ps(&t, "idle");
+    assert_eq!((c["status"].as_str(), c["supervised"].as_bool()), (Some("exited(1)"), Some(false)), "{c}");
+    assert!(t.ok(["ps", "-a"]).contains("not restarted: unsupervised"));
+    assert!(!t.ok(["ps", "-q"]).contains("idle"), "not listed as running");
     let inspect: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "web"])).unwrap();
     let (monitor, init) =
         (inspect["monitor"]["pid"].as_i64().unwrap() as i32, inspect["init"]["pid"].as_i64().unwrap() as i32);
@@ -400,6 +427,9 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
         ps(&t, "web")["restarts"] == 1 && ps(&t, "web")["status"] == "running"
     });
     assert_eq!(ps(&t, "web")["last_exit"]["code"], 137);
+    // Past its back-off, nobody started idle again.
+    std::thread::sleep(idle_due.saturating_duration_since(std::time::Instant::now()));
+    assert_eq!(ps(&t, "idle")["restarts"], 0);
     let pids = t.known_pids();
     t.ok(["sandbox", "rm", "-f", "pod"]);
     t.assert_clean(&pids);
