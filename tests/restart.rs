@@ -71,6 +71,9 @@ fn on_failure_restarts_with_growing_gaps_in_the_same_pod_then_stays_exited() {
     assert!(c["next_try_ms"].as_u64().is_some(), "{c}");
     assert_eq!(c["last_exit"]["code"], 3);
     assert!(t.ok(["ps"]).contains("Back-off (next try in"), "back-off is listed without -a");
+    // `logs -f` follows through the back-offs, and ends with the last run.
+    let followed = t.ok(["logs", "-f", "crash"]);
+    assert_eq!(followed.lines().count(), 7, "{followed}");
     common::eventually(20, "never ended after 3 restarts", || {
         let c = ps(&t, "crash");
         c["status"] == "exited(3)" && c["restarts"] == 3

@@ -626,6 +626,8 @@ pub enum Status {
     BackOff {
         next_try_ms: u64,
     },
+    /// Ended a moment ago: its monitor has yet to record how (and decide on a restart).
+    Exiting,
     Exited(Option<ExitInfo>),
 }
 
@@ -636,6 +638,7 @@ pub fn status(c: &ContainerState) -> Status {
         (None, _) => Status::Created,
         (Some(i), _) if i.alive() => Status::Running,
         (_, Some(t)) if !c.stopped && supervised(c) => Status::BackOff { next_try_ms: t },
+        _ if c.exit.is_none() && supervised(c) => Status::Exiting,
         _ => Status::Exited(c.exit),
     }
 }
@@ -680,6 +683,12 @@ pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<(), ContainerError> 
             }
             let init = c.init.ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
             init.signal(sig).map_err(|_| ContainerError::NotRunning(id.to_owned()))
+        }
+        // The monitor is about to record the exit: it finds the stop and does not restart.
+        Status::Exiting if c.restart.is_some() => {
+            c.stopped = true;
+            state::write_json(&dir, "state.json", &c).map_err(io(format!("write the state of {id}")))?;
+            Ok(())
         }
         Status::BackOff { .. } => {
             c.stopped = true;

@@ -242,7 +242,9 @@ pub fn start(paths: &Paths, store: &Store, id: &str) -> Result<(), ContainerErro
         Status::Running if st.detached && !container::supervised(&st) => {
             return Err(ContainerError::Unsupervised(id.to_owned()))
         }
-        Status::Running | Status::BackOff { .. } => return Err(ContainerError::AlreadyRunning(id.to_owned())),
+        Status::Running | Status::BackOff { .. } | Status::Exiting => {
+            return Err(ContainerError::AlreadyRunning(id.to_owned()))
+        }
         Status::Created | Status::Exited(_) => {}
     }
     st.stopped = false;

@@ -62,6 +62,7 @@ pub(super) fn status_word(c: &ContainerState) -> String {
         Status::Created => "created".into(),
         Status::Running => "running".into(),
         Status::BackOff { .. } => "back-off".into(),
+        Status::Exiting => "exiting".into(),
         Status::Exited(e) => exit_word(e),
     }
 }
@@ -82,8 +83,7 @@ fn status_text(c: &ContainerState, now_ms: u64) -> String {
             let unsupervised = if c.next_try_ms.is_some() && !c.stopped { ", not restarted: unsupervised" } else { "" };
             format!("{word} ({}) {}{unsupervised}", e.code, ago(now, e.finished))
         }
-        // Its monitor has yet to record the exit.
-        Status::Exited(None) if container::supervised(c) => "Exiting".to_owned(),
+        Status::Exiting => "Exiting".to_owned(),
         Status::Exited(None) => "Exited (unknown: unsupervised)".to_owned(),
     }
 }
@@ -101,7 +101,7 @@ pub(super) fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Resul
     let now = now_ms / 1000;
     let rows: Vec<ContainerState> = container::list(paths)
         .into_iter()
-        .filter(|c| all || matches!(container::status(c), Status::Running | Status::BackOff { .. }))
+        .filter(|c| all || matches!(container::status(c), Status::Running | Status::BackOff { .. } | Status::Exiting))
         .collect();
     if quiet {
         for c in &rows {
@@ -280,7 +280,9 @@ pub(super) fn logs(paths: &Paths, id: &str, follow: bool) -> Result<()> {
     loop {
         std::io::copy(&mut f, &mut out)?;
         out.flush()?;
-        let going = |c: &ContainerState| matches!(container::status(c), Status::Running | Status::BackOff { .. });
+        let going = |c: &ContainerState| {
+            matches!(container::status(c), Status::Running | Status::BackOff { .. } | Status::Exiting)
+        };
         if !follow || !container::load(paths, id).is_ok_and(|c| going(&c)) {
             std::io::copy(&mut f, &mut out)?;
             return Ok(());
