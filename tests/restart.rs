@@ -14,6 +14,18 @@ fn ps(t: &TestRoot, name: &str) -> serde_json::Value {
     all.into_iter().find(|c| c["id"] == name).unwrap_or_else(|| panic!("{name} is not in ps -a"))
 }
 
+/// A pid from `podrun inspect NAME`: "init" (the container's) or "monitor".
+fn pid_of(t: &TestRoot, name: &str, which: &str) -> i32 {
+    let i: serde_json::Value = serde_json::from_str(&t.ok(["inspect", name])).unwrap();
+    i[which]["pid"].as_i64().unwrap_or_else(|| panic!("{name} has no {which}: {i}")) as i32
+}
+
+/// SIGKILL to a pid, and wait until it is gone.
+fn kill9(pid: i32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    common::eventually(5, &format!("{pid} survived kill -9"), || !common::running(pid));
+}
+
 /// The host's uptime stamps a container appended to `file`, as numbers (seconds).
 fn stamps(file: &std::path::Path) -> Vec<f64> {
     std::fs::read_to_string(file).unwrap_or_default().lines().map(|l| l.trim().parse().unwrap()).collect()
@@ -260,13 +272,7 @@ fn kill_or_rm_in_back_off_stops_for_good_and_sandbox_rm_needs_force() {
     common::eventually(10, "never both in back-off", || {
         ps(&t, "k")["status"] == "back-off" && ps(&t, "r")["status"] == "back-off"
     });
-    let monitors: Vec<i32> = ["k", "r"]
-        .iter()
-        .map(|n| {
-            let i: serde_json::Value = serde_json::from_str(&t.ok(["inspect", n])).unwrap();
-            i["monitor"]["pid"].as_i64().unwrap() as i32
-        })
-        .collect();
+    let monitors: Vec<i32> = ["k", "r"].iter().map(|n| pid_of(&t, n, "monitor")).collect();
     // A pod with a container in back-off is busy; rm of that container needs -f too.
     let err = t.fails(["sandbox", "rm", "pod"]);
     assert!(err.contains("has running containers") && err.contains('k') && err.contains('r'), "{err}");
@@ -383,21 +389,15 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
         "exit 1",
     ]);
     common::eventually(10, "idle never in back-off", || ps(&t, "idle")["status"] == "back-off");
-    let inspect: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "idle"])).unwrap();
-    let idle_monitor = inspect["monitor"]["pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(idle_monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
-    common::eventually(5, "the monitor survived kill -9", || !common::running(idle_monitor));
+    kill9(pid_of(&t, "idle", "monitor"));
     let idle_due = std::time::Instant::now() + std::time::Duration::from_millis(3500);
     let c = ps(&t, "idle");
     assert_eq!((c["status"].as_str(), c["supervised"].as_bool()), (Some("exited(1)"), Some(false)), "{c}");
     assert!(t.ok(["ps", "-a"]).contains("not restarted: unsupervised"));
     assert!(!t.ok(["ps", "-q"]).contains("idle"), "not listed as running");
-    let inspect: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "web"])).unwrap();
-    let (monitor, init) =
-        (inspect["monitor"]["pid"].as_i64().unwrap() as i32, inspect["init"]["pid"].as_i64().unwrap() as i32);
+    let init = pid_of(&t, "web", "init");
     assert_eq!(ps(&t, "web")["supervised"], true);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
-    common::eventually(5, "the monitor survived kill -9", || !common::running(monitor));
+    kill9(pid_of(&t, "web", "monitor"));
     // The container runs on, and ps says that nobody watches it.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(common::running(init), "the container died with its monitor");
@@ -423,9 +423,7 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
     assert!(t.fails(["start", "web"]).contains("already running"));
     let c = ps(&t, "web");
     assert_eq!((c["status"].as_str(), c["supervised"].as_bool()), (Some("running"), Some(true)));
-    let inspect: serde_json::Value = serde_json::from_str(&t.ok(["inspect", "web"])).unwrap();
-    let init = inspect["init"]["pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL).unwrap();
+    kill9(pid_of(&t, "web", "init"));
     common::eventually(10, "never restarted after start", || {
         ps(&t, "web")["restarts"] == 1 && ps(&t, "web")["status"] == "running"
     });
