@@ -69,8 +69,6 @@ pub enum ContainerError {
     RestartWithRm,
     #[error("container {0} is already running; `podrun ps` shows its status")]
     AlreadyRunning(String),
-    #[error("container {0} is running without its monitor (it was killed): nobody records its exit or restarts it; to supervise it again, stop and start it: `podrun kill {0} && podrun start {0}`")]
-    Unsupervised(String),
     #[error("container {0} ran with a terminal (-t); `podrun start` starts only containers without one: run it again with `podrun run -it`")]
     StartTerminal(String),
     #[error("{0} is the name of the sandbox's own pause process; choose another --name")]

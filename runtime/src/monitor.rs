@@ -124,7 +124,7 @@ fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i3
     drop(p);
     clone::shed_memory();
     match restart {
-        Some(r) => supervise(paths, store, &id, r, &mut signals, pid, oom_before),
+        Some(r) => supervise(paths, store, &id, r, &mut signals, Run::Child(pid), oom_before),
         None => {
             record_exit(paths, store, &id, signals.wait(pid), false, None, oom_before);
         }
@@ -142,24 +142,43 @@ enum Next {
     Stop,
 }
 
+/// What the monitor waits for.
+enum Run {
+    /// A run it started: its child.
+    Child(Pid),
+    /// A run a killed monitor started (`podrun start` of an unsupervised container): a
+    /// pidfd opened while it ran.
+    Adopted(OwnedFd),
+    /// A start that failed, with its exit.
+    Failed(ExitInfo),
+}
+
+/// How long an adopted run's exit status may take to appear: until its parent (the
+/// nearest subreaper, or PID 1, which some inits do lazily) has reaped it.
+const REAP_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Waits for each run and applies the policy, until it says no or someone stops it.
-fn supervise(paths: &Paths, store: &Store, id: &str, r: Restart, signals: &mut Signals, pid: Pid, oom: u64) {
+/// `oom`: the cgroup's OOM kills before `run` started.
+fn supervise(paths: &Paths, store: &Store, id: &str, r: Restart, signals: &mut Signals, mut run: Run, mut oom: u64) {
     let mut steps = Steps::default();
-    let mut run = Ok((pid, oom));
     let mut started = Instant::now();
     loop {
-        let (exit, oom) = match run {
-            Ok((pid, oom)) => (signals.wait(pid), Some(oom)),
-            Err(exit) => (exit, None),
+        let (exit, oom_before) = match run {
+            Run::Child(pid) => (Some(signals.wait(pid)), Some(oom)),
+            Run::Adopted(fd) => (exit_of(&fd, REAP_PATIENCE), Some(oom)),
+            Run::Failed(exit) => (Some(exit), None),
         };
         let delay = steps.next(&r.backoff, started.elapsed());
-        if !plan(paths, id, exit, oom, &r, delay) {
+        if !plan(paths, id, exit, oom_before, &r, delay) {
             return;
         }
         std::thread::sleep(delay);
         run = match relaunch(paths, store, id) {
-            Next::Started(pid, oom) => Ok((pid, oom)),
-            Next::Failed(exit) => Err(exit),
+            Next::Started(pid, o) => {
+                oom = o;
+                Run::Child(pid)
+            }
+            Next::Failed(exit) => Run::Failed(exit),
             Next::Stop => return,
         };
         started = Instant::now();
@@ -167,17 +186,65 @@ fn supervise(paths: &Paths, store: &Store, id: &str, r: Restart, signals: &mut S
     }
 }
 
-/// Records an exit and, if the policy starts the container again, when (the back-off
-/// `ps` shows). Returns whether it will be started again.
-fn plan(paths: &Paths, id: &str, mut exit: ExitInfo, oom_before: Option<u64>, r: &Restart, delay: Duration) -> bool {
+/// PIDFD_GET_INFO (linux/pidfd.h): _IOWR(0xFF, 11, struct pidfd_info), its first 64 bytes.
+const PIDFD_GET_INFO: libc::c_ulong = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// How a process that is not our child ended, through a pidfd opened while it ran: once
+/// its parent has reaped it, the kernel gives pidfd holders its wait status
+/// (PIDFD_INFO_EXIT, Linux 6.15). None if that does not happen within `patience`.
+fn exit_of(pidfd: &OwnedFd, patience: Duration) -> Option<ExitInfo> {
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one live pollfd; a pidfd becomes readable when its process exits.
+    while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 && Errno::last() == Errno::EINTR {}
+    let deadline = Instant::now() + patience;
+    loop {
+        let mut info = [0u8; 64];
+        info[..8].copy_from_slice(&PIDFD_INFO_EXIT.to_ne_bytes());
+        // SAFETY: the request's size is 64 bytes, the buffer's.
+        let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, info.as_mut_ptr()) };
+        let mask = u64::from_ne_bytes(info[..8].try_into().unwrap_or_default());
+        if rc == 0 && mask & PIDFD_INFO_EXIT != 0 {
+            return Some(decode_status(i32::from_ne_bytes(info[60..64].try_into().unwrap_or_default())));
+        }
+        // An older kernel knows no such request.
+        if rc != 0 && matches!(Errno::last(), Errno::ENOTTY | Errno::EINVAL) || Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A wait status as a shell reports it: the code, or 128 + signal.
+fn decode_status(status: i32) -> ExitInfo {
+    let (code, signal) = match status & 0x7f {
+        0 => ((status >> 8) & 0xff, None),
+        sig => (128 + sig, Some(sig)),
+    };
+    ExitInfo { code, signal, finished: now(), oom_killed: false }
+}
+
+/// Records an exit (None: unknown, counted as a failure) and, if the policy starts the
+/// container again, when (the back-off `ps` shows). Returns whether it will be started again.
+fn plan(
+    paths: &Paths,
+    id: &str,
+    exit: Option<ExitInfo>,
+    oom_before: Option<u64>,
+    r: &Restart,
+    delay: Duration,
+) -> bool {
     let dir = paths.container(id);
     let Ok(_lock) = state::lock(&dir) else { return false };
     let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return false };
-    if let (Some(before), Some(cg), Ok(h)) = (oom_before, &st.cgroup, crate::cgroup::Hierarchy::host()) {
-        exit.oom_killed = crate::cgroup::oom_kills(&h, cg) > before;
-    }
-    st.exit = Some(exit);
-    let again = r.again(exit.code, st.restarts, st.stopped);
+    let exit = exit.map(|mut e| {
+        if let (Some(before), Some(cg), Ok(h)) = (oom_before, &st.cgroup, crate::cgroup::Hierarchy::host()) {
+            e.oom_killed = crate::cgroup::oom_kills(&h, cg) > before;
+        }
+        e
+    });
+    st.exit = exit;
+    let again = r.again(exit.map_or(1, |e| e.code), st.restarts, st.stopped);
     st.next_try_ms = again.then(|| now_ms() + delay.as_millis() as u64);
     let _ = state::write_json(&dir, "state.json", &st);
     again
@@ -232,16 +299,101 @@ fn relaunch(paths: &Paths, store: &Store, id: &str) -> Next {
     }
 }
 
+/// `podrun start` of a container that runs without its monitor (it was killed): a new
+/// monitor watches it through a pidfd (no process can become a running one's parent),
+/// records its exit and applies its policy from then on.
+fn adopt(
+    paths: &Paths,
+    store: &Store,
+    st: ContainerState,
+    lock: nix::fcntl::Flock<fs::File>,
+) -> Result<(), ContainerError> {
+    let id = st.id.clone();
+    let not_running = || ContainerError::NotRunning(id.clone());
+    let pidfd = st.init.ok_or_else(not_running)?.pidfd().map_err(|_| not_running())?;
+    let oom = match (&st.cgroup, crate::cgroup::Hierarchy::host()) {
+        (Some(cg), Ok(h)) => crate::cgroup::oom_kills(&h, cg),
+        _ => 0,
+    };
+    // Before the fork: the monitor must not inherit the lock.
+    drop(lock);
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe")(e.into()))?;
+    // SAFETY: single-threaded; the monitor ends with _exit.
+    match unsafe { fork() }.map_err(|e| io("start the monitor")(e.into()))? {
+        ForkResult::Child => {
+            drop(rd);
+            clone::set_name("podrun:[monitor]");
+            let mut report = fs::File::from(wr);
+            let taken = take_over(paths, &id);
+            let _ = report.write_all(
+                serde_json::to_string(&taken.as_ref().map(drop).map_err(|e| e.to_string()))
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            drop(report);
+            if let Ok((mut signals, restart, auto_remove)) = taken {
+                clone::shed_memory();
+                supervise(paths, store, &id, restart, &mut signals, Run::Adopted(pidfd), oom);
+                if auto_remove {
+                    let _ = container::remove(paths, store, &id, true);
+                }
+            }
+            // SAFETY: see clone.rs: children _exit.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = fs::File::from(rd).read_to_string(&mut msg);
+            match serde_json::from_str::<Result<(), String>>(&msg) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(io("take over supervision")(std::io::Error::other(e)))
+                }
+                Err(_) => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(io("take over supervision")(std::io::Error::other("the monitor process died")))
+                }
+            }
+        }
+    }
+}
+
+/// The adopting monitor's setup: its own session, output to the log, and itself recorded
+/// as the container's monitor (unless another `start` got there first).
+fn take_over(paths: &Paths, id: &str) -> Result<(Signals, Restart, bool), ContainerError> {
+    let dir = paths.container(id);
+    nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
+    let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).map_err(io("open the log"))?;
+    let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
+    for (from, to) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
+        // SAFETY: dup2 onto the stdio numbers.
+        Errno::result(unsafe { libc::dup2(from, to) }).map_err(|e| io("dup2")(e.into()))?;
+    }
+    clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+    let signals = Signals::block(false).map_err(|e| io("block signals")(e.into()))?;
+    let _lock = state::lock(&dir).map_err(io(format!("lock container {id}")))?;
+    let mut st = container::load(paths, id)?;
+    if container::supervised(&st) {
+        return Err(ContainerError::AlreadyRunning(id.to_owned()));
+    }
+    st.monitor = ProcRef::of(std::process::id() as i32);
+    st.detached = true;
+    state::write_json(&dir, "state.json", &st).map_err(io(format!("write the state of {id}")))?;
+    let _ = writeln!(std::io::stdout(), "--- podrun: supervised again by a new monitor ---");
+    Ok((signals, st.restart.unwrap_or_default(), st.auto_remove))
+}
+
 /// `podrun start`: starts a container that is not running again, under a new monitor,
 /// from its rootfs and config.json, with its restart policy (a `kill` no longer holds).
+/// One that runs without its monitor is supervised again instead (`adopt`).
 pub fn start(paths: &Paths, store: &Store, id: &str) -> Result<(), ContainerError> {
     let dir = paths.container(crate::ids::ContainerId::parse(id)?.as_str());
     let lock = state::lock(&dir).map_err(|_| ContainerError::NotFound(id.to_owned()))?;
     let mut st = container::load(paths, id)?;
     match container::status(&st) {
-        Status::Running if st.detached && !container::supervised(&st) => {
-            return Err(ContainerError::Unsupervised(id.to_owned()))
-        }
+        Status::Running if !container::supervised(&st) => return adopt(paths, store, st, lock),
         Status::Running | Status::BackOff { .. } | Status::Exiting => {
             return Err(ContainerError::AlreadyRunning(id.to_owned()))
         }

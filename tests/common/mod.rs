@@ -193,7 +193,29 @@ impl TestRoot {
         let top = podrun::state::Paths::new(self.store()).cgroup_top();
         let h = podrun::cgroup::Hierarchy::host().expect("a cgroup hierarchy");
         let left = || h.dirs(&top).into_iter().filter(|(_, d)| d.exists()).map(|(_, d)| d).collect::<Vec<_>>();
-        eventually(5, &format!("cgroups left: {:?}", left()), || left().is_empty());
+        // What is in them, for the failure message: child cgroups and processes.
+        let inside = || {
+            left()
+                .iter()
+                .map(|d| {
+                    let subs: Vec<String> = std::fs::read_dir(d)
+                        .map(|rd| {
+                            rd.flatten()
+                                .filter(|e| e.path().is_dir())
+                                .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().replace('\n', " ");
+                    format!("{}: children {subs:?}, procs [{procs}]", d.display())
+                })
+                .collect::<Vec<_>>()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !left().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "cgroups left: {:?}", inside());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

@@ -92,9 +92,11 @@ pub enum Command {
     Exec(ExecArgs),
     /// Start a container that is not running again (detached, output to its log), from its
     /// own rootfs, with its restart policy. Also how supervision resumes after podrun's
-    /// monitor was killed: a container `ps` shows as unsupervised is supervised again once
-    /// it has been stopped and started.
-    #[command(after_help = "Examples:\n  podrun start server\n  podrun kill server && podrun start server")]
+    /// monitor was killed: a container `ps` shows as "Up (unsupervised)" gets a new monitor
+    /// and keeps running.
+    #[command(
+        after_help = "Examples:\n  podrun start server      # after it exited, or was killed\n  podrun start server      # it runs unsupervised: watch it again"
+    )]
     Start {
         #[arg(required = true)]
         containers: Vec<String>,
