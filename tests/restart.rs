@@ -371,7 +371,8 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
         "sleep",
         "3600",
     ]);
-    // A second container, in a back-off when its monitor is killed.
+    // A second container, in a back-off (long enough for a slow machine) when its monitor
+    // is killed.
     t.ok([
         "run",
         "-d",
@@ -382,7 +383,7 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
         "--restart",
         "always",
         "--restart-backoff",
-        "3s",
+        "8s",
         "busybox",
         "sh",
         "-c",
@@ -390,7 +391,7 @@ fn a_killed_monitor_leaves_its_container_running_and_start_supervises_again() {
     ]);
     common::eventually(10, "idle never in back-off", || ps(&t, "idle")["status"] == "back-off");
     kill9(pid_of(&t, "idle", "monitor"));
-    let idle_due = std::time::Instant::now() + std::time::Duration::from_millis(3500);
+    let idle_due = std::time::Instant::now() + std::time::Duration::from_millis(8500);
     let c = ps(&t, "idle");
     assert_eq!((c["status"].as_str(), c["supervised"].as_bool()), (Some("exited(1)"), Some(false)), "{c}");
     assert!(t.ok(["ps", "-a"]).contains("not restarted: unsupervised"));
