@@ -306,20 +306,30 @@ pub fn forward(pid: Pid, sig: Signal) {
     let _ = nix::sys::signal::kill(pid, sig);
 }
 
-/// How `pid` ended, if it has; reaps other children (an exec's join stage) on the way.
-pub fn reap(pid: Pid) -> Option<ExitInfo> {
-    let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => Some(ExitInfo { code, signal: None, finished: now(), oom_killed: false }),
-        Ok(WaitStatus::Signaled(_, sig, _)) => {
+/// How a wait status reads: the code, or 128 + signal.
+fn exit_info(s: WaitStatus) -> Option<ExitInfo> {
+    match s {
+        WaitStatus::Exited(_, code) => Some(ExitInfo { code, signal: None, finished: now(), oom_killed: false }),
+        WaitStatus::Signaled(_, sig, _) => {
             Some(ExitInfo { code: 128 + sig as i32, signal: Some(sig as i32), finished: now(), oom_killed: false })
         }
-        Err(Errno::ECHILD) => Some(ExitInfo { code: 255, signal: None, finished: now(), oom_killed: false }),
         _ => None,
+    }
+}
+
+/// How `pid` ended, if it has; reaps other children (an exec's join stage) on the way.
+pub fn reap(pid: Pid) -> Option<ExitInfo> {
+    let mut exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(s) => exit_info(s),
+        Err(Errno::ECHILD) => Some(ExitInfo { code: 255, signal: None, finished: now(), oom_killed: false }),
+        Err(_) => None,
     };
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(p, _)) | Ok(WaitStatus::Signaled(p, _, _)) if p != pid => continue,
-            _ => break,
+    while let Ok(s @ (WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _))) =
+        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+    {
+        // `pid` may end between the two waits: then this is its status, not lost.
+        if p == pid {
+            exit = exit_info(s);
         }
     }
     exit
