@@ -71,7 +71,7 @@ fn on_failure_restarts_with_growing_gaps_in_the_same_pod_then_stays_exited() {
         "--restart",
         "on-failure:3",
         "--restart-backoff",
-        "400ms:10s",
+        "500ms:10s",
         "busybox",
         "sh",
         "-c",
@@ -94,9 +94,9 @@ fn on_failure_restarts_with_growing_gaps_in_the_same_pod_then_stays_exited() {
     assert_eq!(starts.len(), 4, "started 4 times in all: {starts:?}");
     let ends = stamps(&v.join("ends"));
     let gaps: Vec<f64> = (1..4).map(|i| starts[i] - ends[i - 1]).collect();
-    assert!(gaps[0] >= 0.35 && gaps[0] < gaps[1] && gaps[1] < gaps[2], "the gaps grow: {gaps:?}");
-    // It stays exited: longer than the next back-off would have been (3.2 s), nothing.
-    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert!(gaps[0] >= 0.45 && gaps[0] < gaps[1] && gaps[1] < gaps[2], "the gaps grow: {gaps:?}");
+    // It stays exited: longer than the next back-off would have been (4 s), nothing.
+    std::thread::sleep(std::time::Duration::from_millis(4500));
     assert_eq!(stamps(&v.join("starts")).len(), 4);
     let c = ps(&t, "crash");
     assert_eq!(
@@ -104,7 +104,7 @@ fn on_failure_restarts_with_growing_gaps_in_the_same_pod_then_stays_exited() {
         (Some("exited(3)"), Some(3), None)
     );
     assert_eq!(c["restart_policy"], "on-failure:3");
-    assert_eq!(c["restart_backoff"], "400ms:10s");
+    assert_eq!(c["restart_backoff"], "500ms:10s");
     let table = t.ok(["ps", "-a"]);
     assert!(table.contains("RESTARTS") && table.contains("LAST EXIT") && table.contains("Exited (3)"), "{table}");
     // The log: every run's output, a marker before each restart, in order. Each run was
@@ -315,8 +315,8 @@ fn a_run_longer_than_the_reset_period_starts_the_back_off_again() {
     }
     let t = TestRoot::with_busybox();
     let (v, vol) = volume(&t);
-    // Back-off 0.4, 0.8, 1.6 s, capped at 1.6 s, reset after 3.2 s of running. The third
-    // run lasts 4 s: the next delay is 0.4 s again, not 1.6 s.
+    // Back-off 0.5, 1, 2 s, capped at 2 s, reset after 4 s of running. The third run lasts
+    // 4.5 s: the next delay is 0.5 s again, not 2 s.
     t.ok([
         "run",
         "-d",
@@ -329,11 +329,11 @@ fn a_run_longer_than_the_reset_period_starts_the_back_off_again() {
         "--restart",
         "on-failure:3",
         "--restart-backoff",
-        "400ms:1600ms",
+        "500ms:2s",
         "busybox",
         "sh",
         "-c",
-        &script("if [ $n = 3 ]; then sleep 4; fi", 1),
+        &script("if [ $n = 3 ]; then sleep 4.5; fi", 1),
     ]);
     common::eventually(30, "never ended after 3 restarts", || {
         ps(&t, "slow")["status"] == "exited(1)" && ps(&t, "slow")["restarts"] == 3
@@ -341,7 +341,7 @@ fn a_run_longer_than_the_reset_period_starts_the_back_off_again() {
     let (starts, ends) = (stamps(&v.join("starts")), stamps(&v.join("ends")));
     assert_eq!((starts.len(), ends.len()), (4, 4), "{starts:?} {ends:?}");
     let gaps: Vec<f64> = (1..4).map(|i| starts[i] - ends[i - 1]).collect();
-    assert!(ends[2] - starts[2] >= 3.9, "the third run was long: {starts:?} {ends:?}");
+    assert!(ends[2] - starts[2] >= 4.4, "the third run was long: {starts:?} {ends:?}");
     assert!(gaps[0] < gaps[1], "the back-off grew first: {gaps:?}");
     assert!(gaps[2] < gaps[1], "after the long run it started again from the initial delay: {gaps:?}");
     let pids = t.known_pids();

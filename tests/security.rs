@@ -314,6 +314,7 @@ fn the_binary_podrun_runs_in_a_container_cannot_be_overwritten() {
     for _ in 0..20 {
         t.ok(["exec", "watch", "true"]);
     }
+    t.ok(["exec", "watch", common::STOP_WATCHING[0], common::STOP_WATCHING[1]]);
     common::eventually(10, "watcher never finished", || t.ok(["logs", "watch"]).contains("done"));
     let logs = t.ok(["logs", "watch"]);
     assert!(!logs.contains("LEAK"), "{logs}");

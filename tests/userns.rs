@@ -388,6 +388,7 @@ fn attacks_from_a_userns_container_fail_and_its_capabilities_stay_inside() {
         p.ok(&["exec", "self", "true"]);
         p.ok(&["run", "--rm", "--join", "pod", "busybox", "true"]);
     }
+    p.ok(&["exec", "watch", common::STOP_WATCHING[0], common::STOP_WATCHING[1]]);
     common::eventually(10, "the watcher never finished", || p.t.ok(["logs", "watch"]).contains("done"));
     let logs = p.t.ok(["logs", "watch"]);
     assert!(!logs.contains("LEAK"), "{logs}");
