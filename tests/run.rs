@@ -349,6 +349,16 @@ fn podrun_killed_at_any_moment_of_a_start_leaves_what_rm_f_removes() {
     }
     common::eventually(5, "workloads left running after rm -f", || common::processes_with(marker).is_empty());
     t.assert_clean(&[]);
+    // A start killed inside its cgroup creation, after the top and before its own: the
+    // container's directory is all rm -f finds, and the empty top goes too.
+    let top = podrun::state::Paths::new(t.store()).cgroup_top();
+    let h = podrun::cgroup::Hierarchy::host().unwrap();
+    for (_, d) in h.dirs(&top) {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::create_dir_all(t.store().join("containers/half")).unwrap();
+    t.ok(["rm", "-f", "half"]);
+    t.assert_clean(&[]);
 }
 
 #[test]

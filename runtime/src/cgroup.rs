@@ -758,6 +758,13 @@ fn kill_frozen(freezer: &Path, deadline: Instant) {
     let _ = fs::write(&state, "THAWED");
 }
 
+/// Removes podrun's top cgroup `top` if nothing is in it (rmdir refuses otherwise).
+pub fn prune(h: &Hierarchy, top: &str) {
+    for (_, d) in h.dirs(top) {
+        let _ = fs::remove_dir(d);
+    }
+}
+
 /// The cgroups container `name` may have: alone under `top`, or in a sandbox's cgroup:
 /// where a container whose state was never written may have left its cgroup.
 pub fn find(h: &Hierarchy, top: &str, name: &str) -> Vec<String> {

@@ -738,6 +738,8 @@ pub fn remove(paths: &Paths, store: &Store, id: &str, force: bool) -> Result<(),
             for cg in cgroup::find(&h, &top, cid.as_str()) {
                 cgroup::remove(&h, &top, &cg)?;
             }
+            // A start killed while it made its cgroup may have made only the top.
+            cgroup::prune(&h, &top);
             let removed = store.remove_rootfs(&cid).map_err(|_| e);
             crate::idmap::release(&paths.userns(), &format!("container/{cid}"));
             crate::procview::release_if_unused(paths);
