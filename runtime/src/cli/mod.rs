@@ -118,7 +118,9 @@ pub enum Command {
         follow: bool,
         container: String,
     },
-    /// Send a signal to a container's init (default SIGKILL, as docker kill).
+    /// Send a signal to a container's init (default SIGKILL, as docker kill). KILL, TERM and
+    /// INT also stop it for good: its restart policy does not start it again (`podrun start`
+    /// does). In a restart back-off, any signal stops it.
     Kill {
         container: String,
         /// KILL, TERM, SIGHUP, 9, ...
