@@ -84,25 +84,28 @@ pub(crate) fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<
     }
 }
 
+/// A forked monitor's setup: a session of its own, stdin from /dev/null, stdout and
+/// stderr appended to the container's log (`dir`/log), subreaper for the container's
+/// orphans, and SIGCHLD read from a signalfd.
+fn become_monitor(dir: &std::path::Path) -> Result<Signals, ContainerError> {
+    nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
+    let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).map_err(io("open the log"))?;
+    let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
+    for (from, to) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
+        // SAFETY: dup2 onto the stdio numbers.
+        Errno::result(unsafe { libc::dup2(from, to) }).map_err(|e| io("dup2")(e.into()))?;
+    }
+    clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+    Signals::block(false).map_err(|e| io("block signals")(e.into()))
+}
+
 fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i32 {
     let mut report = fs::File::from(report);
     let tell = |r: &mut fs::File, v: Result<(), ChildError>| {
         let _ = r.write_all(serde_json::to_string(&v).unwrap_or_default().as_bytes());
     };
     let setup = (|| {
-        nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p.rootfs.dir.join("log"))
-            .map_err(io("open the log"))?;
-        let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
-        for (from, to) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
-            // SAFETY: dup2 onto the stdio numbers.
-            Errno::result(unsafe { libc::dup2(from, to) }).map_err(|e| io("dup2")(e.into()))?;
-        }
-        clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
-        let signals = Signals::block(false).map_err(|e| io("block signals")(e.into()))?;
+        let signals = become_monitor(&p.rootfs.dir)?;
         p.state.monitor = ProcRef::of(std::process::id() as i32);
         Ok::<_, ContainerError>((signals, launch(&p)?.pid))
     })();
@@ -364,15 +367,7 @@ fn adopt(
 /// as the container's monitor (unless another `start` got there first).
 fn take_over(paths: &Paths, id: &str) -> Result<(Signals, Restart, bool), ContainerError> {
     let dir = paths.container(id);
-    nix::unistd::setsid().map_err(|e| io("setsid")(e.into()))?;
-    let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).map_err(io("open the log"))?;
-    let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
-    for (from, to) in [(null.as_raw_fd(), 0), (log.as_raw_fd(), 1), (log.as_raw_fd(), 2)] {
-        // SAFETY: dup2 onto the stdio numbers.
-        Errno::result(unsafe { libc::dup2(from, to) }).map_err(|e| io("dup2")(e.into()))?;
-    }
-    clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
-    let signals = Signals::block(false).map_err(|e| io("block signals")(e.into()))?;
+    let signals = become_monitor(&dir)?;
     let _lock = state::lock(&dir).map_err(io(format!("lock container {id}")))?;
     let mut st = container::load(paths, id)?;
     if container::supervised(&st) {
