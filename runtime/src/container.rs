@@ -525,6 +525,15 @@ fn exec_process(
     exec::execve(&file, &args, &env)
 }
 
+/// Docker's OOMKilled: the cgroup's OOM kill count (cumulative, read while the cgroup
+/// exists) rose past `before`, its value when the run started.
+pub(crate) fn oom_killed(st: &ContainerState, before: u64) -> bool {
+    match (&st.cgroup, cgroup::Hierarchy::host()) {
+        (Some(cg), Ok(h)) => cgroup::oom_kills(&h, cg) > before,
+        _ => false,
+    }
+}
+
 /// Records how the container ended, under its lock; if `rm` removed it meanwhile (its
 /// directory or state.json is gone), there is nothing to record. With `background`, a
 /// --rm container's removal is left to a child, which also drops `mounts` (see
@@ -541,10 +550,7 @@ pub(crate) fn record_exit(
     let dir = paths.container(id);
     let Ok(lock) = state::lock(&dir) else { return exit };
     let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return exit };
-    // Read while the cgroup still exists: docker's OOMKilled.
-    if let (Some(cg), Ok(h)) = (&st.cgroup, cgroup::Hierarchy::host()) {
-        exit.oom_killed = cgroup::oom_kills(&h, cg) > oom_before;
-    }
+    exit.oom_killed = oom_killed(&st, oom_before);
     st.exit = Some(exit);
     if !st.auto_remove {
         let _ = state::write_json(&dir, "state.json", &st);

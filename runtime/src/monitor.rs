@@ -240,12 +240,7 @@ fn plan(
     let dir = paths.container(id);
     let Ok(_lock) = state::lock(&dir) else { return false };
     let Ok(mut st) = state::read_json::<ContainerState>(&dir.join("state.json")) else { return false };
-    let exit = exit.map(|mut e| {
-        if let (Some(before), Some(cg), Ok(h)) = (oom_before, &st.cgroup, crate::cgroup::Hierarchy::host()) {
-            e.oom_killed = crate::cgroup::oom_kills(&h, cg) > before;
-        }
-        e
-    });
+    let exit = exit.map(|e| ExitInfo { oom_killed: oom_before.is_some_and(|b| container::oom_killed(&st, b)), ..e });
     st.exit = exit;
     let again = r.again(exit.map_or(1, |e| e.code), st.restarts, st.stopped);
     st.next_try_ms = again.then(|| now_ms() + delay.as_millis() as u64);
@@ -290,14 +285,17 @@ fn relaunch(paths: &Paths, store: &Store, id: &str) -> Next {
         Err(e) => {
             let _ = writeln!(log, "--- podrun: restart {} failed: {e} ---", st.restarts);
             let exit = ExitInfo { code: i32::from(e.exit_code()), signal: None, finished: now(), oom_killed: false };
-            if matches!(e, ContainerError::SandboxDown(_)) {
-                // Nothing to start it in again.
+            // Its sandbox is gone: nothing to start it in again; the exit is final.
+            let gone = matches!(e, ContainerError::SandboxDown(_));
+            if gone {
                 st.exit = Some(exit);
-                let _ = state::write_json(&dir, "state.json", &st);
-                return Next::Stop;
             }
             let _ = state::write_json(&dir, "state.json", &st);
-            Next::Failed(exit)
+            if gone {
+                Next::Stop
+            } else {
+                Next::Failed(exit)
+            }
         }
     }
 }
