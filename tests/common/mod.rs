@@ -231,12 +231,14 @@ pub fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 /// A script for a container that, until /tmp/stop exists (`STOP_WATCHING`; at most 60 s),
 /// looks at the executable of every process it can see (where runc's own binary once
 /// showed, CVE-2019-5736): "LEAK" for any outside the image but the sealed pause copy, and
-/// "LEAK wrote" if that copy took a write. Ends with "done". (It ran for a fixed 3 s once:
-/// on a slow machine it ended, and its pid namespace with it, while execs into it ran.)
+/// "LEAK wrote" if that copy took a write. Ends with "done" a second after the stop, so
+/// the exec that made /tmp/stop has ended before the watcher, the pid namespace's PID 1,
+/// takes every process left in it down. (It ran for a fixed 3 s once: on a slow machine
+/// it ended while execs into it ran, and they were killed: exit 137.)
 pub const WATCH_EXES: &str = "end=$(($(date +%s) + 60)); while [ ! -e /tmp/stop ] && [ $(date +%s) -lt $end ]; do \
      for p in /proc/[0-9]*; do l=$(readlink $p/exe 2>/dev/null); \
      case $l in /bin/*|/usr/*|'') ;; '/memfd:podrun-pause (deleted)') \
-     { echo x >> $p/exe; } 2>/dev/null && echo LEAK wrote $l;; *) echo LEAK $l;; esac; done; done; echo done";
+     { echo x >> $p/exe; } 2>/dev/null && echo LEAK wrote $l;; *) echo LEAK $l;; esac; done; done; sleep 1; echo done";
 
 /// The command, run in the watcher's container, that ends WATCH_EXES.
 pub const STOP_WATCHING: [&str; 2] = ["touch", "/tmp/stop"];
