@@ -29,7 +29,7 @@ READS = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PODRUN = os.path.join(ROOT, "target/release/podrun")
 FIXTURES = os.path.join(ROOT, "target/podrun-fixtures")
-FILES = ["meminfo", "cpuinfo", "stat", "uptime", "loadavg", "swaps"]
+FILES = os.environ.get("PODRUN_BENCH_FILES", "meminfo cpuinfo stat uptime loadavg swaps").split()
 
 
 def sh(*args, **kw):

@@ -28,9 +28,12 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// From /proc/<pid>/cgroup.
+    /// From /proc/<pid>/cgroup (as `cgroup_file` keeps it).
     pub fn of_pid(pid: u32) -> Cgroups {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        Cgroups::parse(&cgroup_file(pid))
+    }
+
+    fn parse(text: &str) -> Cgroups {
         let mut c = Cgroups::default();
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
@@ -91,10 +94,20 @@ impl<T: Clone> Recent<T> {
     }
 }
 
+/// /proc/<pid>/cgroup, read at most once per FRESH: a reader's open, its reads from offset 0
+/// and a container start's lookups each need it. A process that moves to another cgroup
+/// is seen there within FRESH; a pid is not reused that soon.
+pub fn cgroup_file(pid: u32) -> std::sync::Arc<String> {
+    static FILES: Recent<std::sync::Arc<String>> = Recent::new();
+    FILES.get(&pid.to_string(), || {
+        std::sync::Arc::new(crate::read_kernel_file(format!("/proc/{pid}/cgroup")).unwrap_or_default())
+    })
+}
+
 /// A host /proc file, read at most once per FRESH.
 fn host_file(path: &str) -> std::sync::Arc<String> {
     static FILES: Recent<std::sync::Arc<String>> = Recent::new();
-    FILES.get(path, || std::sync::Arc::new(std::fs::read_to_string(path).unwrap_or_default()))
+    FILES.get(path, || std::sync::Arc::new(crate::read_kernel_file(path).unwrap_or_default()))
 }
 
 /// The cgroup's memory numbers, looked at most once per FRESH.
@@ -240,7 +253,7 @@ fn ticks_per_second() -> u64 {
 
 /// (parent pid, start time in ticks after boot) from /proc/<pid>/stat.
 fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     // After the command's closing parenthesis: state, ppid, ... starttime is field 22.
     let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     Some((rest.get(1)?.parse().ok()?, rest.get(19)?.parse().ok()?))
@@ -250,8 +263,13 @@ fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
 /// process of its pid namespace (the container's init, or with a shared pid namespace the
 /// sandbox's pause), found by walking up its parents while they are in the same namespace.
 /// The answer is kept per namespace and checked against that process's start time, so a
-/// namespace is walked once, not on every read.
+/// namespace is walked once, not on every read; and a reader's answer is kept for FRESH.
 fn container_start(pid: u32) -> Option<u64> {
+    static RECENT: Recent<Option<u64>> = Recent::new();
+    RECENT.get(&pid.to_string(), || container_start_checked(pid))
+}
+
+fn container_start_checked(pid: u32) -> Option<u64> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static FIRST: OnceLock<Mutex<HashMap<std::path::PathBuf, (u32, u64)>>> = OnceLock::new();
@@ -305,7 +323,7 @@ fn cpu_count_cached(roots: &CgroupRoots, c: &Cgroups) -> usize {
 fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
     match (&roots.v2, &c.v2) {
         (Some(root), Some(p)) => {
-            std::fs::read_to_string(root.join(p.trim_start_matches('/')).join(name)).unwrap_or_default()
+            crate::read_kernel_file(root.join(p.trim_start_matches('/')).join(name)).unwrap_or_default()
         }
         _ => String::new(),
     }
@@ -342,7 +360,7 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
         ViewFile::Diskstats => {
-            let host = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
+            let host = crate::read_kernel_file("/proc/diskstats").unwrap_or_default();
             let io = v2_file(roots, &groups, "io.stat");
             crate::render::io::render_diskstats(&host, &io)
         }

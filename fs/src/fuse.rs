@@ -108,7 +108,7 @@ impl ProcView {
 /// read through) is never shared between containers. A restarted server needs no table:
 /// the file is in the number.
 fn node_of(file: usize, pid: u32) -> u64 {
-    let h = crate::fnv1a(&std::fs::read(format!("/proc/{pid}/cgroup")).unwrap_or_default());
+    let h = crate::fnv1a(crate::caller::cgroup_file(pid).as_bytes());
     ((h >> 16) << 8) | (file as u64 + ROOT + 1)
 }
 

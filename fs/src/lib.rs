@@ -8,6 +8,29 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// A kernel file (procfs, sysfs, cgroupfs) as text, in as few system calls as it takes:
+/// open, one read into a 16 kB buffer, close. Such files say st_size 0, so std's
+/// read_to_string stats the file and then reads it in growing pieces (32, 32, 64, ...
+/// bytes: 8 calls for /proc/<pid>/cgroup), which a view serving every open from a reader's
+/// files pays on each. The kernel fills a read as far as it can, so a read that leaves
+/// room means the end of the file; only a full buffer is read on.
+pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    loop {
+        let n = f.read(&mut buf[len..])?;
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData.into())
+}
+
 /// Memory of a `T` made only of atomics, zeroed and shared with every process forked from
 /// this one from now on (MAP_SHARED): what the keeper hands its servers. Never unmapped: it
 /// lives as long as the process.
@@ -109,6 +132,17 @@ mod tests {
         assert_eq!(c.quota, Some((150_000, 100_000)));
         assert_eq!(c.cpuset, Some(vec![0, 1]));
         assert_eq!(cpu_count(&c, 8), 2, "min(ceil(1.5)=2, cpuset 2, host 8)");
+    }
+
+    #[test]
+    fn kernel_files_are_read_whole_in_one_piece_or_more() {
+        let d = tempfile::tempdir().unwrap();
+        let big = "x".repeat(40_000);
+        write(d.path(), "big", &big);
+        assert_eq!(super::read_kernel_file(d.path().join("big")).unwrap(), big, "a full buffer reads on");
+        let cg = super::read_kernel_file("/proc/self/cgroup").unwrap();
+        assert_eq!(cg, fs::read_to_string("/proc/self/cgroup").unwrap());
+        assert!(super::read_kernel_file(d.path().join("none")).is_err());
     }
 
     #[test]

@@ -168,9 +168,9 @@ fn count(dir: &Path, file: &str) -> (usize, usize, usize) {
     let (mut active, mut running, mut total) = (0, 0, 0);
     let mut dirs = vec![dir.to_owned()];
     while let Some(d) = dirs.pop() {
-        for tid in std::fs::read_to_string(d.join(file)).unwrap_or_default().lines() {
+        for tid in crate::read_kernel_file(d.join(file)).unwrap_or_default().lines() {
             total += 1;
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", tid.trim())).unwrap_or_default();
+            let stat = crate::read_kernel_file(format!("/proc/{}/stat", tid.trim())).unwrap_or_default();
             match stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()) {
                 Some('R') => {
                     running += 1;

@@ -4,7 +4,6 @@
 //! none of its own. Files are parsed by exact key; nothing here renders.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Memory of one cgroup, in bytes, with memory.stat's keys normalised to v2's names
@@ -28,7 +27,7 @@ impl MemorySnapshot {
 }
 
 fn read(p: &Path) -> Option<String> {
-    fs::read_to_string(p).ok()
+    crate::read_kernel_file(p).ok()
 }
 
 /// A flat-keyed file ("key value" per line) as a map, by exact key.
