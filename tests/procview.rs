@@ -98,14 +98,14 @@ fn view_gone(t: &common::TestRoot) {
         "the view is still mounted"
     );
     assert!(!root.join("procview.keeper").exists(), "the keeper is still recorded");
-    // The keeper's and the server's command line: `podrun --root ROOT view-keeper`.
+    // The keeper's and the server's command line: `podrun-view --root ROOT ...`.
     let ours = |p: &i32| {
         let argv = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
         let argv: Vec<&[u8]> = argv.split(|&b| b == 0).collect();
-        argv.contains(&root.as_os_str().as_encoded_bytes()) && argv.contains(&&b"view-keeper"[..])
+        argv.contains(&root.as_os_str().as_encoded_bytes()) && argv.first() == Some(&&b"podrun-view"[..])
     };
     common::eventually(2, "a keeper or server of this root is still running", || {
-        !common::processes_with("view-keeper").iter().any(ours)
+        !common::processes_with("podrun-view").iter().any(ours)
     });
 }
 

@@ -42,8 +42,10 @@ const FOPEN_DIRECT_IO: u32 = 1;
 /// The header of every request: len, opcode, unique, nodeid, uid, gid, pid, extlen, pad.
 const IN_HEADER: usize = 40;
 const ROOT: u64 = 1;
-/// Requests are small (no writes are accepted); the kernel wants room for max_write.
-const BUFFER: usize = 64 * 1024;
+/// Requests are small (no writes are accepted). The kernel wants a buffer of at least 8 kB
+/// (FUSE_MIN_READ_BUFFER) and room for a write of max_write (4096, set at INIT) after its
+/// headers.
+const BUFFER: usize = 8 * 1024;
 
 /// Worker threads: how many wait for a request, and how many there are.
 struct Pool {
@@ -359,10 +361,19 @@ impl ProcView {
         std::thread::scope(|s| {
             for _ in 0..threads.max(1) {
                 pool.add();
-                s.spawn(|| self.worker(raw, s, &pool));
+                let _ = self.spawn_worker(raw, s, &pool);
             }
         });
         Ok(())
+    }
+
+    fn spawn_worker<'s, 'e>(
+        &'s self,
+        fd: RawFd,
+        s: &'s std::thread::Scope<'s, 'e>,
+        pool: &'s Pool,
+    ) -> io::Result<std::thread::ScopedJoinHandle<'s, ()>> {
+        std::thread::Builder::new().stack_size(crate::keeper::STACK).spawn_scoped(s, move || self.worker(fd, s, pool))
     }
 
     /// Reads and answers requests until the filesystem is unmounted. A worker that takes
@@ -383,7 +394,7 @@ impl ProcView {
             let n = n as usize;
             if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 && pool.total.load(Ordering::SeqCst) < THREADS_MAX {
                 pool.add();
-                s.spawn(move || self.worker(fd, s, pool));
+                let _ = self.spawn_worker(fd, s, pool);
             }
             if n >= IN_HEADER {
                 self.handle(fd, &buf[..n]);

@@ -17,17 +17,13 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut len = 0;
-    loop {
-        let n = f.read(&mut buf[len..])?;
-        len += n;
-        if n == 0 || len < buf.len() {
-            break;
-        }
-        buf.resize(buf.len() * 2, 0);
+    // On the stack, so that what is kept (a cached file) is only as large as the text.
+    let mut first = [0u8; 16 * 1024];
+    let n = f.read(&mut first)?;
+    let mut buf = first[..n].to_vec();
+    if n == first.len() {
+        f.read_to_end(&mut buf)?;
     }
-    buf.truncate(len);
     String::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData.into())
 }
 
@@ -59,6 +55,7 @@ unsafe fn shared_zeroed<T>() -> std::io::Result<&'static T> {
 
 pub mod caller;
 pub mod fuse;
+pub mod keeper;
 pub mod load;
 pub mod notify;
 pub mod render;

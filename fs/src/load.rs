@@ -115,7 +115,7 @@ impl Loads {
     pub fn start(kept: Option<&'static Kept>) -> Loads {
         let loads = Loads { map: Arc::default(), kept };
         let inner = loads.map.clone();
-        let _ = std::thread::Builder::new().name("loadavg".into()).spawn(move || loop {
+        let _ = std::thread::Builder::new().name("loadavg".into()).stack_size(crate::keeper::STACK).spawn(move || loop {
             std::thread::sleep(INTERVAL);
             let lists: Vec<TaskList> = {
                 let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());

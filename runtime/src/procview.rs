@@ -1,27 +1,20 @@
 //! The resource view's lifetime: one FUSE mount per podrun root, `<root>/procview/`, whose
 //! files (meminfo, cpuinfo, ...; see `podrun_procfs::caller::ViewFile`) are bind-mounted over
-//! /proc and /sys files in each container that wants the view.
-//!
-//! ```text
-//! podrun:[keeper]   holds the /dev/fuse connection; restarts the server when it dies
-//!   └─ podrun:[view]  serves requests (threads); a fork of the keeper
-//! ```
-//! The keeper does nothing but wait (and hold the seccomp listeners through which the
-//! server answers containers' sysinfo(2) calls), so it has nothing to crash on. A server that dies
-//! (killed, or a bug) is replaced within 50 ms; the new one takes over the same connection
-//! and asks the kernel to resend what the dead one had read, so containers keep their mounts
-//! and no reader hangs. The view is started by the first container that wants it and
-//! stopped (unmounted; keeper and server end) when the root's last container or sandbox
+//! /proc and /sys files in each container that wants the view. podrun mounts it and starts
+//! its keeper and server, the `podrun-view` binary (podrun_procfs::keeper), which serve it
+//! and survive a server's death. The view is started by the first container that wants it
+//! and stopped (unmounted; keeper and server end) when the root's last container or sandbox
 //! is removed.
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use podrun_procfs::caller::CgroupRoots;
+use podrun_procfs::keeper;
 
 use crate::cgroup::Hierarchy;
 use crate::proc::ProcRef;
@@ -33,8 +26,11 @@ pub enum ViewError {
         "cannot start the resource view ({what}); /dev/fuse is needed (modprobe fuse), or run with --procview=off"
     )]
     Start { what: String, source: std::io::Error },
-    #[error("view-keeper is started by podrun itself, with a FUSE connection at descriptor 3")]
-    NotAKeeper,
+    #[error(
+        "the resource view's binary {} is missing: install it beside podrun (cargo install installs both), or run with --procview=off",
+        path.display()
+    )]
+    Missing { path: PathBuf },
 }
 
 fn start_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ViewError {
@@ -128,6 +124,13 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
         return Ok(dir);
     }
     stop_locked(paths);
+    let exe = view_binary()?;
+    let h = Hierarchy::host()
+        .map_err(|e| ViewError::Start { what: "find the cgroup hierarchy".into(), source: std::io::Error::other(e.to_string()) })?;
+    let argv: Vec<std::ffi::CString> = keeper::args(&paths.root, &roots(&h))
+        .into_iter()
+        .filter_map(|a| std::ffi::CString::new(a.into_encoded_bytes()).ok())
+        .collect();
     fs::create_dir_all(&dir).map_err(start_err(format!("create {}", dir.display())))?;
     let fuse = podrun_procfs::fuse::mount(&dir).map_err(start_err(format!("mount FUSE on {}", dir.display())))?;
     let agent = match bind_agent(&agent_path(paths)) {
@@ -151,7 +154,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
                 let me = std::process::id().to_le_bytes();
                 let _ = nix::unistd::write(&wr, &me);
                 drop(wr);
-                exec_keeper(fuse, agent, &paths.root)
+                exec_keeper(fuse, agent, &exe, &argv)
             }
             // SAFETY: the intermediate child ends here.
             unsafe { libc::_exit(0) }
@@ -183,10 +186,10 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
 }
 
 /// Becomes the keeper: nothing of the podrun that started it (stdio on /dev/null, the
-/// connection at descriptor 3, the agent's socket at 4, every other one closed), and a
-/// command line of its own, `podrun --root ROOT view-keeper`, not a copy of the user's
-/// `podrun run ...`.
-fn exec_keeper(fuse: OwnedFd, agent: OwnedFd, root: &Path) -> ! {
+/// connection at descriptor 3, the agent's socket at 4, every other one closed), and the
+/// `podrun-view` binary with a command line of its own (`podrun-view --root ROOT ...`), not a
+/// copy of the user's `podrun run ...`.
+fn exec_keeper(fuse: OwnedFd, agent: OwnedFd, exe: &std::ffi::CStr, argv: &[std::ffi::CString]) -> ! {
     if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for n in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
@@ -198,203 +201,28 @@ fn exec_keeper(fuse: OwnedFd, agent: OwnedFd, root: &Path) -> ! {
     unsafe {
         let (f, a) =
             (libc::fcntl(fuse.as_raw_fd(), libc::F_DUPFD, 10), libc::fcntl(agent.as_raw_fd(), libc::F_DUPFD, 10));
-        libc::dup2(f, 3);
-        libc::dup2(a, 4);
+        libc::dup2(f, keeper::FUSE_FD);
+        libc::dup2(a, keeper::AGENT_FD);
         libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
     }
     let _ = std::env::set_current_dir("/");
-    let arg = |s: &[u8]| std::ffi::CString::new(s).unwrap_or_default();
-    let argv = [arg(b"podrun"), arg(b"--root"), arg(root.as_os_str().as_encoded_bytes()), arg(b"view-keeper")];
-    let _ = nix::unistd::execv(&arg(b"/proc/self/exe"), &argv);
+    let _ = nix::unistd::execv(exe, argv);
     // SAFETY: the exec failed; this child ends here.
     unsafe { libc::_exit(127) }
 }
 
-/// `podrun view-keeper`: forks a server, waits for it, and forks another when it dies,
-/// until a server ends cleanly (the view was unmounted).
-pub fn keeper_main() -> Result<u8, ViewError> {
-    // SAFETY: fd 3 is checked to be /dev/fuse (misc device 10:229) before it is used.
-    let fuse = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(3) };
-    let is_fuse = nix::sys::stat::fstat(&fuse)
-        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == nix::sys::stat::makedev(10, 229));
-    if !is_fuse {
-        std::mem::forget(fuse);
-        return Err(ViewError::NotAKeeper);
+/// The `podrun-view` binary: beside podrun's own (as cargo builds and installs them).
+fn view_binary() -> Result<std::ffi::CString, ViewError> {
+    let exe = std::env::current_exe().map_err(start_err("find podrun's own binary"))?;
+    let view = exe.with_file_name(VIEW_BINARY);
+    if !view.is_file() {
+        return Err(ViewError::Missing { path: view });
     }
-    let roots = roots(&Hierarchy::host().map_err(|e| ViewError::Start {
-        what: "find the cgroup hierarchy".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?);
-    crate::clone::set_name("podrun:[keeper]");
-    // SAFETY: fd 4 is used only if it is a socket (the agent's, from `ensure`).
-    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(4) };
-    let socket = match nix::sys::stat::fstat(&socket) {
-        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => Some(socket),
-        _ => {
-            std::mem::forget(socket);
-            None
-        }
-    };
-    let slot = podrun_procfs::notify::InFlight::shared()
-        .map_err(|e| ViewError::Start { what: "map the shared slot".into(), source: e })?;
-    // Load averages a new server goes on from.
-    let kept = podrun_procfs::load::Kept::shared()
-        .map_err(|e| ViewError::Start { what: "map the load averages".into(), source: e })?;
-    let mut agent = Agent { socket, pending: Vec::new(), listeners: Vec::new(), to_server: None };
-    let mut resume = false;
-    crate::clone::shed_memory();
-    loop {
-        // A channel per server: a new one starts with the listeners the keeper holds, and
-        // gets later ones through its own channel.
-        let chan = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::SeqPacket,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        );
-        // SAFETY: the keeper is single-threaded; the server child ends with _exit.
-        match (chan, unsafe { fork() }) {
-            (Ok((_, theirs)), Ok(ForkResult::Child)) => {
-                crate::clone::set_name("podrun:[view]");
-                // One malloc arena for all threads: glibc's default of one per thread cost
-                // about 150 kB each, most of the server's memory; requests allocate little.
-                // SAFETY: mallopt before any thread of this process exists.
-                unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-                let listeners = std::mem::take(&mut agent.listeners);
-                drop(agent);
-                let view = std::sync::Arc::new(podrun_procfs::fuse::ProcView::with_kept_loads(roots, Some(kept)));
-                let v = view.clone();
-                let _ = std::thread::Builder::new()
-                    .name("sysinfo".into())
-                    .spawn(move || podrun_procfs::notify::serve(theirs, listeners, slot, |pid| v.sysinfo_for(pid)));
-                let code = i32::from(view.serve(fuse.as_fd(), 2, resume).is_err());
-                // SAFETY: the server ends here.
-                unsafe { libc::_exit(code) }
-            }
-            (chan, Ok(ForkResult::Parent { child })) => {
-                agent.to_server = chan.ok().map(|(ours, _)| ours);
-                if watch(child, &mut agent) {
-                    // The view was unmounted: the keeper's work is done.
-                    return Ok(0);
-                }
-            }
-            (_, Ok(ForkResult::Child)) => {
-                // SAFETY: no channel, no server: this child ends at once.
-                unsafe { libc::_exit(1) }
-            }
-            (_, Err(_)) => std::thread::sleep(Duration::from_millis(50)),
-        }
-        resume = true;
-    }
+    std::ffi::CString::new(view.into_os_string().into_encoded_bytes())
+        .map_err(|_| start_err("name podrun-view")(std::io::ErrorKind::InvalidInput.into()))
 }
 
-/// The keeper's side of sysinfo(2): the socket container processes hand their seccomp
-/// listeners to (seccomp.rs), the connections that have not yet, every listener still in
-/// use (held here so that a server's death loses none), and the current server's channel.
-struct Agent {
-    socket: Option<OwnedFd>,
-    pending: Vec<OwnedFd>,
-    listeners: Vec<OwnedFd>,
-    to_server: Option<OwnedFd>,
-}
-
-/// At most this many connections wait to deliver a listener; the oldest is dropped.
-const PENDING_MAX: usize = 64;
-
-impl Agent {
-    /// Waits up to `timeout` for the agent's work and does it: accepts connections, takes
-    /// the listener each delivers (passing it on to the server), drops listeners whose
-    /// processes have all ended.
-    fn wait(&mut self, timeout: Duration) {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let (accepted, delivered, hung_up) = {
-            let mut fds: Vec<PollFd> = Vec::new();
-            if let Some(s) = &self.socket {
-                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
-            }
-            fds.extend(self.pending.iter().map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)));
-            // No events asked: only a hang-up (every process of the filter gone) wakes us.
-            fds.extend(self.listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::empty())));
-            let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::ZERO);
-            if poll(&mut fds, ms).unwrap_or(0) <= 0 {
-                return;
-            }
-            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            let skip = usize::from(self.socket.is_some());
-            let accepted = self.socket.is_some() && ready(&fds[0]);
-            let delivered: Vec<usize> = (0..self.pending.len()).filter(|&i| ready(&fds[skip + i])).collect();
-            let hung_up: Vec<usize> =
-                (0..self.listeners.len()).filter(|&i| ready(&fds[skip + self.pending.len() + i])).collect();
-            (accepted, delivered, hung_up)
-        };
-        for i in hung_up.into_iter().rev() {
-            self.listeners.swap_remove(i);
-        }
-        for i in delivered.into_iter().rev() {
-            let conn = self.pending.swap_remove(i);
-            if let Ok(Some(l)) = podrun_procfs::notify::receive(conn.as_raw_fd()) {
-                if is_listener(&l) {
-                    if let Some(chan) = &self.to_server {
-                        // A server that is gone gets it at its successor's start instead.
-                        let _ = podrun_procfs::notify::send_fd(chan.as_raw_fd(), l.as_raw_fd(), &[]);
-                    }
-                    self.listeners.push(l);
-                }
-            }
-        }
-        if accepted {
-            let Some(s) = &self.socket else { return };
-            while let Ok(fd) = nix::sys::socket::accept4(
-                s.as_raw_fd(),
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
-            ) {
-                if self.pending.len() >= PENDING_MAX {
-                    self.pending.remove(0);
-                }
-                // SAFETY: accept4 returned a new descriptor that is ours.
-                self.pending.push(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-            }
-        }
-    }
-}
-
-/// Whether `fd` is a seccomp listener (and not anything else a process could send).
-fn is_listener(fd: &OwnedFd) -> bool {
-    fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify")
-}
-
-/// Waits until `server` ends (true: cleanly, the view is unmounted) or is dying: killed,
-/// but held by a thread the kernel cannot wake until a request is answered (storing a page
-/// waits for a reader's lock, the reader for a READ): a new server must start without
-/// waiting for the old one to be reaped. Reaps any server that has ended. Meanwhile it does
-/// the agent's work.
-fn watch(server: nix::unistd::Pid, agent: &mut Agent) -> bool {
-    loop {
-        match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == server => return code == 0,
-            Ok(WaitStatus::Signaled(pid, ..)) if pid == server => return false,
-            Ok(WaitStatus::StillAlive) | Err(_) => {
-                if dying(server) {
-                    return false;
-                }
-                agent.wait(Duration::from_millis(20));
-            }
-            // An earlier server that was replaced while dying: reaped now.
-            Ok(_) => {}
-        }
-    }
-}
-
-/// SIGKILL is pending for the whole process: it is on its way out.
-fn dying(pid: nix::unistd::Pid) -> bool {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("ShdPnd:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (libc::SIGKILL - 1)) != 0)
-}
+const VIEW_BINARY: &str = "podrun-view";
 
 /// Stops the view of this root if no container is left to use it and no sandbox to
 /// start more (so a pod's containers do not each start it anew).

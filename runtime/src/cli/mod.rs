@@ -136,10 +136,6 @@ pub enum Command {
     },
     /// Show a container's state and OCI spec as JSON.
     Inspect { container: String },
-    /// The resource view's keeper (started by podrun itself, with the FUSE connection at
-    /// descriptor 3).
-    #[command(hide = true)]
-    ViewKeeper,
     /// Resource use of running containers (all, or those named, or a sandbox's), like
     /// `docker stats`: memory against the limit, CPU, CPU throttling, processes.
     Stats {
@@ -489,7 +485,6 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stats { containers, sandbox, no_stream, format } => {
             stats(&paths, &containers, sandbox.as_deref(), no_stream, format).map(|()| 0)
         }
-        Command::ViewKeeper => Ok(podrun::procview::keeper_main()?),
         Command::Inspect { container } => {
             let c = container::load(&paths, &container)?;
             let spec: serde_json::Value =
