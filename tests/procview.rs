@@ -372,39 +372,199 @@ fn loadavg_is_the_containers_own() {
     view_gone(&t);
 }
 
+/// A loop device over a file of the test's, detached also when the test fails.
+struct LoopDevice(String);
+
+impl LoopDevice {
+    fn over(file: &std::path::Path) -> LoopDevice {
+        std::fs::write(file, vec![0u8; 4 << 20]).unwrap();
+        let out = std::process::Command::new("losetup").args(["-f", "--show"]).arg(file).output().unwrap();
+        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        LoopDevice(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+/// The `total=` of a pressure file's first line.
+fn pressure_total(text: &str) -> u64 {
+    text.lines().next().and_then(|l| l.rsplit_once("total=")).and_then(|(_, t)| t.trim().parse().ok()).unwrap()
+}
+
 #[test]
-fn diskstats_and_pressure_are_the_cgroups_on_v2() {
-    if !need_root("diskstats_and_pressure_are_the_cgroups_on_v2") {
+fn diskstats_and_pressure_are_the_cgroups() {
+    if !need_root("diskstats_and_pressure_are_the_cgroups") {
         return;
     }
     let t = common::TestRoot::with_busybox();
-    let v2 = matches!(Hierarchy::host().unwrap(), Hierarchy::V2 { .. });
-    // Exactly the files this host serves are mounted (diskstats and pressure need v2).
-    let served = podrun_procfs::caller::ViewFile::ALL.iter().filter(|f| f.served(v2)).count();
+    let h = Hierarchy::host().unwrap();
+    let roots = podrun::procview::roots(&h);
+    let v2 = matches!(h, Hierarchy::V2 { .. });
+    // Exactly the files this host serves are mounted: diskstats from io.stat or blkio,
+    // pressure from the cgroup2 cgroup (a hybrid host's controller-less one).
+    let served = podrun_procfs::caller::ViewFile::ALL.iter().filter(|f| f.served(&roots)).count();
     let mounted = t.ok(["run", "--rm", "busybox", "grep", "-c", "fuse.podrun-procview", "/proc/self/mountinfo"]);
     assert_eq!(mounted.trim(), served.to_string());
+    assert!(podrun_procfs::caller::ViewFile::Diskstats.served(&roots), "v2 or v1 blkio: every host here has one");
+    // A block device to read 1 MiB of: the scratch disk of ../shared/tools/in-cgroup2-vm's
+    // guest, or a loop device of the test's own.
+    let (dev, _loop) = match std::env::var("IN_CGROUP2_VM_DISK") {
+        Ok(d) if v2 => (d, None),
+        _ => {
+            let l = LoopDevice::over(&t.path().join("disk.img"));
+            (l.0.clone(), Some(l))
+        }
+    };
+    let name = dev.trim_start_matches("/dev/").to_owned();
+    t.ok(["sandbox", "create", "iopod"]);
     if !v2 {
-        return;
+        // v1 counts a cgroup's I/O only on devices with throttling active (blk-throttle):
+        // a rule of "no limit" for this device in the pod's blkio cgroup (podrun's own)
+        // makes the kernel count.
+        let rdev = nix::sys::stat::stat(dev.as_str()).unwrap().st_rdev;
+        let rule = format!("{}:{} 0", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+        let pod: serde_json::Value =
+            serde_json::from_str(&t.ok(["sandbox", "inspect", "iopod", "--format", "json"])).unwrap();
+        let dir = roots.blkio.as_ref().unwrap().join(pod["cgroup"].as_str().unwrap().trim_start_matches('/'));
+        std::fs::write(dir.join("blkio.throttle.read_bps_device"), rule).unwrap();
     }
-    // The guest of ../shared/tools/in-cgroup2-vm has a scratch disk: read 1 MiB of it.
-    let dev = std::env::var("IN_CGROUP2_VM_DISK").expect("a scratch block device (IN_CGROUP2_VM_DISK)");
-    let name = dev.trim_start_matches("/dev/");
     let disk = format!("{dev}:/disk:r");
-    let script = "cat /proc/diskstats; echo ==; dd if=/disk of=/dev/null bs=64k count=16 2>/dev/null; \
-                  cat /proc/diskstats; echo ==; cat /proc/pressure/io 2>/dev/null; true";
-    let out = t.ok(["run", "--rm", "--device", &disk, "busybox", "sh", "-c", script]);
+    let script = "cat /proc/diskstats; echo ==; dd if=/disk of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null; \
+                  cat /proc/diskstats; echo ==; cat /proc/pressure/io /proc/pressure/cpu 2>/dev/null; true";
+    let out = t.ok(["run", "--rm", "--join", "iopod", "--device", &disk, "busybox", "sh", "-c", script]);
     let parts: Vec<&str> = out.split("==\n").collect();
     assert_eq!(parts[0], "", "a new container has done no I/O: {out}");
     let line: Vec<&str> = parts[1].split_whitespace().collect();
-    assert_eq!(line.get(2), Some(&name), "only the device it read: {out}");
+    assert_eq!(line.get(2), Some(&name.as_str()), "only the device it read: {out}");
     let sectors: u64 = line[5].parse().unwrap();
     assert!(sectors >= 2048, "1 MiB read is at least 2048 sectors: {out}");
-    // The cgroup's io pressure where the kernel has PSI; where it has none, no file either.
-    if podrun_procfs::caller::ViewFile::PressureIo.served(v2) {
+    // The cgroup's pressure where the kernel has PSI; where it has none, no file either.
+    if podrun_procfs::caller::ViewFile::PressureIo.served(&roots) {
         assert!(parts[2].starts_with("some avg10="), "{out}");
+        // A new cgroup's stall time (µs), not the host's since boot (which the host's file
+        // read a moment later would be close to).
+        let cpu = parts[2].split('\n').skip_while(|l| !l.starts_with("full")).skip(1).collect::<Vec<_>>().join("\n");
+        let host = std::fs::read_to_string("/proc/pressure/cpu").unwrap();
+        assert!(pressure_total(&cpu) * 10 < pressure_total(&host), "the cgroup's cpu pressure: {out}\nhost: {host}");
     } else {
         assert_eq!(parts[2], "", "{out}");
     }
+    t.ok(["sandbox", "rm", "-f", "iopod"]);
     t.assert_clean(&[]);
+    view_gone(&t);
+}
+
+/// strace holding a process's system call: attached to every thread of `pid` (and those it
+/// starts), it delays each `syscall` by 10 s at entry. Ended (by its pid) also when the test
+/// fails.
+struct Stall {
+    tracer: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Stall {
+    fn start(pid: i32, syscall: &str, log: std::path::PathBuf) -> Stall {
+        let tracer = std::process::Command::new("strace")
+            .args(["-f", "-qq", "-o"])
+            .arg(&log)
+            .args(["-e", &format!("trace={syscall}"), "-e", &format!("inject={syscall}:delay_enter=10s")])
+            .args(["-p", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("strace is needed for this test (apt-get install strace)");
+        // Attached once every thread has a tracer.
+        common::eventually(5, "strace did not attach", || {
+            std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten().all(|t| {
+                std::fs::read_to_string(t.path().join("status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+            })
+        });
+        Stall { tracer, log }
+    }
+
+    /// Whether a stalled call has begun (strace logs it at entry).
+    fn holding(&self, syscall: &str) -> bool {
+        std::fs::read_to_string(&self.log).unwrap_or_default().contains(&format!("{syscall}("))
+    }
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        let _ = self.tracer.kill();
+        let _ = self.tracer.wait();
+    }
+}
+
+#[test]
+fn calls_in_flight_when_the_view_server_dies_are_answered_by_the_next() {
+    if !need_root("calls_in_flight_when_the_view_server_dies_are_answered_by_the_next") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    t.ok(["run", "-d", "--name", "w", "--memory", "48m", "busybox", "sleep", "3600"]);
+    let keeper: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
+    let keeper = keeper["pid"].as_i64().unwrap();
+    let server = || {
+        std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .filter(|p| common::running(*p))
+            .max()
+            .expect("a view server")
+    };
+    // The server is killed in the middle of each: a sysinfo(2) answer (it has taken the
+    // call and is writing the numbers into the caller), and a FUSE open (it has rendered
+    // the file and is writing the reply). The next server answers both: the call noted in
+    // the keeper's shared slot, the open resent by the kernel (FUSE_NOTIFY_RESEND).
+    let cases = [
+        ("process_vm_writev", vec!["free"], "49152"),
+        ("write", vec!["head", "-1", "/proc/meminfo"], "MemTotal:          49152 kB"),
+    ];
+    for (syscall, cmd, want) in cases {
+        let old = server();
+        let stall = Stall::start(old, syscall, t.path().join(format!("strace-{syscall}.log")));
+        let reader = std::process::Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--root")
+            .arg(t.store())
+            .args(["exec", "w"])
+            .args(&cmd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::eventually(10, &format!("the server never began {syscall}"), || stall.holding(syscall));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let killed = std::time::Instant::now();
+        let mut reader = reader;
+        // A call nobody answers would wait for ever: 5 s, then it is ended and the test fails.
+        while reader.try_wait().unwrap().is_none() && killed.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let waited = killed.elapsed();
+        if waited >= std::time::Duration::from_secs(5) {
+            // The call hangs in the container, holding the output pipes: end the container.
+            let _ = reader.kill();
+            t.ok(["rm", "-f", "w"]);
+            panic!("{cmd:?} still waits 5 s after the server was killed");
+        }
+        let out = reader.wait_with_output().unwrap();
+        drop(stall);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd:?}: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(want), "{cmd:?} printed the container's numbers: {stdout}");
+        assert!(waited < std::time::Duration::from_secs(2), "{cmd:?} waited {waited:?} after the kill");
+        assert_ne!(server(), old, "a new server serves");
+    }
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "w"]);
+    t.assert_clean(&pids);
     view_gone(&t);
 }

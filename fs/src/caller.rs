@@ -17,6 +17,18 @@ pub struct CgroupRoots {
     pub cpu: Option<PathBuf>,
     pub cpuacct: Option<PathBuf>,
     pub cpuset: Option<PathBuf>,
+    /// The v1 blkio mount (diskstats).
+    pub blkio: Option<PathBuf>,
+    /// A hybrid host's controller-less cgroup2 mount, where the kernel keeps each cgroup's
+    /// pressure (PSI).
+    pub unified: Option<PathBuf>,
+}
+
+impl CgroupRoots {
+    /// Where the readers' pressure files are: the cgroup2 mount, or a hybrid host's.
+    fn pressure(&self) -> Option<&PathBuf> {
+        self.v2.as_ref().or(self.unified.as_ref())
+    }
 }
 
 /// A process's cgroup in each hierarchy: its v2 path (`0::`), and its path per v1
@@ -54,7 +66,7 @@ impl Cgroups {
 
     /// The same path in every hierarchy, as podrun makes a container's.
     pub fn at(path: &str) -> Cgroups {
-        let v1 = ["memory", "cpu", "cpuacct", "cpuset"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
+        let v1 = ["memory", "cpu", "cpuacct", "cpuset", "blkio"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
         Cgroups { v2: Some(path.to_owned()), v1 }
     }
 
@@ -231,14 +243,15 @@ impl ViewFile {
 }
 
 impl ViewFile {
-    /// Whether a container on this host gets the file: diskstats and pressure come from
-    /// cgroup v2's io.stat and *.pressure, which v1 hierarchies lack (there the container
-    /// keeps the host's files); pressure only where the kernel has PSI.
-    pub fn served(self, v2: bool) -> bool {
+    /// Whether a container on a host with cgroup mounts `roots` gets the file: diskstats
+    /// comes from cgroup v2's io.stat or v1's blkio, pressure from the reader's cgroup2
+    /// cgroup (on a hybrid host, the controller-less one) where the kernel has PSI. Where
+    /// neither is, the container keeps the host's file.
+    pub fn served(self, roots: &CgroupRoots) -> bool {
         match self {
-            ViewFile::Diskstats => v2,
+            ViewFile::Diskstats => roots.v2.is_some() || roots.blkio.is_some(),
             ViewFile::PressureCpu | ViewFile::PressureMemory | ViewFile::PressureIo => {
-                v2 && std::path::Path::new("/proc/pressure/cpu").exists()
+                roots.pressure().is_some() && std::path::Path::new("/proc/pressure/cpu").exists()
             }
             _ => true,
         }
@@ -319,9 +332,10 @@ fn cpu_count_cached(roots: &CgroupRoots, c: &Cgroups) -> usize {
     n
 }
 
-/// A file of the reader's v2 cgroup ("" where there is none).
+/// A file of the reader's cgroup2 cgroup (on a hybrid host, in the controller-less mount;
+/// "" where there is none).
 fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
-    match (&roots.v2, &c.v2) {
+    match (roots.pressure(), &c.v2) {
         (Some(root), Some(p)) => {
             crate::read_kernel_file(root.join(p.trim_start_matches('/')).join(name)).unwrap_or_default()
         }
@@ -361,7 +375,18 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
         ViewFile::Diskstats => {
             let host = crate::read_kernel_file("/proc/diskstats").unwrap_or_default();
-            let io = v2_file(roots, &groups, "io.stat");
+            let io = match (&roots.v2, &roots.blkio, groups.v1_path("blkio")) {
+                (Some(_), _, _) => v2_file(roots, &groups, "io.stat"),
+                (None, Some(root), Some(p)) => {
+                    let dir = root.join(p.trim_start_matches('/'));
+                    let read = |f: &str| crate::read_kernel_file(dir.join(f)).unwrap_or_default();
+                    crate::render::io::io_stat_from_blkio(
+                        &read("blkio.throttle.io_service_bytes_recursive"),
+                        &read("blkio.throttle.io_serviced_recursive"),
+                    )
+                }
+                _ => String::new(),
+            };
             crate::render::io::render_diskstats(&host, &io)
         }
         ViewFile::PressureCpu => crate::render::io::render_pressure(&v2_file(roots, &groups, "cpu.pressure"), false),

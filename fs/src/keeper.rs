@@ -29,7 +29,7 @@ pub const AGENT_FD: RawFd = 4;
 
 /// The command line podrun starts the keeper with: `podrun-view --root ROOT` and, for each
 /// cgroup mount the view reads, `--v2 DIR`, `--memory DIR`, `--cpu DIR`, `--cpuacct DIR`,
-/// `--cpuset DIR`. The root is there to tell keepers of different roots apart in `ps`.
+/// `--cpuset DIR`, `--blkio DIR`, `--unified DIR`. The root is there to tell keepers of different roots apart in `ps`.
 pub fn args(root: &std::path::Path, roots: &CgroupRoots) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = vec!["podrun-view".into(), "--root".into(), root.into()];
     for (flag, dir) in [
@@ -38,6 +38,8 @@ pub fn args(root: &std::path::Path, roots: &CgroupRoots) -> Vec<std::ffi::OsStri
         ("--cpu", &roots.cpu),
         ("--cpuacct", &roots.cpuacct),
         ("--cpuset", &roots.cpuset),
+        ("--blkio", &roots.blkio),
+        ("--unified", &roots.unified),
     ] {
         if let Some(d) = dir {
             a.push(flag.into());
@@ -62,6 +64,8 @@ pub fn parse_args(argv: &[std::ffi::OsString]) -> Result<CgroupRoots, String> {
             Some("--cpu") => roots.cpu = dir,
             Some("--cpuacct") => roots.cpuacct = dir,
             Some("--cpuset") => roots.cpuset = dir,
+            Some("--blkio") => roots.blkio = dir,
+            Some("--unified") => roots.unified = dir,
             _ => return Err(format!("unknown argument {}", flag.to_string_lossy())),
         }
     }
@@ -295,12 +299,17 @@ mod tests {
             cpu: Some("/sys/fs/cgroup/cpu".into()),
             cpuacct: Some("/sys/fs/cgroup/cpuacct".into()),
             cpuset: Some("/sys/fs/cgroup/cpuset".into()),
+            blkio: Some("/sys/fs/cgroup/blkio".into()),
+            unified: Some("/sys/fs/cgroup/unified".into()),
             ..Default::default()
         };
         let a = args(std::path::Path::new("/run/podrun"), &v1);
         assert_eq!(a[..3], ["podrun-view", "--root", "/run/podrun"]);
         let back = parse_args(&a).unwrap();
-        assert_eq!((back.memory, back.cpu, back.cpuacct, back.cpuset), (v1.memory, v1.cpu, v1.cpuacct, v1.cpuset));
+        assert_eq!(
+            (back.memory, back.cpu, back.cpuacct, back.cpuset, back.blkio, back.unified),
+            (v1.memory, v1.cpu, v1.cpuacct, v1.cpuset, v1.blkio, v1.unified)
+        );
         assert_eq!(back.v2, None);
         let v2 = CgroupRoots { v2: Some("/sys/fs/cgroup".into()), ..Default::default() };
         assert_eq!(parse_args(&args(std::path::Path::new("/r"), &v2)).unwrap().v2, v2.v2);

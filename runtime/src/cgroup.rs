@@ -40,12 +40,16 @@ pub enum LimitError {
 }
 
 /// The v1 controllers podrun puts containers in: those it sets limits with or reads usage
-/// from, the freezer, which holds a container still while it is killed, and devices, whose
-/// allow-list keeps a container off the host's devices (see devices.rs). Each hierarchy
-/// costs a mkdir and an rmdir per container (blkio's alone about 100 µs), so the others
-/// (blkio, the empty unified mount) are left alone: a container stays in its creator's
-/// cgroup there.
-pub const V1_CONTROLLERS: [&str; 7] = ["cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"];
+/// from (blkio: the I/O the resource view's /proc/diskstats shows), the freezer, which
+/// holds a container still while it is killed, and devices, whose allow-list keeps a
+/// container off the host's devices (see devices.rs). On a hybrid host a container also
+/// gets a cgroup in the controller-less cgroup2 mount (`unified`): the kernel keeps
+/// pressure (PSI) per cgroup only there, for the view's /proc/pressure files. Others (net_cls,
+/// perf_event, ...) are left alone: a container stays in its creator's cgroup there.
+pub const V1_CONTROLLERS: [&str; 8] = ["blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"];
+
+/// The name `Hierarchy::dirs` gives a hybrid host's cgroup2 mount.
+pub const UNIFIED: &str = "unified";
 
 /// Works out the hierarchy from /proc/self/mountinfo: fields are `id parent major:minor
 /// root mountpoint options [optional...] - fstype source superoptions`.
@@ -416,18 +420,21 @@ impl Hierarchy {
     }
 
     /// The directories holding cgroup `path`: one on v2; on v1 one per distinct mount of
-    /// podrun's controllers.
+    /// podrun's controllers, and on a hybrid host the cgroup2 mount's (named UNIFIED).
     pub fn dirs(&self, path: &str) -> Vec<(Option<&str>, PathBuf)> {
         let rel = path.trim_start_matches('/');
         match self {
             Hierarchy::V2 { mount } => vec![(None, mount.join(rel))],
-            Hierarchy::V1 { controllers, .. } => {
+            Hierarchy::V1 { controllers, unified } => {
                 let mut out: Vec<(Option<&str>, PathBuf)> = Vec::new();
                 for (name, mount) in controllers {
                     let d = mount.join(rel);
                     if !out.iter().any(|(_, o)| *o == d) {
                         out.push((Some(name.as_str()), d));
                     }
+                }
+                if let Some(u) = unified {
+                    out.push((Some(UNIFIED), u.join(rel)));
                 }
                 out
             }
@@ -438,6 +445,7 @@ impl Hierarchy {
         let rel = path.trim_start_matches('/');
         match self {
             Hierarchy::V2 { mount } => Some(mount.join(rel)),
+            Hierarchy::V1 { unified: Some(u), .. } if controller == UNIFIED => Some(u.join(rel)),
             Hierarchy::V1 { controllers, .. } => controllers.get(controller).map(|m| m.join(rel)),
         }
     }
@@ -609,9 +617,10 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
 /// CLONE_INTO_CGROUP, see `clone::spawn`); on v1, where that flag does not apply, the
 /// single-threaded join stage writes "0" to each hierarchy's `tasks` file, which moves
 /// only the calling thread and so needs no global lock. `cgroup.procs` remains the v2
-/// fallback for kernels without CLONE_INTO_CGROUP (before 5.7).
+/// fallback for kernels without CLONE_INTO_CGROUP (before 5.7). A hybrid host's cgroup2
+/// cgroup is entered as v2's is, and its v1 hierarchies through `tasks`.
 pub struct Entry {
-    /// v2: the cgroup's directory, for CLONE_INTO_CGROUP.
+    /// v2 (or hybrid's cgroup2 mount): the cgroup's directory, for CLONE_INTO_CGROUP.
     dir: Option<OwnedFd>,
     /// v1: each hierarchy's `tasks`.
     tasks: Vec<OwnedFd>,
@@ -623,8 +632,8 @@ impl Entry {
         let open_w =
             |f: PathBuf| fs::OpenOptions::new().write(true).open(&f).map(OwnedFd::from).map_err(io("open", &f));
         let mut entry = Entry { dir: None, tasks: Vec::new() };
-        for (_, d) in h.dirs(path).into_iter().filter(|(_, d)| d.is_dir()) {
-            if v2 {
+        for (c, d) in h.dirs(path).into_iter().filter(|(_, d)| d.is_dir()) {
+            if v2 || c == Some(UNIFIED) {
                 let flags = nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
                 entry.dir = Some(
                     nix::fcntl::open(&d, flags, nix::sys::stat::Mode::empty()).map_err(|e| io("open", &d)(e.into()))?,
@@ -642,12 +651,10 @@ impl Entry {
         self.dir.as_ref().map(|d| d.as_fd())
     }
 
-    /// Moves the calling (single-threaded) process in, unless it was created there.
+    /// Moves the calling (single-threaded) process in: into the v1 hierarchies, and into
+    /// the cgroup2 cgroup unless it was created there (`placed`).
     pub fn join(&self, placed: bool) -> Result<(), nix::errno::Errno> {
-        if placed {
-            return Ok(());
-        }
-        if let Some(dir) = &self.dir {
+        if let (Some(dir), false) = (&self.dir, placed) {
             let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC;
             let procs = nix::fcntl::openat(dir, "cgroup.procs", flags, nix::sys::stat::Mode::empty())?;
             nix::unistd::write(&procs, b"0")?;

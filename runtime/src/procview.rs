@@ -77,11 +77,13 @@ pub fn keeper(paths: &Paths) -> Option<ProcRef> {
 pub fn roots(h: &Hierarchy) -> CgroupRoots {
     match h {
         Hierarchy::V2 { mount } => CgroupRoots { v2: Some(mount.clone()), ..Default::default() },
-        Hierarchy::V1 { controllers, .. } => CgroupRoots {
+        Hierarchy::V1 { controllers, unified } => CgroupRoots {
             memory: controllers.get("memory").cloned(),
             cpu: controllers.get("cpu").cloned(),
             cpuacct: controllers.get("cpuacct").cloned(),
             cpuset: controllers.get("cpuset").cloned(),
+            blkio: controllers.get("blkio").cloned(),
+            unified: unified.clone(),
             ..Default::default()
         },
     }

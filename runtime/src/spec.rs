@@ -402,8 +402,8 @@ pub fn build(
         }
     }
     if let Some(view) = &opts.procview {
-        let v2 = matches!(cgroups, Hierarchy::V2 { .. });
-        for f in podrun_procfs::caller::ViewFile::ALL.into_iter().filter(|f| f.served(v2)) {
+        let roots = crate::procview::roots(cgroups);
+        for f in podrun_procfs::caller::ViewFile::ALL.into_iter().filter(|f| f.served(&roots)) {
             // No "ro": the view is mounted read-only, and a clone keeps that.
             mounts.push(mount(f.target(), "bind", &view.join(f.name()).to_string_lossy(), &["bind"])?);
         }

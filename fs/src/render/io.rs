@@ -1,5 +1,5 @@
-//! /proc/diskstats and /proc/pressure/* from the cgroup's own io.stat and *.pressure
-//! (cgroup v2).
+//! /proc/diskstats and /proc/pressure/* from the cgroup's own io.stat (cgroup v2; v1's
+//! blkio numbers are put in its form) and *.pressure.
 
 /// One line per device the cgroup has done I/O on, named as the host names it: reads,
 /// sectors read, writes, sectors written, discards and sectors discarded from io.stat;
@@ -31,6 +31,39 @@ pub fn render_diskstats(host: &str, io_stat: &str) -> String {
     out
 }
 
+/// v1's per-device counts as v2's io.stat lines: `bytes` and `ios` are
+/// blkio.throttle.io_service_bytes_recursive and io_serviced_recursive ("MAJ:MIN Read N"
+/// lines, then "Total N"). The kernel counts there only on devices with throttling active
+/// (a blkio.throttle limit was ever set on them); a device with nothing counted has no
+/// line, as in io.stat.
+pub fn io_stat_from_blkio(bytes: &str, ios: &str) -> String {
+    let mut devs: std::collections::BTreeMap<(u32, u32), [u64; 6]> = Default::default();
+    for (text, base) in [(bytes, 0), (ios, 1)] {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [dev, op, n] = f[..] else { continue };
+            let (Some((major, minor)), Ok(n)) = (dev.split_once(':'), n.parse::<u64>()) else { continue };
+            let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else { continue };
+            let slot = match op {
+                "Read" => 0,
+                "Write" => 2,
+                "Discard" => 4,
+                _ => continue,
+            };
+            devs.entry((major, minor)).or_default()[slot + base] = n;
+        }
+    }
+    let mut out = String::new();
+    for ((major, minor), [rbytes, rios, wbytes, wios, dbytes, dios]) in devs {
+        if rbytes + rios + wbytes + wios + dbytes + dios > 0 {
+            out.push_str(&format!(
+                "{major}:{minor} rbytes={rbytes} wbytes={wbytes} rios={rios} wios={wios} dbytes={dbytes} dios={dios}\n"
+            ));
+        }
+    }
+    out
+}
+
 /// A pressure file: the cgroup's as it is, or nothing stalled when there is none. `full`:
 /// the resource has a "full" line (memory and io; cpu has one too since 5.13, kept if the
 /// cgroup's file has it).
@@ -49,6 +82,18 @@ pub fn render_pressure(cgroup: &str, full: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v1_blkio_counts_become_io_stat_lines() {
+        let bytes = "7:0 Read 1048576\n7:0 Write 4096\n7:0 Sync 1052672\n7:0 Async 0\n7:0 Discard 0\n7:0 Total 1052672\n\
+                     8:0 Read 0\n8:0 Write 0\n8:0 Total 0\nTotal 1052672\n";
+        let ios = "7:0 Read 16\n7:0 Write 1\n7:0 Sync 17\n7:0 Async 0\n7:0 Discard 0\n7:0 Total 17\nTotal 17\n";
+        let io = io_stat_from_blkio(bytes, ios);
+        assert_eq!(io, "7:0 rbytes=1048576 wbytes=4096 rios=16 wios=1 dbytes=0 dios=0\n", "idle devices dropped");
+        let host = "   7       0 loop0 1 1 1 1 1 1 1 1 1 1 1 0 0 0 0 0 0\n";
+        assert_eq!(render_diskstats(host, &io), "   7       0 loop0 16 0 2048 0 1 0 8 0 0 0 0 0 0 0 0 0 0\n");
+        assert_eq!(io_stat_from_blkio("Total 0\n", "garbage line here\n"), "");
+    }
 
     #[test]
     fn diskstats_show_the_cgroups_io_by_device_name() {
