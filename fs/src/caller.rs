@@ -98,8 +98,11 @@ impl<T: Clone> Recent<T> {
         }
         let v = make();
         let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= 1024 {
+        // Only what is fresh is of use: pruned early (per-pid keys come and go with every
+        // reading process), and the table's room given back once it has emptied.
+        if m.len() >= 64 {
             m.retain(|_, (at, _)| at.elapsed() < FRESH);
+            m.shrink_to(128);
         }
         m.insert(key.to_owned(), (std::time::Instant::now(), v.clone()));
         v

@@ -58,7 +58,30 @@ impl Pool {
         self.idle.fetch_add(1, Ordering::SeqCst);
         self.total.fetch_add(1, Ordering::SeqCst);
     }
+
+    /// A worker that has answered its request: it waits for the next one, or, if
+    /// IDLE_KEPT others already wait and there are more than THREADS_KEPT, it ends (true), and the heap a burst of readers left
+    /// free goes back to the kernel. A burst of 8 readers grew the pool to 16 threads and
+    /// the heap to 650 kB, for as long as the server ran.
+    fn retire(&self) -> bool {
+        // The others that wait: they stay, and one that takes the last idle place starts
+        // another (worker), so one always reads.
+        if self.idle.load(Ordering::SeqCst) < IDLE_KEPT || self.total.load(Ordering::SeqCst) <= THREADS_KEPT {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
+        self.total.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: malloc_trim only releases free memory.
+        unsafe { libc::malloc_trim(0) };
+        true
+    }
 }
+
+/// After a burst, workers beyond THREADS_KEPT end while IDLE_KEPT others wait. (Up to 4
+/// come and go in a single reader's loop, its OPEN beside the last close's RELEASE: they
+/// stay, a thread start costs more than the read.)
+const IDLE_KEPT: usize = 2;
+const THREADS_KEPT: usize = 4;
 
 /// At most this many workers.
 const THREADS_MAX: usize = 16;
@@ -399,7 +422,9 @@ impl ProcView {
             if n >= IN_HEADER {
                 self.handle(fd, &buf[..n]);
             }
-            pool.idle.fetch_add(1, Ordering::SeqCst);
+            if pool.retire() {
+                return;
+            }
         }
     }
 }
