@@ -568,3 +568,28 @@ fn calls_in_flight_when_the_view_server_dies_are_answered_by_the_next() {
     t.assert_clean(&pids);
     view_gone(&t);
 }
+
+#[test]
+fn a_podrun_without_its_view_binary_says_so_and_leaves_nothing() {
+    if !need_root("a_podrun_without_its_view_binary_says_so_and_leaves_nothing") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    // podrun alone in a directory, without podrun-view beside it.
+    let bin = t.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_podrun"), bin.join("podrun")).unwrap();
+    let lone = |args: &[&str]| {
+        std::process::Command::new(bin.join("podrun")).arg("--root").arg(t.store()).args(args).output().unwrap()
+    };
+    let out = lone(&["run", "--rm", "--name", "v", "busybox", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains(&bin.join("podrun-view").display().to_string()) && err.contains("--procview=off"), "{err}");
+    assert!(t.entries("containers").is_empty(), "no container is left: {:?}", t.entries("containers"));
+    // The way out it names works.
+    let out = lone(&["run", "--rm", "--procview=off", "busybox", "true"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    t.assert_clean(&[]);
+    view_gone(&t);
+}
