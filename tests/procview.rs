@@ -90,6 +90,20 @@ fn host_mem_total() -> u64 {
     kb(&std::fs::read_to_string("/proc/meminfo").unwrap(), "MemTotal")
 }
 
+/// The view's server: the keeper's newest running child (a replaced server may linger a
+/// moment before it is reaped).
+fn view_server(t: &common::TestRoot) -> Option<i32> {
+    let keeper: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).ok()?).ok()?;
+    let keeper = keeper["pid"].as_i64()?;
+    std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|p| common::running(*p))
+        .max()
+}
+
 fn view_gone(t: &common::TestRoot) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = t.store();
@@ -241,18 +255,7 @@ fn readers_survive_the_view_server_being_killed() {
         t.ok(["run", "-d", "--name", &name, "--memory", mem, "busybox", "sh", "-c", &script]);
         names.push((name, mem.trim_end_matches('m').parse::<u64>().unwrap() * 1024));
     }
-    let keeper: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
-    let keeper = keeper["pid"].as_i64().unwrap();
-    // The keeper's newest child (a replaced server may linger a moment before it is reaped).
-    let server = || {
-        std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-            .filter(|p| common::running(*p))
-            .max()
-    };
+    let server = || view_server(&t);
     std::thread::sleep(std::time::Duration::from_millis(300));
     for round in 0..3 {
         let old = server().expect("a view server");
@@ -508,18 +511,7 @@ fn calls_in_flight_when_the_view_server_dies_are_answered_by_the_next() {
     }
     let t = common::TestRoot::with_busybox();
     t.ok(["run", "-d", "--name", "w", "--memory", "48m", "busybox", "sleep", "3600"]);
-    let keeper: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
-    let keeper = keeper["pid"].as_i64().unwrap();
-    let server = || {
-        std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-            .filter(|p| common::running(*p))
-            .max()
-            .expect("a view server")
-    };
+    let server = || view_server(&t).expect("a view server");
     // The server is killed in the middle of each: a sysinfo(2) answer (it has taken the
     // call and is writing the numbers into the caller), and a FUSE open (it has rendered
     // the file and is writing the reply). The next server answers both: the call noted in
