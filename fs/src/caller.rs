@@ -66,7 +66,8 @@ impl Cgroups {
 
     /// The same path in every hierarchy, as podrun makes a container's.
     pub fn at(path: &str) -> Cgroups {
-        let v1 = ["memory", "cpu", "cpuacct", "cpuset", "blkio"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
+        let v1 =
+            ["memory", "cpu", "cpuacct", "cpuset", "blkio"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
         Cgroups { v2: Some(path.to_owned()), v1 }
     }
 

@@ -115,28 +115,29 @@ impl Loads {
     pub fn start(kept: Option<&'static Kept>) -> Loads {
         let loads = Loads { map: Arc::default(), kept };
         let inner = loads.map.clone();
-        let _ = std::thread::Builder::new().name("loadavg".into()).stack_size(crate::keeper::STACK).spawn(move || loop {
-            std::thread::sleep(INTERVAL);
-            let lists: Vec<TaskList> = {
-                let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
-                map.retain(|list, t| {
-                    let keep = t.read.elapsed() < FORGET_AFTER;
-                    if !keep {
-                        kept.inspect(|k| k.forget(list));
+        let _ =
+            std::thread::Builder::new().name("loadavg".into()).stack_size(crate::keeper::STACK).spawn(move || loop {
+                std::thread::sleep(INTERVAL);
+                let lists: Vec<TaskList> = {
+                    let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    map.retain(|list, t| {
+                        let keep = t.read.elapsed() < FORGET_AFTER;
+                        if !keep {
+                            kept.inspect(|k| k.forget(list));
+                        }
+                        keep
+                    });
+                    map.keys().cloned().collect()
+                };
+                for list in lists {
+                    let (active, running, total) = count(&list.dir, list.file);
+                    let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(t) = map.get_mut(&list) {
+                        t.load = next(t.load, active, running, total);
+                        kept.inspect(|k| k.put(&list, t.load.avg));
                     }
-                    keep
-                });
-                map.keys().cloned().collect()
-            };
-            for list in lists {
-                let (active, running, total) = count(&list.dir, list.file);
-                let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(t) = map.get_mut(&list) {
-                    t.load = next(t.load, active, running, total);
-                    kept.inspect(|k| k.put(&list, t.load.avg));
                 }
-            }
-        });
+            });
         loads
     }
 

@@ -45,7 +45,6 @@ pub fn set_name(name: &str) {
 pub fn shed_memory() {
     // SAFETY: malloc_trim only releases free memory.
     unsafe { libc::malloc_trim(0) };
-    shed_stack();
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
     for (range, anonymous) in exe_mappings(&smaps, &exe.to_string_lossy()) {
@@ -60,35 +59,6 @@ pub fn shed_memory() {
             libc::madvise(range.0 as *mut libc::c_void, range.1 - range.0, libc::MADV_DONTNEED);
             libc::madvise(range.0 as *mut libc::c_void, range.1 - range.0, libc::MADV_RANDOM);
         }
-    }
-}
-
-/// Drops the pages of the main thread's stack that lie below the caller's frame, with a
-/// margin of STACK_KEPT: the start path went deeper (image and spec code) than a helper's
-/// waiting loop ever does, and those pages stay resident otherwise (60-70 kB per monitor).
-/// Nothing lives below the stack pointer; a deeper call later faults zeroed pages back in.
-/// Only on the main thread's `[stack]` (a cloned child's stack is elsewhere: left alone).
-#[inline(never)]
-fn shed_stack() {
-    const STACK_KEPT: usize = 32 * 1024;
-    let marker = 0u8;
-    let sp = std::hint::black_box(&marker) as *const u8 as usize;
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
-    let Some((low, high)) = maps.lines().filter(|l| l.ends_with("[stack]")).find_map(|l| {
-        let (a, b) = l.split_whitespace().next()?.split_once('-')?;
-        Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?))
-    }) else {
-        return;
-    };
-    if !(low..high).contains(&sp) {
-        return;
-    }
-    let end = sp.saturating_sub(STACK_KEPT) & !4095;
-    if end > low {
-        // SAFETY: [low, end) is the main thread's stack below this frame by STACK_KEPT:
-        // no live data is there (the red zone is 128 bytes), and the kernel gives zeroed
-        // pages on the next touch.
-        unsafe { libc::madvise(low as *mut libc::c_void, end - low, libc::MADV_DONTNEED) };
     }
 }
 

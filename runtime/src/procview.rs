@@ -127,8 +127,10 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
     }
     stop_locked(paths);
     let exe = view_binary()?;
-    let h = Hierarchy::host()
-        .map_err(|e| ViewError::Start { what: "find the cgroup hierarchy".into(), source: std::io::Error::other(e.to_string()) })?;
+    let h = Hierarchy::host().map_err(|e| ViewError::Start {
+        what: "find the cgroup hierarchy".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let argv: Vec<std::ffi::CString> = keeper::args(&paths.root, &roots(&h))
         .into_iter()
         .filter_map(|a| std::ffi::CString::new(a.into_encoded_bytes()).ok())

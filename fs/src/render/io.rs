@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn v1_blkio_counts_become_io_stat_lines() {
-        let bytes = "7:0 Read 1048576\n7:0 Write 4096\n7:0 Sync 1052672\n7:0 Async 0\n7:0 Discard 0\n7:0 Total 1052672\n\
+        let bytes =
+            "7:0 Read 1048576\n7:0 Write 4096\n7:0 Sync 1052672\n7:0 Async 0\n7:0 Discard 0\n7:0 Total 1052672\n\
                      8:0 Read 0\n8:0 Write 0\n8:0 Total 0\nTotal 1052672\n";
         let ios = "7:0 Read 16\n7:0 Write 1\n7:0 Sync 17\n7:0 Async 0\n7:0 Discard 0\n7:0 Total 17\nTotal 17\n";
         let io = io_stat_from_blkio(bytes, ios);
