@@ -585,3 +585,28 @@ fn a_podrun_without_its_view_binary_says_so_and_leaves_nothing() {
     t.assert_clean(&[]);
     view_gone(&t);
 }
+
+#[test]
+fn readers_that_seek_from_the_end_get_the_files_tail() {
+    if !need_root("readers_that_seek_from_the_end_get_the_files_tail") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    // tail -c seeks to the file's size minus N: the size must be the content's (it was a
+    // 64 KiB upper bound, and a first reader's tail printed nothing). cat reads by
+    // sendfile, through the page cache, which stops at that size.
+    let script = "ls -l /proc/meminfo | awk '{print $5}'; \
+                  tail -c 40 /proc/meminfo > /tmp/b; cat /proc/meminfo > /tmp/m; tail -c 40 /tmp/m > /tmp/a; \
+                  cmp /tmp/a /tmp/b && echo same; wc -c < /tmp/b; tail -c 100 /proc/uptime; \
+                  tail -n 1 /proc/cpuinfo /dev/null | head -3 | wc -l; ls -l /proc/meminfo | awk '{print $5}'; wc -c < /tmp/m";
+    let out = t.ok(["run", "--rm", "--memory", "64m", "busybox", "sh", "-c", script]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "before any open a file says 0, as /proc does: {out}");
+    assert_eq!(lines[1], "same", "tail -c gives the end of the file: {out}");
+    assert_eq!(lines[2].trim(), "40", "{out}");
+    let up: Vec<f64> = lines[3].split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(up.len(), 2, "the whole of /proc/uptime: {out}");
+    assert_eq!(lines[5], lines[6].trim(), "stat's size is the length cat read: {out}");
+    t.assert_clean(&[]);
+    view_gone(&t);
+}

@@ -36,6 +36,7 @@ const FUSE_ACCESS: u32 = 34;
 const FUSE_INTERRUPT: u32 = 36;
 const FUSE_DESTROY: u32 = 38;
 const FUSE_BATCH_FORGET: u32 = 42;
+const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
 const FUSE_NOTIFY_STORE: i32 = 4;
 const FUSE_NOTIFY_RESEND: i32 = 7;
 const FOPEN_DIRECT_IO: u32 = 1;
@@ -96,10 +97,9 @@ pub struct ProcView {
     /// Per open file: its copy, and whether it has been read from the start (a second
     /// read from offset 0 renders afresh).
     handles: Mutex<(u64, HashMap<u64, Held>)>,
-    /// Per inode: the length of the copy last opened (what a short read cut its size to).
+    /// Per inode: the size this server last gave the kernel (at lookup or stat, or by
+    /// storing at open), which is the length of the copy last opened.
     sizes: Mutex<HashMap<u64, usize>>,
-    /// Inodes this server answered a lookup for (their size is LOOKUP_SIZE).
-    looked_up: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl ProcView {
@@ -117,8 +117,13 @@ impl ProcView {
             // handle as one of its own (another reader's copy).
             handles: Mutex::new(((u64::from(std::process::id())) << 32 | 1, HashMap::new())),
             sizes: Mutex::default(),
-            looked_up: Mutex::default(),
         }
+    }
+
+    /// The size the kernel is told for `node`: the length of its copy last opened (0 before
+    /// the first), recorded as told.
+    fn size_of(&self, node: u64) -> u64 {
+        *self.sizes.lock().unwrap_or_else(|p| p.into_inner()).entry(node).or_insert(0) as u64
     }
 
     /// sysinfo(2) for process `pid`, from the same numbers as its files.
@@ -144,10 +149,6 @@ fn node_file(node: u64) -> Option<ViewFile> {
     ViewFile::ALL.get(usize::try_from((node & 0xff).checked_sub(ROOT + 1)?).ok()?).copied()
 }
 
-/// A file's size as stat shows it: an upper bound, not rendered (every container start
-/// looks up and stats each file). sendfile and splice read through the page cache, which
-/// stops at the size; the first short read sets the real one. (/proc says 0.)
-const LOOKUP_SIZE: u64 = 64 * 1024;
 /// Seconds the kernel may keep an inode's attributes: they never change.
 const ATTR_VALID: u64 = 3600;
 
@@ -224,19 +225,18 @@ impl ProcView {
             FUSE_LOOKUP => {
                 let name = body.split(|&b| b == 0).next().unwrap_or_default();
                 match ViewFile::ALL.iter().position(|f| f.name().as_bytes() == name) {
-                    // No rendering here (a container start looks up every file): an upper
-                    // bound, which the first short read or stat corrects.
+                    // No rendering here (a container start looks up every file): the size
+                    // of the copy last opened, 0 before the first open.
                     Some(i) if node == ROOT => {
                         let n = node_of(i, pid);
-                        self.looked_up.lock().unwrap_or_else(|p| p.into_inner()).insert(n);
-                        reply(fd, unique, 0, &entry(n, LOOKUP_SIZE))
+                        reply(fd, unique, 0, &entry(n, self.size_of(n)))
                     }
                     _ => reply(fd, unique, libc::ENOENT, &[]),
                 }
             }
             FUSE_GETATTR => {
                 let size = match node_file(node) {
-                    Some(_) => LOOKUP_SIZE,
+                    Some(_) => self.size_of(node),
                     None if node == ROOT => 0,
                     None => return reply(fd, unique, libc::ENOENT, &[]),
                 };
@@ -252,20 +252,25 @@ impl ProcView {
                     return reply(fd, unique, libc::EACCES, &[]);
                 }
                 let content = render_for(&self.roots, &self.loads, pid, file).into_bytes();
-                // sendfile and splice read through the page cache and stop at the inode's
-                // size, which the kernel cuts to what a short read returned. A copy longer
-                // than the last one (or than an unknown one) raises it again by storing its
-                // last byte into the cache. The store locks that page: a reader may hold
-                // the lock while its READ waits for a worker, so the pool always keeps one.
+                // The inode's size is the copy's length, as the reader's stat and seeks
+                // need it (`tail -c` seeks from the end). sendfile and splice read through
+                // the page cache and stop at that size, which the kernel cuts to what a
+                // short read returned. A copy longer than the last one (or than an unknown
+                // one) raises it by storing its last byte into the cache; the store locks
+                // that page: a reader may hold the lock while its READ waits for a worker,
+                // so the pool always keeps one. A shorter one drops the kernel's attributes,
+                // so that a stat asks again (the cache's reads stop at the short read).
                 let len = content.len();
-                let grows = {
-                    let mut sizes = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
-                    match sizes.insert(node, len) {
-                        Some(prev) => prev < len,
-                        // Looked up by this server: the size is LOOKUP_SIZE.
-                        None => !self.looked_up.lock().unwrap_or_else(|p| p.into_inner()).contains(&node),
-                    }
-                };
+                let prev = self.sizes.lock().unwrap_or_else(|p| p.into_inner()).insert(node, len);
+                if prev.is_some_and(|p| p > len) {
+                    // fuse_notify_inval_inode_out: ino, off (-1: attributes only), len.
+                    let mut inval = Vec::with_capacity(24);
+                    inval.extend_from_slice(&node.to_ne_bytes());
+                    inval.extend_from_slice(&(-1i64).to_ne_bytes());
+                    inval.extend_from_slice(&0i64.to_ne_bytes());
+                    reply(fd, 0, -FUSE_NOTIFY_INVAL_INODE, &inval);
+                }
+                let grows = prev.is_none_or(|p| p < len);
                 if grows && len > 0 {
                     let mut store = Vec::with_capacity(25);
                     store.extend_from_slice(&node.to_ne_bytes());
@@ -378,7 +383,7 @@ impl ProcView {
     pub fn serve(&self, fd: BorrowedFd<'_>, threads: usize, resume: bool) -> io::Result<()> {
         let raw = fd.as_raw_fd();
         if resume {
-            reply(raw, 0, -FUSE_NOTIFY_RESEND, &[]);
+            resend(fd);
         }
         let pool = Pool { idle: AtomicUsize::new(0), total: AtomicUsize::new(0) };
         std::thread::scope(|s| {
@@ -427,6 +432,13 @@ impl ProcView {
             }
         }
     }
+}
+
+/// Asks the kernel to queue again every request a server has read and not answered
+/// (FUSE_NOTIFY_RESEND, Linux 6.9): what a dead server took. One answered meanwhile by a
+/// live server is answered again from the queue (the first reply finds it gone).
+pub fn resend(fd: BorrowedFd<'_>) {
+    reply(fd.as_raw_fd(), 0, -FUSE_NOTIFY_RESEND, &[]);
 }
 
 /// Opens /dev/fuse and mounts a view on `dir` (as root; readable by every process).
