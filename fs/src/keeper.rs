@@ -150,7 +150,7 @@ pub fn run(roots: CgroupRoots) -> i32 {
             (_, -1) => std::thread::sleep(Duration::from_millis(50)),
             (chan, child) => {
                 agent.to_server = chan.map(|(ours, _)| ours);
-                if watch(child, &mut agent) {
+                if watch(child, &mut agent, std::os::fd::AsFd::as_fd(&fuse)) {
                     // The view was unmounted: the keeper's work is done.
                     return 0;
                 }
@@ -256,9 +256,11 @@ fn is_listener(fd: &OwnedFd) -> bool {
 /// Waits until `server` ends (true: cleanly, the view is unmounted) or is dying: killed,
 /// but held by a thread the kernel cannot wake until a request is answered (storing a page
 /// waits for a reader's lock, the reader for a READ): a new server must start without
-/// waiting for the old one to be reaped. Reaps any server that has ended. Meanwhile it does
-/// the agent's work.
-fn watch(server: libc::pid_t, agent: &mut Agent) -> bool {
+/// waiting for the old one to be reaped. Reaps any server that has ended. A dying server's
+/// thread may still take a request after its successor had the kernel resend what was
+/// taken: once it is reaped, the kernel resends again (else that reader waits for ever;
+/// tests/procview.rs caught a `cat` so). Meanwhile it does the agent's work.
+fn watch(server: libc::pid_t, agent: &mut Agent, fuse: std::os::fd::BorrowedFd<'_>) -> bool {
     loop {
         let mut status = 0;
         // SAFETY: waitpid into a live int.
@@ -273,7 +275,7 @@ fn watch(server: libc::pid_t, agent: &mut Agent) -> bool {
                 agent.wait(Duration::from_millis(20));
             }
             // An earlier server that was replaced while dying: reaped now.
-            _ => {}
+            _ => crate::fuse::resend(fuse),
         }
     }
 }
