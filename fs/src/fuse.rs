@@ -61,9 +61,10 @@ impl Pool {
     }
 
     /// A worker that has answered its request: it waits for the next one, or, if
-    /// IDLE_KEPT others already wait and there are more than THREADS_KEPT, it ends (true), and the heap a burst of readers left
-    /// free goes back to the kernel. A burst of 8 readers grew the pool to 16 threads and
-    /// the heap to 650 kB, for as long as the server ran.
+    /// IDLE_KEPT others already wait and there are more than THREADS_KEPT, it ends (true)
+    /// and the heap a burst of readers left free goes back to the kernel. (A burst of 8
+    /// readers grew the pool to 16 threads and the heap to 650 kB, for as long as the
+    /// server ran.)
     fn retire(&self) -> bool {
         // The others that wait: they stay, and one that takes the last idle place starts
         // another (worker), so one always reads.
@@ -388,20 +389,22 @@ impl ProcView {
         let pool = Pool { idle: AtomicUsize::new(0), total: AtomicUsize::new(0) };
         std::thread::scope(|s| {
             for _ in 0..threads.max(1) {
-                pool.add();
-                let _ = self.spawn_worker(raw, s, &pool);
+                self.add_worker(raw, s, &pool);
             }
         });
         Ok(())
     }
 
-    fn spawn_worker<'s, 'e>(
-        &'s self,
-        fd: RawFd,
-        s: &'s std::thread::Scope<'s, 'e>,
-        pool: &'s Pool,
-    ) -> io::Result<std::thread::ScopedJoinHandle<'s, ()>> {
-        std::thread::Builder::new().stack_size(crate::keeper::STACK).spawn_scoped(s, move || self.worker(fd, s, pool))
+    /// Starts a worker, counted in `pool` (and not, if the thread cannot be made).
+    fn add_worker<'s, 'e>(&'s self, fd: RawFd, s: &'s std::thread::Scope<'s, 'e>, pool: &'s Pool) {
+        pool.add();
+        let started = std::thread::Builder::new()
+            .stack_size(crate::keeper::STACK)
+            .spawn_scoped(s, move || self.worker(fd, s, pool));
+        if started.is_err() {
+            pool.idle.fetch_sub(1, Ordering::SeqCst);
+            pool.total.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Reads and answers requests until the filesystem is unmounted. A worker that takes
@@ -421,8 +424,7 @@ impl ProcView {
             }
             let n = n as usize;
             if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 && pool.total.load(Ordering::SeqCst) < THREADS_MAX {
-                pool.add();
-                let _ = self.spawn_worker(fd, s, pool);
+                self.add_worker(fd, s, pool);
             }
             if n >= IN_HEADER {
                 self.handle(fd, &buf[..n]);
