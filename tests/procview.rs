@@ -610,3 +610,78 @@ fn readers_that_seek_from_the_end_get_the_files_tail() {
     t.assert_clean(&[]);
     view_gone(&t);
 }
+
+#[test]
+fn reads_through_the_page_cache_follow_a_text_that_grows_and_shrinks() {
+    if !need_root("reads_through_the_page_cache_follow_a_text_that_grows_and_shrinks") {
+        return;
+    }
+    let t = common::TestRoot::new();
+    t.import(&common::python_oci(), &[]);
+    // An open that renders the text its inode's page cache holds reads it from there; a
+    // new one is stored over it. /proc/loadavg's task count (sampled every 5 s, as the
+    // kernel's) grows by 30 and shrinks back, its text by a character each way. Every
+    // read, by a fresh open or again through a descriptor kept open, must be whole and
+    // current: a text shorter than the cached one must not end in the old one's tail.
+    let script = r#"
+import os, re, signal, time
+pat = re.compile(r'\d+\.\d\d \d+\.\d\d \d+\.\d\d \d+/(\d+) \d+\n\Z')
+held = open('/proc/loadavg')
+def total(text):
+    m = pat.match(text)
+    assert m, repr(text)
+    return int(m.group(1))
+def fresh():
+    # As cat reads: no stat, one large read and one at the end.
+    fd = os.open('/proc/loadavg', os.O_RDONLY)
+    text = os.read(fd, 65536).decode()
+    assert os.read(fd, 65536) == b'', text
+    os.close(fd)
+    return total(text)
+def again():
+    time.sleep(0.05)
+    held.seek(0)
+    return total(held.read())
+def until(ok, kept):
+    end = time.time() + 15
+    while time.time() < end:
+        n = fresh()
+        if ok(n):
+            return n
+        if kept:
+            again()
+        time.sleep(0.01)
+    raise SystemExit('the task count never came')
+base = (fresh(), again())
+kids = []
+for _ in range(30):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    kids.append(pid)
+grown = (until(lambda n: n >= base[0] + 30, True), again(), fresh())
+# Shrinking with no descriptor kept open (an open then stores the shorter text), and then
+# with one (a read again through it does).
+held.close()
+for k in kids[:15]:
+    os.kill(k, signal.SIGKILL)
+    os.waitpid(k, 0)
+fewer = until(lambda n: n == base[0] + 15, False)
+held = open('/proc/loadavg')
+again()
+for k in kids[15:]:
+    os.kill(k, signal.SIGKILL)
+    os.waitpid(k, 0)
+shrunk = (until(lambda n: n == base[0], True), again(), fresh())
+print(*base, *grown, fewer, *shrunk)
+"#;
+    let out = t.ok(["run", "--rm", "python", "python3", "-c", script]);
+    let n: Vec<u64> = out.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(n.len(), 9, "{out}");
+    assert!(n[0] <= 3 && n[1] == n[0], "the container's own tasks: {out}");
+    assert!(n[2..5].iter().all(|&g| g >= n[0] + 30), "30 more tasks, seen by opens and a kept descriptor: {out}");
+    assert!(n[6..9].iter().all(|&s| s == n[0]), "and gone again: {out}");
+    t.assert_clean(&[]);
+    view_gone(&t);
+}

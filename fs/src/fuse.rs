@@ -9,7 +9,14 @@
 //! 6.9), so no reader waits forever.
 //!
 //! Every file is rendered at open for the process that opens it (the request carries its
-//! pid) and read from that copy, with direct I/O: no page cache shared between readers.
+//! pid). Each container has inodes of its own (see `node_of`), whose page cache holds the
+//! text last opened: an open that renders the same text reads it from the cache, so a read
+//! costs one round trip (OPEN) instead of three (OPEN, READ, READ at the end). A new text
+//! is stored into the cache at open while no reader has the inode open through it; one
+//! that would change it under another reader reads its own copy with direct I/O instead.
+//! A descriptor kept open and read again from the start (procps: top, free, vmstat) gets
+//! a fresh text: a file's attributes live FILE_ATTR_VALID_NS, and the kernel asks for
+//! them again (GETATTR) before such a read, when the server stores the reader's text anew.
 
 use std::collections::HashMap;
 use std::io;
@@ -40,6 +47,9 @@ const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
 const FUSE_NOTIFY_STORE: i32 = 4;
 const FUSE_NOTIFY_RESEND: i32 = 7;
 const FOPEN_DIRECT_IO: u32 = 1;
+const FOPEN_KEEP_CACHE: u32 = 2;
+/// fuse_getattr_in.getattr_flags: the request names an open file (fh).
+const FUSE_GETATTR_FH: u32 = 1;
 /// The header of every request: len, opcode, unique, nodeid, uid, gid, pid, extlen, pad.
 const IN_HEADER: usize = 40;
 const ROOT: u64 = 1;
@@ -88,19 +98,47 @@ const THREADS_KEPT: usize = 4;
 /// At most this many workers.
 const THREADS_MAX: usize = 16;
 
-/// An open file's copy, and whether it has been read from the start.
-type Held = (Vec<u8>, bool);
+/// An open file: its copy and whether it has been read from the start (direct I/O), or
+/// that it reads through its inode's page cache (`cached`, no copy).
+struct Held {
+    copy: Vec<u8>,
+    started: bool,
+    cached: bool,
+}
+
+/// What this server has put in the kernel's page cache for one inode.
+#[derive(Default)]
+struct Node {
+    /// The text the cache holds, whose length is the inode's size. None: not known (before
+    /// the first open, or under a new server).
+    text: Option<Vec<u8>>,
+    /// Descriptors open on the inode that read through the cache.
+    open: usize,
+    /// A store is under way. No lock is held while writing to the kernel (a store waits
+    /// for the pages it writes, which a reader's READ may hold), so opens meanwhile read
+    /// their own copies.
+    storing: bool,
+}
+
+impl Node {
+    /// Records `text` as the cache's (a store is under way until finish_store). Returns
+    /// whether the cache is dropped first: the text is shorter, or the cache unknown.
+    fn begin_store(&mut self, text: &[u8]) -> bool {
+        self.storing = true;
+        let shrinks = self.text.as_ref().is_none_or(|t| t.len() > text.len());
+        self.text = Some(text.to_vec());
+        shrinks
+    }
+}
 
 /// What a server needs: the cgroup mounts to read, and the open files' rendered copies.
 pub struct ProcView {
     roots: CgroupRoots,
     loads: crate::load::Loads,
-    /// Per open file: its copy, and whether it has been read from the start (a second
-    /// read from offset 0 renders afresh).
+    /// Per open file: how it reads (see Held). The next file handle first.
     handles: Mutex<(u64, HashMap<u64, Held>)>,
-    /// Per inode: the size this server last gave the kernel (at lookup or stat, or by
-    /// storing at open), which is the length of the copy last opened.
-    sizes: Mutex<HashMap<u64, usize>>,
+    /// Per inode: what its page cache holds. Dropped when the kernel forgets the inode.
+    nodes: Mutex<HashMap<u64, Node>>,
 }
 
 impl ProcView {
@@ -117,14 +155,57 @@ impl ProcView {
             // server numbers its own from its pid up, so a new one never reads an old
             // handle as one of its own (another reader's copy).
             handles: Mutex::new(((u64::from(std::process::id())) << 32 | 1, HashMap::new())),
-            sizes: Mutex::default(),
+            nodes: Mutex::default(),
         }
     }
 
-    /// The size the kernel is told for `node`: the length of its copy last opened (0 before
-    /// the first), recorded as told.
+    /// The size the kernel is told for `node`: the length of the text in its cache (0
+    /// before the first open, as /proc says).
     fn size_of(&self, node: u64) -> u64 {
-        *self.sizes.lock().unwrap_or_else(|p| p.into_inner()).entry(node).or_insert(0) as u64
+        self.nodes().get(&node).and_then(|n| n.text.as_ref()).map_or(0, |t| t.len() as u64)
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Node>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, Held>)> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts `text` into `node`'s page cache, unless a store is under way or `open_below`
+    /// or more descriptors read through the cache (a store under a reader could change
+    /// the text it is copying). Returns whether the cache holds `text` now.
+    fn store(&self, fd: RawFd, node: u64, text: &[u8], open_below: usize) -> bool {
+        let shrinks = {
+            let mut nodes = self.nodes();
+            let n = nodes.entry(node).or_default();
+            if n.text.as_deref() == Some(text) {
+                return true;
+            }
+            if n.storing || n.open >= open_below {
+                return false;
+            }
+            n.begin_store(text)
+        };
+        self.finish_store(fd, node, text, shrinks);
+        true
+    }
+
+    /// Writes `text` into `node`'s cache, whose store `begin_store` began.
+    fn finish_store(&self, fd: RawFd, node: u64, text: &[u8], shrinks: bool) {
+        // A text as long or longer is written over the cached one, and raises the size. A
+        // shorter one (or over an unknown cache) drops the cache and the attributes first:
+        // the store then fills no page to the end of the old size, so the kernel asks
+        // for the size (GETATTR) and reads the last page (READ), which cuts the size to
+        // what it returns.
+        if shrinks {
+            notify_inval(fd, node, 0);
+        }
+        notify_store(fd, node, text);
+        if let Some(n) = self.nodes().get_mut(&node) {
+            n.storing = false;
+        }
     }
 
     /// sysinfo(2) for process `pid`, from the same numbers as its files.
@@ -150,8 +231,21 @@ fn node_file(node: u64) -> Option<ViewFile> {
     ViewFile::ALL.get(usize::try_from((node & 0xff).checked_sub(ROOT + 1)?).ok()?).copied()
 }
 
-/// Seconds the kernel may keep an inode's attributes: they never change.
+/// Seconds the kernel may keep the root directory's attributes: they never change.
 const ATTR_VALID: u64 = 3600;
+/// Nanoseconds it may keep a file's: a descriptor read again after this asks for them
+/// (GETATTR), which is when a reader that keeps the file open gets a fresh text. A loop of
+/// reads pays one GETATTR per this long.
+const FILE_ATTR_VALID_NS: u32 = 10_000_000;
+
+/// attr_valid and its nanoseconds, for `node`.
+fn attr_valid(node: u64) -> (u64, u32) {
+    if node == ROOT {
+        (ATTR_VALID, 0)
+    } else {
+        (0, FILE_ATTR_VALID_NS)
+    }
+}
 
 /// fuse_attr: ino, size, blocks, a/m/ctime, their nsecs, mode, nlink, uid, gid, rdev,
 /// blksize, flags (88 bytes).
@@ -189,14 +283,40 @@ fn reply(fd: RawFd, unique: u64, error: i32, body: &[u8]) {
 
 fn entry(node: u64, size: u64) -> Vec<u8> {
     // nodeid, generation, entry_valid (0: look up again, the inode depends on who asks),
-    // attr_valid (the attributes never change), their nsecs, attr.
+    // attr_valid, entry_valid_nsec, attr_valid_nsec, attr.
+    let (valid, valid_ns) = attr_valid(node);
     let mut e = Vec::with_capacity(128);
-    for v in [node, 0, 0, ATTR_VALID] {
+    for v in [node, 0, 0, valid] {
         e.extend_from_slice(&v.to_ne_bytes());
     }
-    e.extend_from_slice(&[0u8; 8]);
+    e.extend_from_slice(&0u32.to_ne_bytes());
+    e.extend_from_slice(&valid_ns.to_ne_bytes());
     e.extend_from_slice(&attr(node, size));
     e
+}
+
+/// FUSE_NOTIFY_INVAL_INODE: drops `node`'s attributes, and its cached pages from `from`
+/// on (-1: none).
+fn notify_inval(fd: RawFd, node: u64, from: i64) {
+    // fuse_notify_inval_inode_out: ino, off, len (0: to the end).
+    let mut inval = Vec::with_capacity(24);
+    inval.extend_from_slice(&node.to_ne_bytes());
+    inval.extend_from_slice(&from.to_ne_bytes());
+    inval.extend_from_slice(&0i64.to_ne_bytes());
+    reply(fd, 0, -FUSE_NOTIFY_INVAL_INODE, &inval);
+}
+
+/// FUSE_NOTIFY_STORE: `text` into `node`'s page cache from offset 0, raising its size to
+/// the text's length if it was less.
+fn notify_store(fd: RawFd, node: u64, text: &[u8]) {
+    // fuse_notify_store_out: nodeid, offset, size, padding; then the data.
+    let mut store = Vec::with_capacity(24 + text.len());
+    store.extend_from_slice(&node.to_ne_bytes());
+    store.extend_from_slice(&0u64.to_ne_bytes());
+    store.extend_from_slice(&(text.len() as u32).to_ne_bytes());
+    store.extend_from_slice(&[0u8; 4]);
+    store.extend_from_slice(text);
+    reply(fd, 0, -FUSE_NOTIFY_STORE, &store);
 }
 
 impl ProcView {
@@ -237,13 +357,26 @@ impl ProcView {
             }
             FUSE_GETATTR => {
                 let size = match node_file(node) {
+                    // Asked for an open file that reads through the cache (or one opened
+                    // under an earlier server), or for an inode such a file is open on (a
+                    // stat names no file; Python's read() stats first): a read, seek or
+                    // stat of a descriptor whose attributes are old, maybe procps or
+                    // Python reading again. The asker's text goes into the cache first, so
+                    // that it reads a fresh one, if no other reader reads through it.
+                    Some(file) if self.may_read_again(node, body) => {
+                        let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                        self.store(fd, node, &fresh, 2);
+                        self.size_of(node)
+                    }
                     Some(_) => self.size_of(node),
                     None if node == ROOT => 0,
                     None => return reply(fd, unique, libc::ENOENT, &[]),
                 };
+                let (valid, valid_ns) = attr_valid(node);
                 let mut out = Vec::with_capacity(104);
-                out.extend_from_slice(&ATTR_VALID.to_ne_bytes());
-                out.extend_from_slice(&[0u8; 8]);
+                out.extend_from_slice(&valid.to_ne_bytes());
+                out.extend_from_slice(&valid_ns.to_ne_bytes());
+                out.extend_from_slice(&[0u8; 4]);
                 out.extend_from_slice(&attr(node, size));
                 reply(fd, unique, 0, &out)
             }
@@ -253,44 +386,45 @@ impl ProcView {
                     return reply(fd, unique, libc::EACCES, &[]);
                 }
                 let content = render_for(&self.roots, &self.loads, pid, file).into_bytes();
-                // The inode's size is the copy's length, as the reader's stat and seeks
-                // need it (`tail -c` seeks from the end). sendfile and splice read through
-                // the page cache and stop at that size, which the kernel cuts to what a
-                // short read returned. A copy longer than the last one (or than an unknown
-                // one) raises it by storing its last byte into the cache; the store locks
-                // that page: a reader may hold the lock while its READ waits for a worker,
-                // so the pool always keeps one. A shorter one drops the kernel's attributes,
-                // so that a stat asks again (the cache's reads stop at the short read).
-                let len = content.len();
-                let prev = self.sizes.lock().unwrap_or_else(|p| p.into_inner()).insert(node, len);
-                if prev.is_some_and(|p| p > len) {
-                    // fuse_notify_inval_inode_out: ino, off (-1: attributes only), len.
-                    let mut inval = Vec::with_capacity(24);
-                    inval.extend_from_slice(&node.to_ne_bytes());
-                    inval.extend_from_slice(&(-1i64).to_ne_bytes());
-                    inval.extend_from_slice(&0i64.to_ne_bytes());
-                    reply(fd, 0, -FUSE_NOTIFY_INVAL_INODE, &inval);
+                // Through the cache if it holds this text, or can be given it: no other
+                // reader reads through it, and no store is under way. The count is raised
+                // and the text recorded at once, so no other open stores meanwhile or
+                // takes the old text for the cache's. The inode's size is the text's
+                // length, as stat, seeks (`tail -c`) and sendfile need. A direct open is
+                // told the cache's size (the text of an open a moment before), and
+                // sendfile reads the cache's text, whole; read(2) reads its own copy.
+                let (cached, store) = {
+                    let mut nodes = self.nodes();
+                    let n = nodes.entry(node).or_default();
+                    if n.storing {
+                        (false, None)
+                    } else if n.text.as_deref() == Some(&content[..]) {
+                        n.open += 1;
+                        (true, None)
+                    } else if n.open == 0 {
+                        n.open = 1;
+                        (true, Some(n.begin_store(&content)))
+                    } else {
+                        (false, None)
+                    }
+                };
+                if let Some(shrinks) = store {
+                    self.finish_store(fd, node, &content, shrinks);
                 }
-                let grows = prev.is_none_or(|p| p < len);
-                if grows && len > 0 {
-                    let mut store = Vec::with_capacity(25);
-                    store.extend_from_slice(&node.to_ne_bytes());
-                    store.extend_from_slice(&(len as u64 - 1).to_ne_bytes());
-                    store.extend_from_slice(&1u32.to_ne_bytes());
-                    store.extend_from_slice(&[0u8; 4]);
-                    store.push(content[len - 1]);
-                    reply(fd, 0, -FUSE_NOTIFY_STORE, &store);
-                }
+                let held = match cached {
+                    true => Held { copy: Vec::new(), started: true, cached: true },
+                    false => Held { copy: content, started: false, cached: false },
+                };
                 let fh = {
-                    let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut h = self.handles();
                     let fh = h.0;
                     h.0 += 1;
-                    h.1.insert(fh, (content, false));
+                    h.1.insert(fh, held);
                     fh
                 };
                 let mut out = Vec::with_capacity(16);
                 out.extend_from_slice(&fh.to_ne_bytes());
-                out.extend_from_slice(&FOPEN_DIRECT_IO.to_ne_bytes());
+                out.extend_from_slice(&(if cached { FOPEN_KEEP_CACHE } else { FOPEN_DIRECT_IO }).to_ne_bytes());
                 out.extend_from_slice(&[0u8; 4]);
                 reply(fd, unique, 0, &out)
             }
@@ -300,14 +434,18 @@ impl ProcView {
                     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(c.len());
                     c[start..(start + size).min(c.len())].to_vec()
                 };
-                // procps (top, free, vmstat) keeps the file open and reads it again from
-                // offset 0 after lseek: that read is a fresh look, as LXCFS and /proc give.
+                // A read through the cache that missed it (pages dropped, or the end of a
+                // shorter text stored): the text the cache holds, whose length the kernel
+                // has. procps (top, free, vmstat) keeps a direct file open and reads it
+                // again from offset 0 after lseek: that read is a fresh look, as LXCFS and
+                // /proc give.
                 let held = {
-                    let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut h = self.handles();
                     match h.1.get_mut(&fh) {
-                        Some((c, started)) if offset > 0 || !*started => {
-                            *started = true;
-                            Some(slice(c))
+                        Some(held) if held.cached => self.nodes().get(&node).and_then(|n| n.text.as_deref()).map(slice),
+                        Some(held) if offset > 0 || !held.started => {
+                            held.started = true;
+                            Some(slice(&held.copy))
                         }
                         Some(_) => None,
                         None => None,
@@ -320,9 +458,10 @@ impl ProcView {
                     (None, Some(file)) => {
                         let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
                         let d = slice(&fresh);
-                        let mut h = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(held) = h.1.get_mut(&fh) {
-                            *held = (fresh, true);
+                        if let Some(held) = self.handles().1.get_mut(&fh) {
+                            if !held.cached {
+                                (held.copy, held.started) = (fresh, true);
+                            }
                         }
                         d
                     }
@@ -331,7 +470,10 @@ impl ProcView {
                 reply(fd, unique, 0, &data)
             }
             FUSE_RELEASE => {
-                self.handles.lock().unwrap_or_else(|p| p.into_inner()).1.remove(&u64_at(body, 0));
+                let held = self.handles().1.remove(&u64_at(body, 0));
+                if held.is_some_and(|h| h.cached) {
+                    self.close_cached(node);
+                }
                 reply(fd, unique, 0, &[])
             }
             FUSE_OPENDIR => {
@@ -372,9 +514,38 @@ impl ProcView {
             // Nothing to flush: ENOSYS tells the kernel to stop sending FLUSH on every
             // close (one round trip less per read of a file).
             FUSE_FLUSH => reply(fd, unique, libc::ENOSYS, &[]),
+            // The kernel dropped the inode, and its page cache with it. No reply is expected.
+            FUSE_FORGET => {
+                self.nodes().remove(&node);
+            }
+            FUSE_BATCH_FORGET => {
+                // fuse_batch_forget_in: count, dummy; then count fuse_forget_one: nodeid, nlookup.
+                let count = u32_at(body, 0) as usize;
+                let mut nodes = self.nodes();
+                for i in 0..count.min(body.len().saturating_sub(8) / 16) {
+                    nodes.remove(&u64_at(body, 8 + 16 * i));
+                }
+            }
             // No reply is expected to these.
-            FUSE_FORGET | FUSE_BATCH_FORGET | FUSE_INTERRUPT | FUSE_DESTROY => {}
+            FUSE_INTERRUPT | FUSE_DESTROY => {}
             _ => reply(fd, unique, libc::ENOSYS, &[]),
+        }
+    }
+
+    /// Whether a GETATTR (`body`) may come before a read of `node` through its cache: it
+    /// names an open file that reads so (or one this server did not open: an earlier
+    /// server's may), or it names none and such a file is open.
+    fn may_read_again(&self, node: u64, body: &[u8]) -> bool {
+        match u32_at(body, 0) & FUSE_GETATTR_FH != 0 {
+            true => self.handles().1.get(&u64_at(body, 8)).is_none_or(|h| h.cached),
+            false => self.nodes().get(&node).is_some_and(|n| n.open > 0),
+        }
+    }
+
+    /// One descriptor less reads through `node`'s cache.
+    fn close_cached(&self, node: u64) {
+        if let Some(n) = self.nodes().get_mut(&node) {
+            n.open = n.open.saturating_sub(1);
         }
     }
 
