@@ -507,3 +507,41 @@ fn restarts_keep_the_user_namespace_maps_and_end_a_shared_pid_pods_orphans() {
     t.assert_clean(&pids);
     assert_eq!(std::fs::read_to_string(t.store().join("userns/table.json")).unwrap_or_default().trim(), "[]");
 }
+
+#[test]
+fn a_running_containers_monitor_waits_as_a_small_program_and_comes_back_as_podrun() {
+    if !need_root("a_running_containers_monitor_waits_as_a_small_program_and_comes_back_as_podrun") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok(["run", "-d", "--name", "plain", "busybox", "sh", "-c", "sleep 1; exit 4"]);
+    let args = ["--restart", "on-failure:1", "--restart-backoff", "100ms"];
+    t.ok(["run", "-d", "--name", "again"].into_iter().chain(args).chain(["busybox", "sh", "-c", "sleep 1; exit 3"]));
+    // While a container runs, its monitor is podrun-wait (the embedded pause binary, run
+    // from a sealed memfd; podrun's resident pages are gone), under the monitor's name,
+    // still recorded as the container's monitor, holding only stdio and podrun's binary.
+    for name in ["plain", "again"] {
+        let m = pid_of(&t, name, "monitor");
+        let exe = std::fs::read_link(format!("/proc/{m}/exe")).unwrap();
+        assert!(exe.to_string_lossy().starts_with("/memfd:podrun-pause"), "{name}'s monitor runs {exe:?}");
+        // comm holds 15 bytes.
+        assert_eq!(std::fs::read_to_string(format!("/proc/{m}/comm")).unwrap(), "podrun:[monitor\n");
+        let fds: Vec<_> = std::fs::read_dir(format!("/proc/{m}/fd")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(fds.len(), 4, "{name}'s monitor holds {fds:?}");
+        assert!(t.ok(["ps"]).lines().any(|l| l.starts_with(name) && l.contains(" Up ") && !l.contains("unsupervised")));
+    }
+    // It runs podrun again at the exit, which records it; under a policy, podrun starts
+    // the container again after the back-off, waits as the small program again, and
+    // records the second exit.
+    let restarted = pid_of(&t, "again", "monitor");
+    common::eventually(20, "plain's exit was never recorded", || ps(&t, "plain")["status"] == "exited(4)");
+    common::eventually(20, "again was not restarted once and then left exited", || {
+        let c = ps(&t, "again");
+        c["status"] == "exited(3)" && c["restarts"] == 1
+    });
+    assert_eq!(t.ok(["logs", "again"]), "--- podrun: restart 1 (on-failure:1) after exited(3) ---\n");
+    common::eventually(5, "a monitor stayed", || !common::running(restarted));
+    let pids = t.known_pids();
+    t.ok(["rm", "plain", "again"]);
+    t.assert_clean(&pids);
+}

@@ -15,6 +15,13 @@
 //! container file is executed, /proc/self/exe is this sealed memfd and not podrun's own
 //! binary on the host: a workload `#!/proc/self/exe` gets no handle on podrun
 //! (CVE-2019-5736).
+//!
+//! A third: started as `podrun-wait PID FD ARG0 ARGS... --status XXXXXXXXXXX`, it is a
+//! detached container's monitor while the container runs (podrun's monitor.rs). It waits
+//! for its child PID, reaping the orphans it inherits as a subreaper, writes PID's wait
+//! status over the X's (-1 if PID was not its child), and execs the binary open at FD (podrun)
+//! with ARG0 ARGS... --status STATUS, to record the exit and apply the restart policy. A
+//! forked podrun would keep its relocated data, code and heap resident while it waits.
 
 #![no_std]
 #![no_main]
@@ -32,6 +39,11 @@ const SYS_SIGNALFD4: usize = 289;
 const SYS_CLOSE_RANGE: usize = 436;
 const SYS_WRITE: usize = 1;
 const SYS_EXECVE: usize = 59;
+const SYS_FCNTL: usize = 72;
+const SYS_EXECVEAT: usize = 322;
+const F_SETFD: usize = 2;
+const FD_CLOEXEC: usize = 1;
+const AT_EMPTY_PATH: usize = 0x1000;
 const ENOENT: isize = -2;
 
 const SIG_BLOCK: usize = 0;
@@ -62,6 +74,16 @@ unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
     ret
 }
 
+unsafe fn syscall5(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize) -> isize {
+    let ret: isize;
+    // SAFETY: as syscall4's, with a fifth argument in r8.
+    unsafe {
+        asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d,
+             in("r8") e, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
 fn exit(code: usize) -> ! {
     // SAFETY: exit_group takes one integer and does not return.
     unsafe { asm!("syscall", in("rax") SYS_EXIT_GROUP, in("rdi") code, options(noreturn, nostack)) }
@@ -86,6 +108,88 @@ unsafe fn exec_role(argc: usize, argv: *const *const u8, envp: *const *const u8)
     // SAFETY: writing a static message to stderr.
     unsafe { syscall4(SYS_WRITE, 2, msg.as_ptr() as usize, msg.len(), 0) };
     exit(if err == ENOENT { 127 } else { 126 })
+}
+
+/// The `podrun-wait` role: argv = ["podrun-wait", PID, FD, ARG0, ARGS..., "--status",
+/// "XXXXXXXXXXX"]. No copies: the status is written over the last argument's X's, and
+/// the exec is given the kernel's argv from ARG0 on.
+///
+/// # Safety
+/// `argv` and `envp` are the kernel's NULL-terminated vectors from the initial stack.
+unsafe fn wait_role(argc: usize, argv: *const *const u8, envp: *const *const u8) -> ! {
+    // SAFETY: each argument read exists (argc checked) and is NUL-terminated.
+    let (pid, fd, last) = unsafe {
+        if argc < 6 {
+            exit(125);
+        }
+        (number(*argv.add(1)), number(*argv.add(2)), *argv.add(argc - 1) as *mut u8)
+    };
+    let (Some(pid), Some(fd)) = (pid, fd) else { exit(125) };
+    // SAFETY (all calls below): plain syscalls with integer arguments or pointers to live
+    // values of the sizes the kernel expects; `last` is a writable argument string on our
+    // stack of 11 X's, room for an i32 and its sign.
+    unsafe {
+        syscall4(SYS_PRCTL, PR_SET_NAME, c"podrun:[monitor]".as_ptr() as usize, 0, 0);
+        let mut status: i32 = 0;
+        let status = loop {
+            let r = syscall4(SYS_WAIT4, usize::MAX, &mut status as *mut i32 as usize, 0, 0);
+            if r == pid {
+                break status as i64;
+            }
+            if r < 0 && r != EINTR {
+                break -1;
+            }
+        };
+        write_number(last, status);
+        syscall4(SYS_FCNTL, fd as usize, F_SETFD, FD_CLOEXEC, 0);
+        syscall5(SYS_EXECVEAT, fd as usize, c"".as_ptr() as usize, argv.add(3) as usize, envp as usize, AT_EMPTY_PATH);
+        let msg = b"podrun: the monitor cannot run podrun again to record the container's exit\n";
+        syscall4(SYS_WRITE, 2, msg.as_ptr() as usize, msg.len(), 0);
+    }
+    exit(125)
+}
+
+/// A non-negative decimal number, NUL-terminated, of at most 9 digits.
+///
+/// # Safety
+/// `s` points at a NUL-terminated string.
+unsafe fn number(s: *const u8) -> Option<isize> {
+    let mut n: isize = 0;
+    for i in 0..10 {
+        // SAFETY: we stop at the NUL terminator.
+        match unsafe { *s.add(i) } {
+            0 if i > 0 => return Some(n),
+            d @ b'0'..=b'9' if i < 9 => n = n * 10 + (d - b'0') as isize,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Writes `n` in decimal, NUL-terminated, at `at` (room for 12 bytes).
+///
+/// # Safety
+/// `at` is writable for 12 bytes.
+unsafe fn write_number(at: *mut u8, n: i64) {
+    let (mut at, mut n) = (at, n);
+    // SAFETY (the writes): at most a sign, 10 digits of an i32 and the NUL.
+    unsafe {
+        if n < 0 {
+            *at = b'-';
+            at = at.add(1);
+            n = -n;
+        }
+        let mut div = 1_000_000_000;
+        while div > 1 && n / div == 0 {
+            div /= 10;
+        }
+        while div > 0 {
+            *at = b'0' + (n / div % 10) as u8;
+            at = at.add(1);
+            div /= 10;
+        }
+        *at = 0;
+    }
 }
 
 /// True if the NUL-terminated `s` is exactly `want`.
@@ -116,6 +220,11 @@ unsafe extern "C" fn main(sp: *const usize) -> ! {
     if argc >= 1 && unsafe { is(*argv, b"podrun-exec") } {
         // SAFETY: see exec_role.
         unsafe { exec_role(argc, argv, envp) }
+    }
+    // SAFETY: as above.
+    if argc >= 1 && unsafe { is(*argv, b"podrun-wait") } {
+        // SAFETY: see wait_role.
+        unsafe { wait_role(argc, argv, envp) }
     }
     pause()
 }

@@ -127,12 +127,89 @@ fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i3
     drop(p);
     clone::shed_memory();
     match restart {
-        Some(r) => supervise(paths, store, &id, r, &mut signals, Run::Child(pid), oom_before),
+        Some(r) => {
+            supervise(paths, store, &id, r, &mut signals, Run::Child(pid), oom_before, Steps::default(), now_ms())
+        }
         None => {
+            wait_small(paths, &id, pid, oom_before, Steps::default(), now_ms());
             record_exit(paths, store, &id, signals.wait(pid), false, None, oom_before);
         }
     }
     0
+}
+
+/// A run that ended while the monitor was its waiter (`podrun monitor-resume`).
+pub struct Ended {
+    /// Its wait status; -1 if the waiter had no such child.
+    pub status: i32,
+    /// Its cgroup's OOM kills before it began.
+    pub oom_before: u64,
+    /// Back-off delays in a row before it.
+    pub steps: u32,
+    /// When it began: ms since the epoch (a time namespace, which a monitor may enter
+    /// at an exec, moves CLOCK_MONOTONIC).
+    pub started_ms: u64,
+}
+
+/// The monitor, run again by its waiter once the container ended: records the exit and,
+/// under a restart policy, goes on supervising (and becomes the waiter again while the
+/// next run runs).
+pub fn resume(paths: &Paths, store: &Store, id: &str, run: Ended) {
+    clone::set_name("podrun:[monitor]");
+    let exit = match run.status {
+        s if s < 0 => ExitInfo { code: 255, signal: None, finished: now(), oom_killed: false },
+        s => decode_status(s),
+    };
+    let Ok(st) = container::load(paths, id) else { return };
+    match st.restart {
+        Some(r) => {
+            let Ok(mut signals) = Signals::block(false) else { return };
+            let (steps, since) = (Steps(run.steps), run.started_ms);
+            supervise(paths, store, id, r, &mut signals, Run::Ended(exit), run.oom_before, steps, since);
+        }
+        None => {
+            record_exit(paths, store, id, exit, false, None, run.oom_before);
+        }
+    }
+}
+
+/// While `pid` (our child) runs, the monitor becomes `podrun-wait` (the embedded pause
+/// binary's third role, a few kB resident) in place of podrun's resident pages (its
+/// relocated data alone is 196 kB). It runs podrun again (`monitor-resume`, from a
+/// descriptor of this binary, so a podrun replaced meanwhile is not mixed in) with `pid`'s
+/// wait status. Returns only if it cannot: then this process waits itself.
+fn wait_small(paths: &Paths, id: &str, pid: Pid, oom: u64, steps: Steps, started_ms: u64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(waiter) = crate::pause::pause_memfd() else { return };
+    // Not close-on-exec: the waiter's to run.
+    let Ok(exe) = nix::fcntl::open("/proc/self/exe", nix::fcntl::OFlag::O_PATH, nix::sys::stat::Mode::empty()) else {
+        return;
+    };
+    let mut args: Vec<Vec<u8>> = vec![b"podrun-wait".to_vec()];
+    args.extend([pid.to_string(), exe.as_raw_fd().to_string(), "podrun".into()].map(String::into_bytes));
+    args.extend([b"--root".to_vec(), paths.root.as_os_str().as_bytes().to_vec()]);
+    if let Some(parent) = &paths.cgroup_parent {
+        args.extend([b"--cgroup-parent".to_vec(), parent.clone().into_bytes()]);
+    }
+    args.extend([b"--subuid".to_vec(), paths.subuid.as_os_str().as_bytes().to_vec()]);
+    args.extend([b"--subgid".to_vec(), paths.subgid.as_os_str().as_bytes().to_vec()]);
+    args.extend(["monitor-resume".into(), id.to_owned()].map(String::into_bytes));
+    for (flag, v) in [("--oom-before", oom), ("--steps", u64::from(steps.0)), ("--started-ms", started_ms)] {
+        args.extend([flag.to_owned(), v.to_string()].map(String::into_bytes));
+    }
+    // The waiter writes the status over the X's.
+    args.extend([b"--status".to_vec(), b"XXXXXXXXXXX".to_vec()]);
+    let env = std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat());
+    let cstrings = |v: Vec<Vec<u8>>| v.into_iter().map(std::ffi::CString::new).collect::<Result<Vec<_>, _>>();
+    let (Ok(args), Ok(env)) = (cstrings(args), cstrings(env.collect())) else { return };
+    let _ = std::io::stdout().flush();
+    // Only stdio and podrun's binary go to the waiter, not what podrun's caller left open.
+    // SAFETY: marks descriptors close-on-exec, then clears the mark on one we own.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::fcntl(exe.as_raw_fd(), libc::F_SETFD, 0);
+    }
+    let _ = nix::unistd::fexecve(&waiter, &args, &env);
 }
 
 /// What came of starting the container again.
@@ -149,6 +226,8 @@ enum Next {
 enum Run {
     /// A run it started: its child.
     Child(Pid),
+    /// A run that ended while the monitor was its waiter: its exit.
+    Ended(ExitInfo),
     /// A run a killed monitor started (`podrun start` of an unsupervised container): a
     /// pidfd opened while it ran.
     Adopted(OwnedFd),
@@ -161,17 +240,31 @@ enum Run {
 const REAP_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Waits for each run and applies the policy, until it says no or someone stops it.
-/// `oom`: the cgroup's OOM kills before `run` started.
-fn supervise(paths: &Paths, store: &Store, id: &str, r: Restart, signals: &mut Signals, mut run: Run, mut oom: u64) {
-    let mut steps = Steps::default();
-    let mut started = Instant::now();
+/// `oom`: the cgroup's OOM kills before `run` started; `steps`, the back-off delays in a
+/// row before it; `started`, when it started (ms since the epoch).
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    paths: &Paths,
+    store: &Store,
+    id: &str,
+    r: Restart,
+    signals: &mut Signals,
+    mut run: Run,
+    mut oom: u64,
+    mut steps: Steps,
+    mut started: u64,
+) {
     loop {
         let (exit, oom_before) = match run {
-            Run::Child(pid) => (Some(signals.wait(pid)), Some(oom)),
+            Run::Child(pid) => {
+                wait_small(paths, id, pid, oom, steps, started);
+                (Some(signals.wait(pid)), Some(oom))
+            }
+            Run::Ended(exit) => (Some(exit), Some(oom)),
             Run::Adopted(fd) => (exit_of(&fd, REAP_PATIENCE), Some(oom)),
             Run::Failed(exit) => (Some(exit), None),
         };
-        let delay = steps.next(&r.backoff, started.elapsed());
+        let delay = steps.next(&r.backoff, Duration::from_millis(now_ms().saturating_sub(started)));
         if !plan(paths, id, exit, oom_before, &r, delay) {
             return;
         }
@@ -184,7 +277,7 @@ fn supervise(paths: &Paths, store: &Store, id: &str, r: Restart, signals: &mut S
             Next::Failed(exit) => Run::Failed(exit),
             Next::Stop => return,
         };
-        started = Instant::now();
+        started = now_ms();
         clone::shed_memory();
     }
 }
@@ -334,7 +427,17 @@ fn adopt(
             drop(report);
             if let Ok((mut signals, restart, auto_remove)) = taken {
                 clone::shed_memory();
-                supervise(paths, store, &id, restart, &mut signals, Run::Adopted(pidfd), oom);
+                supervise(
+                    paths,
+                    store,
+                    &id,
+                    restart,
+                    &mut signals,
+                    Run::Adopted(pidfd),
+                    oom,
+                    Steps::default(),
+                    now_ms(),
+                );
                 if auto_remove {
                     let _ = container::remove(paths, store, &id, true);
                 }

@@ -159,7 +159,7 @@ impl Restart {
 
 /// The monitor's back-off position: how many delays in a row, reset by a long clean run.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Steps(u32);
+pub struct Steps(pub u32);
 
 impl Steps {
     /// The delay before the next start, for a run that lasted `ran`.
