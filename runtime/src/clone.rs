@@ -52,9 +52,9 @@ pub fn shed_memory() {
             continue;
         }
         // SAFETY: a private, read-only mapping of the executable without anonymous pages:
-        // dropping its pages loses nothing. MADV_RANDOM: a later fault maps the page it
-        // needs, not the 64 kB around it (the kernel's fault-around), so what stays mapped
-        // is the code the helper runs.
+        // dropping its pages loses nothing. MADV_RANDOM: a later fault reads no more of
+        // the file ahead. (The kernel still maps the cached pages around each fault, 64 kB,
+        // so code the helper runs later brings some of the rest back.)
         unsafe {
             libc::madvise(range.0 as *mut libc::c_void, range.1 - range.0, libc::MADV_DONTNEED);
             libc::madvise(range.0 as *mut libc::c_void, range.1 - range.0, libc::MADV_RANDOM);
