@@ -231,9 +231,11 @@ fn rm_f_ends_a_fork_loop_that_never_pauses() {
     let count = || common::processes_with("86397").len();
     common::eventually(20, "the loop did not fork", || count() > 5);
     // The loop's forks are `sh` until they exec sleep, which takes a while on a slow
-    // (user-mode) kernel: wait for one that has.
+    // (user-mode) kernel, or beside the loop spinning on failed forks while other tests
+    // (and CI's first build of the test images) load the machine: once in a CI run none
+    // had after 20 s. Wait for one that has.
     let mut sleeper = None;
-    common::eventually(20, "no sleep of the loop ran", || {
+    common::eventually(60, "no sleep of the loop ran", || {
         sleeper = common::processes_with("86397")
             .into_iter()
             .find(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"));

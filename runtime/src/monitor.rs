@@ -125,7 +125,6 @@ fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i3
     drop(report);
     let (id, restart, oom_before) = (p.state.id.clone(), p.state.restart, p.oom_before);
     drop(p);
-    clone::shed_memory();
     match restart {
         Some(r) => {
             supervise(paths, store, &id, r, &mut signals, Run::Child(pid), oom_before, Steps::default(), now_ms())
@@ -146,8 +145,7 @@ pub struct Ended {
     pub oom_before: u64,
     /// Back-off delays in a row before it.
     pub steps: u32,
-    /// When it began: ms since the epoch (a time namespace, which a monitor may enter
-    /// at an exec, moves CLOCK_MONOTONIC).
+    /// When it began: ms since the epoch.
     pub started_ms: u64,
 }
 
@@ -177,8 +175,14 @@ pub fn resume(paths: &Paths, store: &Store, id: &str, run: Ended) {
 /// binary's third role, a few kB resident) in place of podrun's resident pages (its
 /// relocated data alone is 196 kB). It runs podrun again (`monitor-resume`, from a
 /// descriptor of this binary, so a podrun replaced meanwhile is not mixed in) with `pid`'s
-/// wait status. Returns only if it cannot: then this process waits itself.
+/// wait status. Returns only if it cannot: then this process, having given back what it
+/// can, waits itself.
 fn wait_small(paths: &Paths, id: &str, pid: Pid, oom: u64, steps: Steps, started_ms: u64) {
+    become_waiter(paths, id, pid, oom, steps, started_ms);
+    clone::shed_memory();
+}
+
+fn become_waiter(paths: &Paths, id: &str, pid: Pid, oom: u64, steps: Steps, started_ms: u64) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(waiter) = crate::pause::pause_memfd() else { return };
     // Not close-on-exec: the waiter's to run.
@@ -278,7 +282,6 @@ fn supervise(
             Next::Stop => return,
         };
         started = now_ms();
-        clone::shed_memory();
     }
 }
 
