@@ -173,23 +173,19 @@ impl ProcView {
         self.handles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Puts `text` into `node`'s page cache, unless a store is under way or `open_below`
-    /// or more descriptors read through the cache (a store under a reader could change
-    /// the text it is copying). Returns whether the cache holds `text` now.
-    fn store(&self, fd: RawFd, node: u64, text: &[u8], open_below: usize) -> bool {
+    /// Puts a reader's fresh `text` into `node`'s page cache, unless a store is under way
+    /// or another descriptor than the reader's reads through the cache (a store under a
+    /// reader could change the text it is copying).
+    fn refresh(&self, fd: RawFd, node: u64, text: &[u8]) {
         let shrinks = {
             let mut nodes = self.nodes();
             let n = nodes.entry(node).or_default();
-            if n.text.as_deref() == Some(text) {
-                return true;
-            }
-            if n.storing || n.open >= open_below {
-                return false;
+            if n.text.as_deref() == Some(text) || n.storing || n.open > 1 {
+                return;
             }
             n.begin_store(text)
         };
         self.finish_store(fd, node, text, shrinks);
-        true
     }
 
     /// Writes `text` into `node`'s cache, whose store `begin_store` began.
@@ -365,7 +361,7 @@ impl ProcView {
                     // that it reads a fresh one, if no other reader reads through it.
                     Some(file) if self.may_read_again(node, body) => {
                         let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
-                        self.store(fd, node, &fresh, 2);
+                        self.refresh(fd, node, &fresh);
                         self.size_of(node)
                     }
                     Some(_) => self.size_of(node),
