@@ -98,12 +98,18 @@ const THREADS_KEPT: usize = 4;
 /// At most this many workers.
 const THREADS_MAX: usize = 16;
 
-/// An open file: its copy and whether it has been read from the start (direct I/O), or
-/// that it reads through its inode's page cache (`cached`, no copy).
-struct Held {
-    copy: Vec<u8>,
-    started: bool,
-    cached: bool,
+/// How an open file reads.
+enum Held {
+    /// Through its inode's page cache (Node::text).
+    Cached,
+    /// Its own copy, with direct I/O; and whether it has been read from the start.
+    Copy(Vec<u8>, bool),
+}
+
+impl Held {
+    fn cached(&self) -> bool {
+        matches!(self, Held::Cached)
+    }
 }
 
 /// What this server has put in the kernel's page cache for one inode.
@@ -196,7 +202,7 @@ impl ProcView {
         // for the size (GETATTR) and reads the last page (READ), which cuts the size to
         // what it returns.
         if shrinks {
-            notify_inval(fd, node, 0);
+            notify_inval(fd, node);
         }
         notify_store(fd, node, text);
         if let Some(n) = self.nodes().get_mut(&node) {
@@ -291,13 +297,12 @@ fn entry(node: u64, size: u64) -> Vec<u8> {
     e
 }
 
-/// FUSE_NOTIFY_INVAL_INODE: drops `node`'s attributes, and its cached pages from `from`
-/// on (-1: none).
-fn notify_inval(fd: RawFd, node: u64, from: i64) {
-    // fuse_notify_inval_inode_out: ino, off, len (0: to the end).
+/// FUSE_NOTIFY_INVAL_INODE: drops `node`'s attributes and cached pages.
+fn notify_inval(fd: RawFd, node: u64) {
+    // fuse_notify_inval_inode_out: ino, off (0: pages from the start), len (0: to the end).
     let mut inval = Vec::with_capacity(24);
     inval.extend_from_slice(&node.to_ne_bytes());
-    inval.extend_from_slice(&from.to_ne_bytes());
+    inval.extend_from_slice(&0i64.to_ne_bytes());
     inval.extend_from_slice(&0i64.to_ne_bytes());
     reply(fd, 0, -FUSE_NOTIFY_INVAL_INODE, &inval);
 }
@@ -408,8 +413,8 @@ impl ProcView {
                     self.finish_store(fd, node, &content, shrinks);
                 }
                 let held = match cached {
-                    true => Held { copy: Vec::new(), started: true, cached: true },
-                    false => Held { copy: content, started: false, cached: false },
+                    true => Held::Cached,
+                    false => Held::Copy(content, false),
                 };
                 let fh = {
                     let mut h = self.handles();
@@ -438,13 +443,12 @@ impl ProcView {
                 let held = {
                     let mut h = self.handles();
                     match h.1.get_mut(&fh) {
-                        Some(held) if held.cached => self.nodes().get(&node).and_then(|n| n.text.as_deref()).map(slice),
-                        Some(held) if offset > 0 || !held.started => {
-                            held.started = true;
-                            Some(slice(&held.copy))
+                        Some(Held::Cached) => self.nodes().get(&node).and_then(|n| n.text.as_deref()).map(slice),
+                        Some(Held::Copy(copy, started)) if offset > 0 || !*started => {
+                            *started = true;
+                            Some(slice(copy))
                         }
-                        Some(_) => None,
-                        None => None,
+                        Some(Held::Copy(..)) | None => None,
                     }
                 };
                 let data = match (held, node_file(node)) {
@@ -454,10 +458,8 @@ impl ProcView {
                     (None, Some(file)) => {
                         let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
                         let d = slice(&fresh);
-                        if let Some(held) = self.handles().1.get_mut(&fh) {
-                            if !held.cached {
-                                (held.copy, held.started) = (fresh, true);
-                            }
+                        if let Some(Held::Copy(copy, started)) = self.handles().1.get_mut(&fh) {
+                            (*copy, *started) = (fresh, true);
                         }
                         d
                     }
@@ -467,7 +469,7 @@ impl ProcView {
             }
             FUSE_RELEASE => {
                 let held = self.handles().1.remove(&u64_at(body, 0));
-                if held.is_some_and(|h| h.cached) {
+                if held.is_some_and(|h| h.cached()) {
                     self.close_cached(node);
                 }
                 reply(fd, unique, 0, &[])
@@ -533,7 +535,7 @@ impl ProcView {
     /// server's may), or it names none and such a file is open.
     fn may_read_again(&self, node: u64, body: &[u8]) -> bool {
         match u32_at(body, 0) & FUSE_GETATTR_FH != 0 {
-            true => self.handles().1.get(&u64_at(body, 8)).is_none_or(|h| h.cached),
+            true => self.handles().1.get(&u64_at(body, 8)).is_none_or(Held::cached),
             false => self.nodes().get(&node).is_some_and(|n| n.open > 0),
         }
     }
