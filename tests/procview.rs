@@ -112,11 +112,13 @@ fn view_gone(t: &common::TestRoot) {
         "the view is still mounted"
     );
     assert!(!root.join("procview.keeper").exists(), "the keeper is still recorded");
-    // The keeper's and the server's command line: `podrun-view --root ROOT ...`.
+    // The keeper's and the server's command lines: `podrun-keeper podrun-view --root ROOT ...`
+    // and `podrun-view --root ROOT ...`.
     let ours = |p: &i32| {
         let argv = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
         let argv: Vec<&[u8]> = argv.split(|&b| b == 0).collect();
-        argv.contains(&root.as_os_str().as_encoded_bytes()) && argv.first() == Some(&&b"podrun-view"[..])
+        argv.contains(&root.as_os_str().as_encoded_bytes())
+            && matches!(argv.first(), Some(&b"podrun-view" | &b"podrun-keeper"))
     };
     common::eventually(2, "a keeper or server of this root is still running", || {
         !common::processes_with("podrun-view").iter().any(ours)
@@ -683,5 +685,91 @@ print(*base, *grown, fewer, *shrunk)
     assert!(n[2..5].iter().all(|&g| g >= n[0] + 30), "30 more tasks, seen by opens and a kept descriptor: {out}");
     assert!(n[6..9].iter().all(|&s| s == n[0]), "and gone again: {out}");
     t.assert_clean(&[]);
+    view_gone(&t);
+}
+
+/// The keeper's pid, from the root's record.
+fn view_keeper(t: &common::TestRoot) -> i32 {
+    let keeper: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
+    keeper["pid"].as_i64().unwrap() as i32
+}
+
+/// What each of a process's descriptors is (readlink of /proc/PID/fd/N), by number.
+fn fds_of(pid: i32) -> std::collections::BTreeMap<i32, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse().ok()?;
+            Some((n, std::fs::read_link(e.path()).ok()?.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_listener() {
+    if !need_root("the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_listener") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let t = common::TestRoot::with_busybox();
+    t.ok(["run", "-d", "--name", "w", "busybox", "sleep", "3600"]);
+    let keeper = view_keeper(&t);
+    // The no-std keeper, from podrun's embedded copy: no libc, no podrun-view code mapped.
+    let exe = std::fs::read_link(format!("/proc/{keeper}/exe")).unwrap();
+    assert!(exe.to_string_lossy().starts_with("/memfd:podrun-keeper"), "{exe:?}");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{keeper}/comm")).unwrap(), "podrun:[keeper]\n");
+    let maps = std::fs::read_to_string(format!("/proc/{keeper}/maps")).unwrap();
+    assert!(!maps.contains(".so") && !maps.contains("podrun-view"), "{maps}");
+    // Its server runs podrun-view, exec'd (not forked from the keeper).
+    let server = view_server(&t).expect("a view server");
+    let server_exe = std::fs::read_link(format!("/proc/{server}/exe")).unwrap();
+    assert_eq!(server_exe.file_name().unwrap(), "podrun-view");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{server}/comm")).unwrap(), "podrun:[view]\n");
+    // The keeper's descriptors: stdio, the connection, the agent's socket, the shared
+    // memory, the server's binary, the channel to its server, and the container's listener.
+    let fds = fds_of(keeper);
+    let fixed: Vec<&str> = (0..7).map(|n| fds.get(&n).map_or("-", |s| s.as_str())).collect();
+    assert_eq!(fixed[..4], ["/dev/null", "/dev/null", "/dev/null", "/dev/fuse"], "{fds:?}");
+    assert!(fixed[4].starts_with("socket:") && fixed[5].starts_with("/memfd:podrun-view"), "{fds:?}");
+    assert!(fixed[6].ends_with("/podrun-view"), "{fds:?}");
+    let listeners = |fds: &std::collections::BTreeMap<i32, String>| {
+        fds.values().filter(|v| v.as_str() == "anon_inode:seccomp notify").count()
+    };
+    assert_eq!(listeners(&fds), 1, "{fds:?}");
+    assert_eq!(fds.len(), 9, "{fds:?}");
+    // Something else handed to the agent (a pipe, as a process in a container could send):
+    // not kept, and the keeper goes on.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let agent = std::os::unix::net::UnixStream::connect(t.store().join("procview.sock")).unwrap();
+    let byte = [0u8; 1];
+    let iov = [std::io::IoSlice::new(&byte)];
+    let passed = [r.as_raw_fd(), w.as_raw_fd()];
+    nix::sys::socket::sendmsg::<()>(
+        agent.as_raw_fd(),
+        &iov,
+        &[nix::sys::socket::ControlMessage::ScmRights(&passed)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    drop((r, agent));
+    // The keeper closed both: the pipe's read end is gone once it has (a write then fails).
+    common::eventually(2, "the keeper still holds the pipe", || {
+        nix::unistd::write(&w, b"x").is_err_and(|e| e == nix::errno::Errno::EPIPE)
+    });
+    assert_eq!(fds_of(keeper), fds, "the keeper's descriptors changed");
+    // A second container's listener is taken, and the first's dropped once it ends.
+    t.ok(["run", "-d", "--name", "w2", "--memory", "48m", "busybox", "sleep", "3600"]);
+    common::eventually(2, "the keeper does not hold the second listener", || listeners(&fds_of(keeper)) == 2);
+    t.ok(["rm", "-f", "w"]);
+    common::eventually(2, "the keeper still holds the first listener", || listeners(&fds_of(keeper)) == 1);
+    // Its calls are answered through the listener the keeper holds.
+    let free = t.ok(["exec", "w2", "free", "-m"]);
+    assert_eq!(free.lines().nth(1).and_then(|l| l.split_whitespace().nth(1)), Some("48"), "{free}");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "w2"]);
+    t.assert_clean(&pids);
     view_gone(&t);
 }

@@ -152,7 +152,7 @@ impl ProcView {
         ProcView::with_kept_loads(roots, None)
     }
 
-    /// A view whose load averages go on from, and are kept in, `kept` (the keeper's).
+    /// A view whose load averages go on from, and are kept in, `kept` (memory the keeper holds).
     pub fn with_kept_loads(roots: CgroupRoots, kept: Option<&'static crate::load::Kept>) -> ProcView {
         ProcView {
             roots,
@@ -568,7 +568,7 @@ impl ProcView {
     fn add_worker<'s, 'e>(&'s self, fd: RawFd, s: &'s std::thread::Scope<'s, 'e>, pool: &'s Pool) {
         pool.add();
         let started = std::thread::Builder::new()
-            .stack_size(crate::keeper::STACK)
+            .stack_size(crate::server::STACK)
             .spawn_scoped(s, move || self.worker(fd, s, pool));
         if started.is_err() {
             pool.idle.fetch_sub(1, Ordering::SeqCst);

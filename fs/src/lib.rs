@@ -27,38 +27,12 @@ pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<St
     String::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData.into())
 }
 
-/// Memory of a `T` made only of atomics, zeroed and shared with every process forked from
-/// this one from now on (MAP_SHARED): what the keeper hands its servers. Never unmapped: it
-/// lives as long as the process.
-///
-/// # Safety
-/// All-zero bytes must be a valid `T`, and `T` must be safe to share between processes
-/// (atomics only, no pointers).
-unsafe fn shared_zeroed<T>() -> std::io::Result<&'static T> {
-    // SAFETY: a fresh anonymous mapping of T's size.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<T>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: page-aligned, large enough, zeroed (valid per the caller), never unmapped.
-    Ok(unsafe { &*(p as *const T) })
-}
-
 pub mod caller;
 pub mod fuse;
-pub mod keeper;
 pub mod load;
 pub mod notify;
 pub mod render;
+pub mod server;
 pub mod snapshot;
 
 #[cfg(test)]

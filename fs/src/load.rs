@@ -2,8 +2,9 @@
 //! runnable and uninterruptible tasks, sampled every 5 s) over a cgroup's own tasks. A
 //! cgroup is sampled from the first time one of its processes reads /proc/loadavg until no
 //! one has for ten minutes; the first read shows 0.00, as a machine just booted does.
-//! The averages also live in memory shared with the view's keeper (`Kept`), so a server
-//! that replaces a dead one goes on from them instead of from 0.
+//! The averages also live in memory the view's keeper holds and each server maps (`Kept`,
+//! in server::Shared), so a server that replaces a dead one goes on from them instead of
+//! from 0.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ pub struct TaskList {
     pub file: &'static str,
 }
 
-/// How many cgroups' averages the keeper keeps (a 16 kB page run).
+/// How many cgroups' averages are kept (a 16 kB page run).
 const KEPT: usize = 512;
 
 /// One kept cgroup: a hash of its task list (0: free) and its three averages (f64 bits).
@@ -45,20 +46,14 @@ struct Slot {
     avg: [AtomicU64; 3],
 }
 
-/// The averages of the cgroups being sampled, in memory the keeper maps shared before it
-/// forks a server, and that outlives each server. One server at a time writes it.
+/// The averages of the cgroups being sampled, in memory that outlives each server (the
+/// keeper holds it). One server at a time writes it.
 #[repr(C)]
 pub struct Kept {
     slots: [Slot; KEPT],
 }
 
 impl Kept {
-    /// A new zeroed table, shared with the processes forked after this.
-    pub fn shared() -> std::io::Result<&'static Kept> {
-        // SAFETY: Kept is atomics only; all zeros is a table of free slots.
-        unsafe { crate::shared_zeroed() }
-    }
-
     fn key(list: &TaskList) -> u64 {
         let mut k = crate::fnv1a(list.dir.as_os_str().as_encoded_bytes()) ^ crate::fnv1a(list.file.as_bytes());
         if k == 0 {
@@ -116,7 +111,7 @@ impl Loads {
         let loads = Loads { map: Arc::default(), kept };
         let inner = loads.map.clone();
         let _ =
-            std::thread::Builder::new().name("loadavg".into()).stack_size(crate::keeper::STACK).spawn(move || loop {
+            std::thread::Builder::new().name("loadavg".into()).stack_size(crate::server::STACK).spawn(move || loop {
                 std::thread::sleep(INTERVAL);
                 let lists: Vec<TaskList> = {
                     let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -202,12 +197,16 @@ mod tests {
 
     #[test]
     fn kept_averages_outlive_the_table_that_wrote_them() {
-        let kept = Kept::shared().unwrap();
+        use std::os::fd::AsRawFd;
+        let memfd = crate::server::shared_memory().unwrap();
+        let first = &crate::server::map_shared(memfd.as_raw_fd()).unwrap().kept;
         let list = |d: &str| TaskList { dir: PathBuf::from(d), file: "tasks" };
-        assert_eq!(kept.get(&list("/a")), None);
-        kept.put(&list("/a"), [1.5, 0.5, 0.25]);
-        kept.put(&list("/b"), [2.0, 1.0, 0.5]);
-        // A new server's Loads starts from them.
+        assert_eq!(first.get(&list("/a")), None);
+        first.put(&list("/a"), [1.5, 0.5, 0.25]);
+        first.put(&list("/b"), [2.0, 1.0, 0.5]);
+        // A new server maps the same memory, and its Loads starts from them.
+        let kept = &crate::server::map_shared(memfd.as_raw_fd()).unwrap().kept;
+        assert!(!std::ptr::eq(first, kept));
         let loads = Loads { map: Arc::default(), kept: Some(kept) };
         assert_eq!(loads.read(list("/a")).avg, [1.5, 0.5, 0.25]);
         assert_eq!(kept.get(&list("/b")), Some([2.0, 1.0, 0.5]));

@@ -13,23 +13,14 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The call a server is answering, in memory shared by the keeper and every server it
-/// forks (MAP_SHARED): `busy` is set once the call is received and cleared once answered.
+/// The call a server is answering, in memory every server of a view maps (server::Shared):
+/// `busy` is set once the call is received and cleared once answered.
 #[repr(C)]
 pub struct InFlight {
     busy: AtomicU64,
     id: AtomicU64,
     pid: AtomicU64,
     addr: AtomicU64,
-}
-
-impl InFlight {
-    /// A slot shared with every process forked from this one from now on. Never unmapped:
-    /// it lives as long as the keeper.
-    pub fn shared() -> io::Result<&'static InFlight> {
-        // SAFETY: InFlight is atomics only; all zeros is an empty slot.
-        unsafe { crate::shared_zeroed() }
-    }
 }
 
 fn ioctl<T>(fd: RawFd, req: libc::Ioctl, arg: &mut T) -> io::Result<()> {
@@ -166,19 +157,25 @@ fn send_fds(chan: RawFd, fds: &[RawFd], data: &[u8]) -> io::Result<()> {
 
 /// Serves the notifications of `listeners`, and of each listener the keeper sends over
 /// `chan`, with `answer(pid)` computing a caller's numbers. Answers first the call a dead
-/// server left in `slot`. Returns when the keeper has closed `chan` and no listener is left.
+/// server left in `slot`, on whichever listener it belongs to (the keeper sends them all
+/// once this server starts). Returns when the keeper has closed `chan` and no listener is
+/// left.
 pub fn serve(chan: OwnedFd, mut listeners: Vec<OwnedFd>, slot: &InFlight, answer: impl Fn(u32) -> libc::sysinfo) {
-    if slot.busy.load(Ordering::SeqCst) == 1 {
-        let (id, pid, addr) =
-            (slot.id.load(Ordering::SeqCst), slot.pid.load(Ordering::SeqCst), slot.addr.load(Ordering::SeqCst));
-        for l in &listeners {
+    let mut left = (slot.busy.load(Ordering::SeqCst) == 1).then(|| {
+        (slot.id.load(Ordering::SeqCst), slot.pid.load(Ordering::SeqCst) as u32, slot.addr.load(Ordering::SeqCst))
+    });
+    slot.busy.store(0, Ordering::SeqCst);
+    // The left call, if `l` is its listener: answered (and forgotten).
+    let mut answer_left = |l: &OwnedFd| {
+        if let Some((id, pid, addr)) = left {
             let mut check = id;
             if ioctl(l.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut check).is_ok() {
-                reply(l.as_raw_fd(), id, pid as u32, addr, &answer(pid as u32));
+                reply(l.as_raw_fd(), id, pid, addr, &answer(pid));
+                left = None;
             }
         }
-        slot.busy.store(0, Ordering::SeqCst);
-    }
+    };
+    listeners.iter().for_each(&mut answer_left);
     let mut chan = Some(chan);
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(listeners.len() + 1);
@@ -219,7 +216,10 @@ pub fn serve(chan: OwnedFd, mut listeners: Vec<OwnedFd>, slot: &InFlight, answer
         }
         if fds[0].revents != 0 {
             match receive(fds[0].fd) {
-                Ok(Some(l)) => listeners.push(l),
+                Ok(Some(l)) => {
+                    answer_left(&l);
+                    listeners.push(l)
+                }
                 Ok(None) => {}
                 Err(_) => chan = None,
             }

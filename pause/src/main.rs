@@ -25,13 +25,16 @@
 
 #![no_std]
 #![no_main]
+// The compiler may call memcpy and memset (rt.rs) for copies and fills; no_builtins keeps
+// it from turning their own loops into calls to themselves.
+#![no_builtins]
 
-use core::arch::{asm, naked_asm};
+mod rt;
+use rt::{exit, is, syscall4, syscall5};
 
 const SYS_READ: usize = 0;
 const SYS_RT_SIGPROCMASK: usize = 14;
 const SYS_GETPID: usize = 39;
-const SYS_EXIT_GROUP: usize = 231;
 const SYS_WAIT4: usize = 61;
 const SYS_CHDIR: usize = 80;
 const SYS_PRCTL: usize = 157;
@@ -59,35 +62,6 @@ const EINTR: isize = -4;
 
 /// signalfd_siginfo is 128 bytes; ssi_signo is its first u32.
 const SIGINFO_SIZE: usize = 128;
-
-#[cfg(not(target_arch = "x86_64"))]
-compile_error!("podrun-pause has syscall numbers for x86_64 only");
-
-unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the caller passes a valid syscall number and arguments for it; the kernel
-    // clobbers rcx and r11 only.
-    unsafe {
-        asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d,
-             lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    ret
-}
-
-unsafe fn syscall5(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize) -> isize {
-    let ret: isize;
-    // SAFETY: as syscall4's, with a fifth argument in r8.
-    unsafe {
-        asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d,
-             in("r8") e, lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    ret
-}
-
-fn exit(code: usize) -> ! {
-    // SAFETY: exit_group takes one integer and does not return.
-    unsafe { asm!("syscall", in("rax") SYS_EXIT_GROUP, in("rdi") code, options(noreturn, nostack)) }
-}
 
 fn bit(sig: u32) -> u64 {
     1 << (sig - 1)
@@ -192,26 +166,11 @@ unsafe fn write_number(at: *mut u8, n: i64) {
     }
 }
 
-/// True if the NUL-terminated `s` is exactly `want`.
-///
-/// # Safety
-/// `s` points at a NUL-terminated string.
-unsafe fn is(s: *const u8, want: &[u8]) -> bool {
-    for (i, &w) in want.iter().enumerate() {
-        // SAFETY: we stop at the first mismatch, and the NUL terminator mismatches.
-        if unsafe { *s.add(i) } != w {
-            return false;
-        }
-    }
-    // SAFETY: all of `want` matched, so the string is at least that long plus its NUL.
-    unsafe { *s.add(want.len()) == 0 }
-}
-
 /// The process starts here with `sp` pointing at argc, then argv[], NULL, envp[], NULL.
 ///
 /// # Safety
 /// `sp` is the initial stack pointer the kernel set up.
-unsafe extern "C" fn main(sp: *const usize) -> ! {
+unsafe fn main(sp: *const usize) -> ! {
     // SAFETY: the initial stack layout of execve(2) on x86_64.
     let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
     // SAFETY: envp follows argv's NULL terminator.
@@ -269,22 +228,4 @@ fn pause() -> ! {
             }
         }
     }
-}
-
-/// The ELF entry point: pass the initial stack (argc, argv, envp) to `main`, with the stack
-/// aligned as the ABI wants at a call; never return.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-extern "C" fn _start() -> ! {
-    naked_asm!("xor ebp, ebp", "mov rdi, rsp", "and rsp, -16", "call {main}", "ud2", main = sym main)
-}
-
-/// Referenced by the precompiled `core` of debug builds; never called, since podrun-pause
-/// aborts instead of unwinding.
-#[unsafe(no_mangle)]
-extern "C" fn rust_eh_personality() {}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    exit(2)
 }

@@ -1,8 +1,9 @@
 //! The resource view's lifetime: one FUSE mount per podrun root, `<root>/procview/`, whose
 //! files (meminfo, cpuinfo, ...; see `podrun_procfs::caller::ViewFile`) are bind-mounted over
 //! /proc and /sys files in each container that wants the view. podrun mounts it and starts
-//! its keeper and server, the `podrun-view` binary (podrun_procfs::keeper), which serve it
-//! and survive a server's death. The view is started by the first container that wants it
+//! its keeper (a role of the pause binary, pause/src/keeper.rs), which holds the connection
+//! and starts the server, the `podrun-view` binary (podrun_procfs::server): together they
+//! serve it and survive a server's death. The view is started by the first container that wants it
 //! and stopped (unmounted; keeper and server end) when the root's last container or sandbox
 //! is removed.
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use podrun_procfs::caller::CgroupRoots;
-use podrun_procfs::keeper;
+use podrun_procfs::server;
 
 use crate::cgroup::Hierarchy;
 use crate::proc::ProcRef;
@@ -131,10 +132,15 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
         what: "find the cgroup hierarchy".into(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let argv: Vec<std::ffi::CString> = keeper::args(&paths.root, &roots(&h))
-        .into_iter()
+    // The keeper's argv: its name, then the server's.
+    let argv: Vec<std::ffi::CString> = std::iter::once("podrun-keeper".into())
+        .chain(server::args(&paths.root, &roots(&h)))
         .filter_map(|a| std::ffi::CString::new(a.into_encoded_bytes()).ok())
         .collect();
+    let keeper_bin = crate::pause::sealed_memfd(c"podrun-keeper", crate::pause::KEEPER_ELF)
+        .map_err(|e| start_err("load the keeper")(e.into()))?;
+    let server_bin = fs::File::open(&exe).map_err(start_err(format!("open {}", exe.display())))?;
+    let shared = server::shared_memory().map_err(start_err("make the view's shared memory"))?;
     fs::create_dir_all(&dir).map_err(start_err(format!("create {}", dir.display())))?;
     let fuse = podrun_procfs::fuse::mount(&dir).map_err(start_err(format!("mount FUSE on {}", dir.display())))?;
     let agent = match bind_agent(&agent_path(paths)) {
@@ -158,14 +164,14 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
                 let me = std::process::id().to_le_bytes();
                 let _ = nix::unistd::write(&wr, &me);
                 drop(wr);
-                exec_keeper(fuse, agent, &exe, &argv)
+                exec_keeper([fuse, agent, shared, server_bin.into()], &keeper_bin, &argv)
             }
             // SAFETY: the intermediate child ends here.
             unsafe { libc::_exit(0) }
         }
         Ok(ForkResult::Parent { child }) => {
             drop(wr);
-            drop((fuse, agent));
+            drop((fuse, agent, shared, server_bin, keeper_bin));
             let _ = waitpid(child, None);
             let mut buf = [0u8; 4];
             let pid = match nix::unistd::read(&rd, &mut buf) {
@@ -189,41 +195,49 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
     }
 }
 
-/// Becomes the keeper: nothing of the podrun that started it (stdio on /dev/null, the
-/// connection at descriptor 3, the agent's socket at 4, every other one closed), and the
-/// `podrun-view` binary with a command line of its own (`podrun-view --root ROOT ...`), not a
-/// copy of the user's `podrun run ...`.
-fn exec_keeper(fuse: OwnedFd, agent: OwnedFd, exe: &std::ffi::CStr, argv: &[std::ffi::CString]) -> ! {
+/// Becomes the keeper: nothing of the podrun that started it (stdio on /dev/null; the
+/// connection, the agent's socket, the shared memory and the server's binary at
+/// descriptors 3 to 6, every other one closed), with a command line of its own
+/// (`podrun-keeper podrun-view --root ROOT ...`), not a copy of the user's `podrun run ...`.
+fn exec_keeper(fds: [OwnedFd; 4], keeper: &OwnedFd, argv: &[std::ffi::CString]) -> ! {
     if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for n in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), n) };
         }
     }
-    // SAFETY: dup2 to 3 and 4 (without close-on-exec), from copies above 4 so that
-    // neither overwrites the other, then close everything above 4.
+    // SAFETY: copies above 10 first, so that no dup2 overwrites one still to be moved;
+    // then each onto its place (without close-on-exec), the keeper's binary above them
+    // (close-on-exec: fexecve needs it only until the exec), and the rest closed.
     unsafe {
-        let (f, a) =
-            (libc::fcntl(fuse.as_raw_fd(), libc::F_DUPFD, 10), libc::fcntl(agent.as_raw_fd(), libc::F_DUPFD, 10));
-        libc::dup2(f, keeper::FUSE_FD);
-        libc::dup2(a, keeper::AGENT_FD);
-        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+        let high = fds.each_ref().map(|f| libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10));
+        let bin = libc::fcntl(keeper.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+        for (i, fd) in high.iter().enumerate() {
+            libc::dup2(*fd, server::FUSE_FD + i as i32);
+        }
+        libc::dup2(bin, 7);
+        libc::fcntl(7, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::syscall(libc::SYS_close_range, 8u32, u32::MAX, 0u32);
     }
     let _ = std::env::set_current_dir("/");
-    let _ = nix::unistd::execv(exe, argv);
+    // SAFETY: fd 7 is the keeper's binary, kept open above.
+    let bin = unsafe { std::os::fd::BorrowedFd::borrow_raw(7) };
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(k, v)| std::ffi::CString::new([k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat()).ok())
+        .collect();
+    let _ = nix::unistd::fexecve(bin, argv, &env);
     // SAFETY: the exec failed; this child ends here.
     unsafe { libc::_exit(127) }
 }
 
 /// The `podrun-view` binary: beside podrun's own (as cargo builds and installs them).
-fn view_binary() -> Result<std::ffi::CString, ViewError> {
+fn view_binary() -> Result<PathBuf, ViewError> {
     let exe = std::env::current_exe().map_err(start_err("find podrun's own binary"))?;
     let view = exe.with_file_name(VIEW_BINARY);
     if !view.is_file() {
         return Err(ViewError::Missing { path: view });
     }
-    std::ffi::CString::new(view.into_os_string().into_encoded_bytes())
-        .map_err(|_| start_err("name podrun-view")(std::io::ErrorKind::InvalidInput.into()))
+    Ok(view)
 }
 
 const VIEW_BINARY: &str = "podrun-view";

@@ -1,0 +1,245 @@
+//! The view's server, as the `podrun-view` binary runs it. podrun's procview.rs mounts the
+//! view and starts its keeper, a role of the no-std pause binary (pause/src/keeper.rs):
+//!
+//! ```text
+//! podrun:[keeper]   holds the /dev/fuse connection, the sysinfo listeners and the memory
+//!   │               servers share; starts a server, and another when one dies
+//!   └─ podrun:[view]  this: serves requests (threads), exec'd by the keeper
+//! ```
+//! The keeper does nothing but wait and hold, so it has nothing to crash on, and it takes a
+//! few kB. A server that dies (killed, or a bug) is replaced within 50 ms; the new one takes
+//! over the same connection and asks the kernel to resend what the dead one had read, so
+//! containers keep their mounts and no reader hangs. What a server must hand on to the next
+//! (the sysinfo call it was answering, the load averages) lives in the shared memory.
+//!
+//! A binary of its own, not podrun's: podrun's code (image store, OCI config, CLI) is most
+//! of what a process of podrun's binary keeps resident. This one links only this crate and
+//! libc.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use crate::caller::CgroupRoots;
+use crate::fuse::ProcView;
+use crate::notify;
+
+/// Where the keeper is given, and gives each server, the FUSE connection.
+pub const FUSE_FD: RawFd = 3;
+/// The keeper's: the agent's socket, where container processes hand over their seccomp
+/// listeners. A server's: its channel from the keeper, which sends it those listeners.
+pub const AGENT_FD: RawFd = 4;
+/// The memory servers share (`Shared`), a memfd.
+pub const SHARED_FD: RawFd = 5;
+/// The keeper's: the server's binary, podrun-view.
+pub const SERVER_EXE_FD: RawFd = 6;
+
+/// A server's command line: `podrun-view --root ROOT` and, for each cgroup mount the view
+/// reads, `--v2 DIR`, `--memory DIR`, `--cpu DIR`, `--cpuacct DIR`, `--cpuset DIR`,
+/// `--blkio DIR`, `--unified DIR`, and last `--resume 0`, which the keeper turns into
+/// `--resume 1` once a server has run before. The root is there to tell the view's
+/// processes of different roots apart in `ps`.
+pub fn args(root: &std::path::Path, roots: &CgroupRoots) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["podrun-view".into(), "--root".into(), root.into()];
+    for (flag, dir) in [
+        ("--v2", &roots.v2),
+        ("--memory", &roots.memory),
+        ("--cpu", &roots.cpu),
+        ("--cpuacct", &roots.cpuacct),
+        ("--cpuset", &roots.cpuset),
+        ("--blkio", &roots.blkio),
+        ("--unified", &roots.unified),
+    ] {
+        if let Some(d) = dir {
+            a.push(flag.into());
+            a.push(d.into());
+        }
+    }
+    a.extend(["--resume".into(), "0".into()]);
+    a
+}
+
+/// What a server's command line (`args`) says.
+#[derive(Debug, Default)]
+pub struct Args {
+    pub roots: CgroupRoots,
+    /// A server ran before this one: have the kernel resend what it had read.
+    pub resume: bool,
+}
+
+/// `args`' command line (the first word is the program).
+pub fn parse_args(argv: &[std::ffi::OsString]) -> Result<Args, String> {
+    let mut a = Args::default();
+    let roots = &mut a.roots;
+    let mut it = argv.iter().skip(1);
+    let mut root = false;
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{} needs a value", flag.to_string_lossy()))?;
+        let dir = Some(std::path::PathBuf::from(value));
+        match flag.to_str() {
+            Some("--root") => root = true,
+            Some("--v2") => roots.v2 = dir,
+            Some("--memory") => roots.memory = dir,
+            Some("--cpu") => roots.cpu = dir,
+            Some("--cpuacct") => roots.cpuacct = dir,
+            Some("--cpuset") => roots.cpuset = dir,
+            Some("--blkio") => roots.blkio = dir,
+            Some("--unified") => roots.unified = dir,
+            Some("--resume") if value == "0" || value == "1" => a.resume = value == "1",
+            _ => return Err(format!("unknown argument {}", flag.to_string_lossy())),
+        }
+    }
+    if !root {
+        return Err("--root is missing".into());
+    }
+    Ok(a)
+}
+
+/// Sets the calling thread's name (what `ps` shows as the command of a process).
+pub fn set_name(name: &str) {
+    if let Ok(c) = std::ffi::CString::new(name) {
+        // SAFETY: prctl with a NUL-terminated name of at most 16 bytes (longer is truncated).
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+    }
+}
+
+/// `fd` if it is open and `S_IFMT` of it is `kind` (and, for a device, its number is `rdev`).
+fn fd_of(fd: RawFd, kind: libc::mode_t, rdev: Option<libc::dev_t>) -> Option<OwnedFd> {
+    // SAFETY: an all-zero stat is valid; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of a descriptor number into a live stat.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != kind {
+        return None;
+    }
+    if rdev.is_some_and(|r| r != st.st_rdev) {
+        return None;
+    }
+    // SAFETY: the descriptor is open, and the keeper was handed it to own.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What every server of a view shares with the ones before and after it, in a memfd the
+/// keeper holds: the sysinfo call being answered, and the load averages.
+#[repr(C)]
+pub struct Shared {
+    pub slot: notify::InFlight,
+    pub kept: crate::load::Kept,
+}
+
+/// A new memfd for `Shared`, zeroed (all zeros is an empty slot and table), for podrun to
+/// hand the keeper at `SHARED_FD`.
+pub fn shared_memory() -> std::io::Result<OwnedFd> {
+    // SAFETY: memfd_create with a NUL-terminated name; the descriptor is ours.
+    let fd = unsafe { libc::memfd_create(c"podrun-view".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ftruncate of our memfd.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), std::mem::size_of::<Shared>() as libc::off_t) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Maps the shared memory at `fd` (at least a `Shared` long). Never unmapped: it lives as
+/// long as the server.
+pub(crate) fn map_shared(fd: RawFd) -> Option<&'static Shared> {
+    let len = std::mem::size_of::<Shared>();
+    // SAFETY: an all-zero stat is valid; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat of a descriptor number into a live stat.
+    if unsafe { libc::fstat(fd, &mut st) } != 0
+        || st.st_mode & libc::S_IFMT != libc::S_IFREG
+        || (st.st_size as usize) < len
+    {
+        return None;
+    }
+    // SAFETY: a shared mapping of a file at least `len` long.
+    let p =
+        unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: page-aligned and long enough; Shared is atomics only, valid for any bytes
+    // the keeper's earlier servers wrote (and all zeros at first); never unmapped.
+    Some(unsafe { &*(p as *const Shared) })
+}
+
+/// The server's work: serves the connection at `FUSE_FD` until the view is unmounted, and
+/// sysinfo calls through the listeners the keeper sends over `AGENT_FD`. Returns the
+/// process's exit code (0: the view was unmounted).
+pub fn run(args: Args) -> i32 {
+    let (Some(fuse), Some(chan)) =
+        (fd_of(FUSE_FD, libc::S_IFCHR, Some(libc::makedev(10, 229))), fd_of(AGENT_FD, libc::S_IFSOCK, None))
+    else {
+        eprintln!("podrun-view is started by the view's keeper, with a FUSE connection at descriptor {FUSE_FD}");
+        return 125;
+    };
+    let Some(shared) = map_shared(SHARED_FD) else {
+        eprintln!("podrun-view: no shared memory at descriptor {SHARED_FD}");
+        return 125;
+    };
+    // SAFETY: closes the memfd, which stays mapped.
+    unsafe { libc::close(SHARED_FD) };
+    set_name("podrun:[view]");
+    // One malloc arena for all threads: glibc's default of one per thread cost about 150 kB
+    // each, most of the server's memory; requests allocate little. And free memory at the
+    // heap's top goes back past 64 kB (fixed: glibc's default threshold grows with the
+    // largest block freed).
+    // SAFETY: mallopt before any thread of this process exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
+    let view = Arc::new(ProcView::with_kept_loads(args.roots, Some(&shared.kept)));
+    let v = view.clone();
+    let _ = std::thread::Builder::new()
+        .name("sysinfo".into())
+        .stack_size(STACK)
+        .spawn(move || notify::serve(chan, Vec::new(), &shared.slot, |pid| v.sysinfo_for(pid)));
+    i32::from(view.serve(std::os::fd::AsFd::as_fd(&fuse), 2, args.resume).is_err())
+}
+
+/// The stack of the view's threads: requests need little (rendering allocates on the heap).
+pub const STACK: usize = 128 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_carries_the_mounts_both_ways() {
+        let v1 = CgroupRoots {
+            memory: Some("/sys/fs/cgroup/memory".into()),
+            cpu: Some("/sys/fs/cgroup/cpu".into()),
+            cpuacct: Some("/sys/fs/cgroup/cpuacct".into()),
+            cpuset: Some("/sys/fs/cgroup/cpuset".into()),
+            blkio: Some("/sys/fs/cgroup/blkio".into()),
+            unified: Some("/sys/fs/cgroup/unified".into()),
+            ..Default::default()
+        };
+        let a = args(std::path::Path::new("/run/podrun"), &v1);
+        assert_eq!(a[..3], ["podrun-view", "--root", "/run/podrun"]);
+        assert_eq!(a[a.len() - 2..], ["--resume", "0"], "last, for the keeper to turn into 1");
+        let back = parse_args(&a).unwrap();
+        assert!(!back.resume);
+        let back = back.roots;
+        assert_eq!(
+            (back.memory, back.cpu, back.cpuacct, back.cpuset, back.blkio, back.unified),
+            (v1.memory, v1.cpu, v1.cpuacct, v1.cpuset, v1.blkio, v1.unified)
+        );
+        assert_eq!(back.v2, None);
+        let v2 = CgroupRoots { v2: Some("/sys/fs/cgroup".into()), ..Default::default() };
+        let mut a = args(std::path::Path::new("/r"), &v2);
+        *a.last_mut().unwrap() = "1".into();
+        let back = parse_args(&a).unwrap();
+        assert_eq!((back.roots.v2, back.resume), (v2.v2, true));
+        *a.last_mut().unwrap() = "yes".into();
+        assert!(parse_args(&a).is_err(), "--resume is 0 or 1");
+        assert!(parse_args(&["podrun-view".into(), "--v2".into()]).is_err(), "a flag without a value");
+        assert!(parse_args(&["podrun-view".into(), "--bogus".into(), "x".into()]).is_err());
+        assert!(parse_args(&["podrun-view".into()]).is_err(), "no root");
+    }
+}
