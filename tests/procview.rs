@@ -773,3 +773,37 @@ fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_list
     t.assert_clean(&pids);
     view_gone(&t);
 }
+
+#[test]
+fn an_idle_view_server_ends_and_the_next_request_or_call_starts_one() {
+    if !need_root("an_idle_view_server_ends_and_the_next_request_or_call_starts_one") {
+        return;
+    }
+    let t = common::TestRoot::new();
+    t.import(&common::python_oci(), &[]);
+    // The view starts with this container, and its servers end after 1 s with nothing to do.
+    let out = t.podrun_env(
+        &[("PODRUN_VIEW_IDLE", "1")],
+        ["run", "-d", "--name", "p", "--memory", "48m", "python", "sleep", "3600"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let keeper = view_keeper(&t);
+    let idle = |what: &str| {
+        common::eventually(5, &format!("the server did not end after {what}"), || view_server(&t).is_none());
+        assert!(common::running(keeper), "the keeper waits on");
+    };
+    idle("the start");
+    // A file read starts a server, which answers it.
+    let meminfo = t.ok(["exec", "p", "head", "-1", "/proc/meminfo"]);
+    assert_eq!(meminfo.split_whitespace().nth(1), Some("49152"), "{meminfo}");
+    idle("a read");
+    // So does a sysinfo(2) call alone (glibc's sysconf asks it for the memory; no file of
+    // the view is read).
+    let mem = "import os; print(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 20)";
+    // (Bounded: a call nobody answers would wait for ever.)
+    assert_eq!(t.ok(["exec", "p", "timeout", "10", "python3", "-c", mem]), "48\n");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "p"]);
+    t.assert_clean(&pids);
+    view_gone(&t);
+}

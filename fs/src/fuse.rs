@@ -22,8 +22,9 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::caller::{render_for, CgroupRoots, ViewFile};
 
@@ -62,7 +63,14 @@ const BUFFER: usize = 8 * 1024;
 struct Pool {
     idle: AtomicUsize,
     total: AtomicUsize,
+    /// The connection is gone (unmounted): every worker ends, and `serve` returns.
+    ended: AtomicBool,
+    /// The thread in `serve`, woken when the session ends.
+    main: std::thread::Thread,
 }
+
+/// How often `serve`'s thread calls its `tick`.
+const TICK: Duration = Duration::from_secs(1);
 
 impl Pool {
     fn add(&self) {
@@ -145,6 +153,9 @@ pub struct ProcView {
     handles: Mutex<(u64, HashMap<u64, Held>)>,
     /// Per inode: what its page cache holds. Dropped when the kernel forgets the inode.
     nodes: Mutex<HashMap<u64, Node>>,
+    /// When the view was made, and when it last had a request or call (ms after that).
+    born: Instant,
+    last: AtomicU64,
 }
 
 impl ProcView {
@@ -162,7 +173,23 @@ impl ProcView {
             // handle as one of its own (another reader's copy).
             handles: Mutex::new(((u64::from(std::process::id())) << 32 | 1, HashMap::new())),
             nodes: Mutex::default(),
+            born: Instant::now(),
+            last: AtomicU64::new(0),
         }
+    }
+
+    /// Notes a request or call: the view is in use.
+    fn touch(&self) {
+        self.last.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the view has had nothing to do: no request or call, and no cgroup's load
+    /// being sampled (None while one is: its averages need this process).
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.loads.sampling() {
+            return None;
+        }
+        Some(self.born.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed))))
     }
 
     /// The size the kernel is told for `node`: the length of the text in its cache (0
@@ -212,6 +239,7 @@ impl ProcView {
 
     /// sysinfo(2) for process `pid`, from the same numbers as its files.
     pub fn sysinfo_for(&self, pid: u32) -> libc::sysinfo {
+        self.touch();
         crate::caller::sysinfo_for(&self.roots, &self.loads, pid)
     }
 }
@@ -549,19 +577,27 @@ impl ProcView {
 
     /// Serves requests from `fd` on `threads` threads until the filesystem is unmounted.
     /// `resume`: the connection was initialised by an earlier server (which is gone):
-    /// ask the kernel to resend what that server had read and not answered.
-    pub fn serve(&self, fd: BorrowedFd<'_>, threads: usize, resume: bool) -> io::Result<()> {
+    /// ask the kernel to resend what that server had read and not answered. The calling
+    /// thread calls `tick` every second meanwhile.
+    pub fn serve(&self, fd: BorrowedFd<'_>, threads: usize, resume: bool, mut tick: impl FnMut(&ProcView)) {
         let raw = fd.as_raw_fd();
         if resume {
             resend(fd);
         }
-        let pool = Pool { idle: AtomicUsize::new(0), total: AtomicUsize::new(0) };
+        let main = std::thread::current();
+        let pool = Pool { idle: AtomicUsize::new(0), total: AtomicUsize::new(0), ended: AtomicBool::new(false), main };
         std::thread::scope(|s| {
             for _ in 0..threads.max(1) {
                 self.add_worker(raw, s, &pool);
             }
+            // This thread calls `tick` every second until the session ends.
+            while !pool.ended.load(Ordering::SeqCst) {
+                std::thread::park_timeout(TICK);
+                if !pool.ended.load(Ordering::SeqCst) {
+                    tick(self);
+                }
+            }
         });
-        Ok(())
     }
 
     /// Starts a worker, counted in `pool` (and not, if the thread cannot be made).
@@ -588,10 +624,15 @@ impl ProcView {
                     // Interrupted, or a request withdrawn before we read it.
                     Some(libc::EINTR) | Some(libc::ENOENT) | Some(libc::EAGAIN) => continue,
                     // Unmounted (or broken): the session is over.
-                    _ => return,
+                    _ => {
+                        pool.ended.store(true, Ordering::SeqCst);
+                        pool.main.unpark();
+                        return;
+                    }
                 }
             }
             let n = n as usize;
+            self.touch();
             if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 && pool.total.load(Ordering::SeqCst) < THREADS_MAX {
                 self.add_worker(fd, s, pool);
             }
@@ -657,7 +698,7 @@ impl Drop for BackgroundView {
 pub fn serve(roots: CgroupRoots, dir: &Path) -> io::Result<BackgroundView> {
     let fd = mount(dir)?;
     let thread = std::thread::spawn(move || {
-        let _ = ProcView::new(roots).serve(std::os::fd::AsFd::as_fd(&fd), 2, false);
+        ProcView::new(roots).serve(std::os::fd::AsFd::as_fd(&fd), 2, false, |_| {});
     });
     Ok(BackgroundView { dir: dir.to_owned(), thread: Some(thread) })
 }

@@ -136,6 +136,11 @@ impl Loads {
         loads
     }
 
+    /// Whether some cgroup's load is being sampled (read in the last FORGET_AFTER).
+    pub fn sampling(&self) -> bool {
+        !self.map.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
     /// The load of `list`, which is sampled from now on.
     pub fn read(&self, list: TaskList) -> Load {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());

@@ -158,9 +158,15 @@ fn send_fds(chan: RawFd, fds: &[RawFd], data: &[u8]) -> io::Result<()> {
 /// Serves the notifications of `listeners`, and of each listener the keeper sends over
 /// `chan`, with `answer(pid)` computing a caller's numbers. Answers first the call a dead
 /// server left in `slot`, on whichever listener it belongs to (the keeper sends them all
-/// once this server starts). Returns when the keeper has closed `chan` and no listener is
-/// left.
-pub fn serve(chan: OwnedFd, mut listeners: Vec<OwnedFd>, slot: &InFlight, answer: impl Fn(u32) -> libc::sysinfo) {
+/// once this server starts). `calls` is held from taking a call to answering it. Returns
+/// when the keeper has closed `chan` and no listener is left.
+pub fn serve(
+    chan: OwnedFd,
+    mut listeners: Vec<OwnedFd>,
+    slot: &InFlight,
+    calls: &std::sync::Mutex<()>,
+    answer: impl Fn(u32) -> libc::sysinfo,
+) {
     let mut left = (slot.busy.load(Ordering::SeqCst) == 1).then(|| {
         (slot.id.load(Ordering::SeqCst), slot.pid.load(Ordering::SeqCst) as u32, slot.addr.load(Ordering::SeqCst))
     });
@@ -168,6 +174,7 @@ pub fn serve(chan: OwnedFd, mut listeners: Vec<OwnedFd>, slot: &InFlight, answer
     // The left call, if `l` is its listener: answered (and forgotten).
     let mut answer_left = |l: &OwnedFd| {
         if let Some((id, pid, addr)) = left {
+            let _taking = calls.lock().unwrap_or_else(|p| p.into_inner());
             let mut check = id;
             if ioctl(l.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut check).is_ok() {
                 reply(l.as_raw_fd(), id, pid, addr, &answer(pid));
@@ -192,6 +199,7 @@ pub fn serve(chan: OwnedFd, mut listeners: Vec<OwnedFd>, slot: &InFlight, answer
         for (i, p) in fds.iter().enumerate().skip(1) {
             let fd = p.fd;
             if p.revents & libc::POLLIN != 0 {
+                let _taking = calls.lock().unwrap_or_else(|p| p.into_inner());
                 // SAFETY: all-zero is what NOTIF_RECV requires of its argument.
                 let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
                 if ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n).is_ok() {

@@ -18,6 +18,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::caller::CgroupRoots;
 use crate::fuse::ProcView;
@@ -168,7 +169,8 @@ pub(crate) fn map_shared(fd: RawFd) -> Option<&'static Shared> {
 
 /// The server's work: serves the connection at `FUSE_FD` until the view is unmounted, and
 /// sysinfo calls through the listeners the keeper sends over `AGENT_FD`. Returns the
-/// process's exit code (0: the view was unmounted).
+/// process's exit code (0: the view was unmounted), or ends it with IDLE_EXIT once it has
+/// had nothing to do for `idle_limit`.
 pub fn run(args: Args) -> i32 {
     let (Some(fuse), Some(chan)) =
         (fd_of(FUSE_FD, libc::S_IFCHR, Some(libc::makedev(10, 229))), fd_of(AGENT_FD, libc::S_IFSOCK, None))
@@ -195,11 +197,35 @@ pub fn run(args: Args) -> i32 {
     }
     let view = Arc::new(ProcView::with_kept_loads(args.roots, Some(&shared.kept)));
     let v = view.clone();
+    // Held while a sysinfo call is taken and answered, and by an idle exit: so the server
+    // never ends with a call taken and not answered (nothing would wake the keeper for it).
+    let calls: &'static std::sync::Mutex<()> = Box::leak(Box::default());
     let _ = std::thread::Builder::new()
         .name("sysinfo".into())
         .stack_size(STACK)
-        .spawn(move || notify::serve(chan, Vec::new(), &shared.slot, |pid| v.sysinfo_for(pid)));
-    i32::from(view.serve(std::os::fd::AsFd::as_fd(&fuse), 2, args.resume).is_err())
+        .spawn(move || notify::serve(chan, Vec::new(), &shared.slot, calls, |pid| v.sysinfo_for(pid)));
+    let idle = idle_limit();
+    view.serve(std::os::fd::AsFd::as_fd(&fuse), 2, args.resume, |view| {
+        if idle.is_some_and(|limit| view.idle_for().is_some_and(|d| d >= limit)) {
+            let _taken = calls.lock();
+            // SAFETY: the process ends here. A FUSE request read meanwhile is resent to the
+            // next server (the keeper has the kernel resend once it reaps this one).
+            unsafe { libc::_exit(IDLE_EXIT) }
+        }
+    });
+    0
+}
+
+/// A server's exit status when it ended for having nothing to do: the keeper starts the
+/// next one when a request or call comes.
+pub const IDLE_EXIT: i32 = 3;
+
+/// How long a server waits with nothing to do before it ends: PODRUN_VIEW_IDLE seconds
+/// (in the environment podrun started the view with; 0: never), else a minute. While it
+/// has ended, only the keeper's few kB stay.
+fn idle_limit() -> Option<Duration> {
+    let secs = std::env::var("PODRUN_VIEW_IDLE").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// The stack of the view's threads: requests need little (rendering allocates on the heap).

@@ -8,7 +8,9 @@
 //! ```
 //! It holds what must outlive a server (the FUSE connection, the memory the servers share,
 //! every container's seccomp listener), starts a server and starts another when one dies,
-//! so a container never sees its view's mount fail. It is a role of this binary, not a
+//! so a container never sees its view's mount fail. A server that had nothing to do for a
+//! while ends (exit status 3); the keeper then waits on the connection and the listeners
+//! and starts the next one when a request or call comes. It is a role of this binary, not a
 //! Rust std program, because it lives as long as a root has containers: here it takes a few
 //! kB, as part of podrun-view it took about 700 kB (its code, libc's, and a heap).
 //!
@@ -71,6 +73,9 @@ const MSG_CMSG_CLOEXEC: usize = 0x40000000;
 const SOL_SOCKET: i32 = 1;
 const SCM_RIGHTS: i32 = 1;
 const POLLIN: i16 = 1;
+const POLLERR: i16 = 8;
+const POLLHUP: i16 = 0x10;
+const POLLNVAL: i16 = 0x20;
 const S_IFMT: u32 = 0o170000;
 const S_IFCHR: u32 = 0o020000;
 /// /dev/fuse is character device 10:229: makedev(10, 229) as glibc encodes it.
@@ -79,6 +84,8 @@ const FUSE_RDEV: u64 = (10 << 8) | 229;
 const FUSE_NOTIFY_RESEND: i32 = 7;
 /// Exit status of a server that could not be exec'd.
 const CANNOT_EXEC: i32 = 127;
+/// Exit status of a server that ended for having nothing to do (podrun_procfs::server).
+const IDLE_EXIT: i32 = 3;
 
 /// At most this many connections wait to deliver a listener; the oldest is dropped.
 const PENDING_MAX: usize = 64;
@@ -87,7 +94,7 @@ const PENDING_MAX: usize = 64;
 const LISTENERS_MAX: usize = 1024;
 
 /// How often the keeper looks whether the server is dying (SIGKILL pending), in ms.
-const TICK_MS: usize = 20;
+const TICK_MS: isize = 20;
 
 struct Fds<const N: usize> {
     fd: [i32; N],
@@ -135,6 +142,8 @@ enum End {
     Died,
     /// Its binary could not be run: the next one waits a second, not to spin.
     CannotExec,
+    /// It had nothing to do: the next one starts when a request or call comes.
+    Idle,
 }
 
 /// The process starts here with `sp` pointing at argc, then argv[], NULL, envp[], NULL.
@@ -183,7 +192,7 @@ unsafe fn main(sp: *const usize) -> ! {
             syscall4(SYS_SOCKETPAIR, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair.as_mut_ptr() as usize) == 0
         };
         if !ok {
-            agent.wait(50);
+            agent.wait(50, false);
             continue;
         }
         // SAFETY: fork has no arguments; the child only execs.
@@ -195,7 +204,7 @@ unsafe fn main(sp: *const usize) -> ! {
         close(pair[1]);
         if pid < 0 {
             close(pair[0]);
-            agent.wait(50);
+            agent.wait(50, false);
             continue;
         }
         agent.to_server = pair[0];
@@ -211,8 +220,14 @@ unsafe fn main(sp: *const usize) -> ! {
             End::CannotExec => {
                 say(b"podrun-keeper: cannot run the view's server (podrun-view); trying again\n");
                 for _ in 0..1000 / TICK_MS {
-                    agent.wait(TICK_MS);
+                    agent.wait(TICK_MS, false);
                 }
+            }
+            End::Idle => {
+                // A request it may have read as it ended goes back to the queue, and wakes
+                // the keeper at once.
+                resend();
+                while !agent.wait(-1, true) {}
             }
         }
         // SAFETY: `resume` is the last argument, "0" (checked above), writable on our stack.
@@ -255,6 +270,7 @@ fn watch(server: i32, agent: &mut Agent) -> End {
             return match (signal, code) {
                 (0, 0) => End::Done,
                 (0, CANNOT_EXEC) => End::CannotExec,
+                (0, IDLE_EXIT) => End::Idle,
                 _ => End::Died,
             };
         }
@@ -266,16 +282,17 @@ fn watch(server: i32, agent: &mut Agent) -> End {
         if dying(server) {
             return End::Died;
         }
-        agent.wait(TICK_MS);
+        agent.wait(TICK_MS, false);
     }
 }
 
 impl Agent {
-    /// Waits up to `ms` for the agent's work and does it: accepts connections, takes the
-    /// listener each delivers (passing it on to the server), drops listeners whose
-    /// processes have all ended.
-    fn wait(&mut self, ms: usize) {
-        const N: usize = 1 + PENDING_MAX + LISTENERS_MAX;
+    /// Waits up to `ms` (-1: for ever) for the agent's work and does it: accepts
+    /// connections, takes the listener each delivers (passing it on to the server), drops
+    /// listeners whose processes have all ended. With no server (`serverless`), a request
+    /// on the connection or a call on a listener ends the wait too: true, a server is needed.
+    fn wait(&mut self, ms: isize, serverless: bool) -> bool {
+        const N: usize = 2 + PENDING_MAX + LISTENERS_MAX;
         let mut fds = core::mem::MaybeUninit::<[PollFd; N]>::uninit();
         let fds = fds.as_mut_ptr() as *mut PollFd;
         let (np, nl) = (self.pending.len, self.listeners.len);
@@ -287,21 +304,28 @@ impl Agent {
         for i in 0..np {
             set(1 + i, self.pending.fd[i], POLLIN);
         }
-        // No events asked: only a hang-up (every process of the filter gone) wakes us.
+        // A server takes the calls: then only a hang-up (every process of the filter gone)
+        // wakes us.
+        let calls = if serverless { POLLIN } else { 0 };
         for i in 0..nl {
-            set(1 + np + i, self.listeners.fd[i], 0);
+            set(1 + np + i, self.listeners.fd[i], calls);
         }
-        // SAFETY: the first 1 + np + nl entries are set.
-        let n = unsafe { syscall4(SYS_POLL, fds as usize, 1 + np + nl, ms, 0) };
+        set(1 + np + nl, if serverless { FUSE as i32 } else { -1 }, POLLIN);
+        // SAFETY: the first 2 + np + nl entries are set.
+        let n = unsafe { syscall4(SYS_POLL, fds as usize, 2 + np + nl, ms as usize, 0) };
         if n <= 0 {
-            return;
+            return false;
         }
-        // SAFETY: entries below 1 + np + nl were set, and poll filled their revents.
-        let ready = |i: usize| unsafe { (*fds.add(i)).revents != 0 };
+        // SAFETY: entries below 2 + np + nl were set, and poll filled their revents.
+        let revents = |i: usize| unsafe { (*fds.add(i)).revents };
+        let ready = |i: usize| revents(i) != 0;
+        let mut needed = ready(1 + np + nl);
         // From the last down: remove() moves the last entry into the place it empties.
         for i in (0..nl).rev() {
-            if ready(1 + np + i) {
-                self.listeners.remove(i);
+            match revents(1 + np + i) {
+                0 => {}
+                r if r & (POLLHUP | POLLERR | POLLNVAL) != 0 => self.listeners.remove(i),
+                _ => needed = true,
             }
         }
         for i in (0..np).rev() {
@@ -336,6 +360,7 @@ impl Agent {
                 self.pending.push(fd as i32);
             }
         }
+        needed
     }
 }
 

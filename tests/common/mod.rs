@@ -77,11 +77,21 @@ impl TestRoot {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        self.podrun_env(&[], args)
+    }
+
+    /// Runs `podrun --root <store> ARGS...` with `env` added to its environment.
+    pub fn podrun_env<I, S>(&self, env: &[(&str, &str)], args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         Command::new(env!("CARGO_BIN_EXE_podrun"))
             .arg("--root")
             .arg(self.store())
             .args(args)
             .env_remove("PODRUN_ROOT")
+            .envs(env.iter().copied())
             .output()
             .expect("running podrun")
     }
