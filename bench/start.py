@@ -16,7 +16,9 @@ podrun's default seccomp profile (crun compiles it with libseccomp):
   rss       pause's resident size vs catatonit -P's
   memory    what podrun's processes cost a machine (PSS of pause, the monitors, the view's
             keeper and server) with 1 and with 10 sandboxes of one detached container each:
-            the fixed part (the view, one per root) and the part each sandbox adds. No peer
+            the fixed part (the view, one per root) and the part each sandbox adds; with the
+            view's server serving, and again once it has ended for want of work (the view
+            runs with PODRUN_VIEW_IDLE=5 here, so that takes seconds, not a minute). No peer
             runs a process per container here (crun's containers have none); the budget is
             1 MiB per sandbox.
 
@@ -130,6 +132,22 @@ def podrun_pss(store, env, sandboxes):
     return sum(pss_kb(p) for p in pids)
 
 
+IDLE_S = 5
+
+
+def view_server_running(store):
+    keeper = json.load(open(os.path.join(store, "procview.keeper")))["pid"]
+    return bool(open(f"/proc/{keeper}/task/{keeper}/children").read().split())
+
+
+def wait_view_idle(store):
+    deadline = time.time() + IDLE_S + 30
+    while view_server_running(store):
+        if time.time() > deadline:
+            sys.exit("the view's server did not end when idle")
+        time.sleep(0.2)
+
+
 def cleanup_cgroups():
     for ctrl in os.listdir("/sys/fs/cgroup"):
         base = os.path.join("/sys/fs/cgroup", ctrl, "podrun-bench")
@@ -150,7 +168,9 @@ def main():
     # On disk, like a real store (PODRUN_BENCH_DIR to choose; it must take an overlay upper dir).
     work = tempfile.mkdtemp(prefix="podrun-bench.", dir=os.environ.get("PODRUN_BENCH_DIR", "/var/tmp"))
     store = os.path.join(work, "store")
-    env = dict(os.environ, PODRUN_ROOT=store)
+    # The view's server ends after IDLE_S seconds with nothing to do (default 60): the
+    # memory part measures it serving and ended, and waits less for the second.
+    env = dict(os.environ, PODRUN_ROOT=store, PODRUN_VIEW_IDLE=str(IDLE_S))
     rootfs_tar = os.path.join(FIXTURES, "busybox/busybox-rootfs.tar.gz")
     try:
         sh(PODRUN, "image", "import", os.path.join(FIXTURES, "busybox/busybox-oci"), env=env)
@@ -228,9 +248,19 @@ def main():
                 totals[i + 1] = podrun_pss(store, env, pods[: i + 1])
         added = (totals[10] - totals[1]) / 9
         fixed = totals[1] - added
-        print(f"memory   PSS of podrun's processes: 1 sandbox {totals[1]} kB, 10 sandboxes {totals[10]} kB: "
-              f"{added:.0f} kB per sandbox + {fixed:.0f} kB per root (the view); "
+        print(f"memory   PSS of podrun's processes, the view serving: 1 sandbox {totals[1]} kB, "
+              f"10 sandboxes {totals[10]} kB: {added:.0f} kB per sandbox + {fixed:.0f} kB per root (the view); "
               f"{totals[10] / 10:.0f} kB per sandbox at 10 (budget 1024)")
+        # The same once the view's server has ended for want of work (the keeper stays).
+        wait_view_idle(store)
+        idle10 = podrun_pss(store, env, pods)
+        for sb in pods[1:]:
+            sh(PODRUN, "sandbox", "rm", "-f", sb, env=env)
+        wait_view_idle(store)
+        idle1 = podrun_pss(store, env, pods[:1])
+        added = (idle10 - idle1) / 9
+        print(f"memory   the same, its server ended after {IDLE_S} s idle: 1 sandbox {idle1} kB, "
+              f"10 sandboxes {idle10} kB: {added:.0f} kB per sandbox + {idle1 - added:.0f} kB per root")
     finally:
         for i in range(10):
             subprocess.run([PODRUN, "sandbox", "rm", "-f", f"m{i}"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

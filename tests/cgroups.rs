@@ -234,14 +234,30 @@ fn rm_f_ends_a_fork_loop_that_never_pauses() {
     // (user-mode) kernel, or beside the loop spinning on failed forks while other tests
     // (and CI's first build of the test images) load the machine: once in a CI run none
     // had after 20 s. Wait for one that has.
-    let mut sleeper = None;
-    common::eventually(60, "no sleep of the loop ran", || {
-        sleeper = common::processes_with("86397")
-            .into_iter()
-            .find(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"));
-        sleeper.is_some()
-    });
-    let sleeper = sleeper.unwrap();
+    let started = std::time::Instant::now();
+    let sleeper = loop {
+        let procs = common::processes_with("86397");
+        let comm = |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        if let Some(p) = procs.iter().find(|p| comm(p).trim() == "sleep") {
+            break *p;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            // What the loop's processes are doing: state and where they wait in the kernel.
+            let what: Vec<String> = procs
+                .iter()
+                .take(10)
+                .map(|p| {
+                    let f = |n: &str| std::fs::read_to_string(format!("/proc/{p}/{n}")).unwrap_or_default();
+                    let stat = f("stat");
+                    let state = stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next());
+                    format!("{p} {} {state:?} wchan={} {}", comm(p).trim(), f("wchan"), f("stack").replace('\n', " | "))
+                })
+                .collect();
+            let _ = t.podrun(["rm", "-f", "bomb"]);
+            panic!("no sleep of the loop ran in 60 s; {} processes:\n{}", procs.len(), what.join("\n"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let groups = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap_or_default();
     if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         // v1: in a freezer cgroup of its own, which rm freezes before it kills.

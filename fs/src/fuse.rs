@@ -72,6 +72,9 @@ struct Pool {
 /// How often `serve`'s thread calls its `tick`.
 const TICK: Duration = Duration::from_secs(1);
 
+/// After this long without a request, the heap's free pages go back to the kernel.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
+
 impl Pool {
     fn add(&self) {
         self.idle.fetch_add(1, Ordering::SeqCst);
@@ -167,7 +170,7 @@ impl ProcView {
     pub fn with_kept_loads(roots: CgroupRoots, kept: Option<&'static crate::load::Kept>) -> ProcView {
         ProcView {
             roots,
-            loads: crate::load::Loads::start(kept),
+            loads: crate::load::Loads::new(kept),
             // File handles outlive a server (the kernel keeps them across a restart): each
             // server numbers its own from its pid up, so a new one never reads an old
             // handle as one of its own (another reader's copy).
@@ -590,12 +593,26 @@ impl ProcView {
             for _ in 0..threads.max(1) {
                 self.add_worker(raw, s, &pool);
             }
-            // This thread calls `tick` every second until the session ends.
+            // This thread samples the loads, gives back the heap a burst of requests left,
+            // and calls `tick` every second, until the session ends.
+            let mut sample = Instant::now() + crate::load::INTERVAL;
+            let mut trimmed = 0;
             while !pool.ended.load(Ordering::SeqCst) {
-                std::thread::park_timeout(TICK);
-                if !pool.ended.load(Ordering::SeqCst) {
-                    tick(self);
+                std::thread::park_timeout(sample.saturating_duration_since(Instant::now()).min(TICK));
+                if pool.ended.load(Ordering::SeqCst) {
+                    break;
                 }
+                if Instant::now() >= sample {
+                    self.loads.sample();
+                    sample += crate::load::INTERVAL;
+                }
+                let last = self.last.load(Ordering::Relaxed);
+                if last != trimmed && self.born.elapsed() >= Duration::from_millis(last) + TRIM_AFTER {
+                    // SAFETY: malloc_trim only releases free memory.
+                    unsafe { libc::malloc_trim(0) };
+                    trimmed = last;
+                }
+                tick(self);
             }
         });
     }

@@ -9,21 +9,28 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// A kernel file (procfs, sysfs, cgroupfs) as text, in as few system calls as it takes:
-/// open, one read into a 16 kB buffer, close. Such files say st_size 0, so std's
-/// read_to_string stats the file and then reads it in growing pieces (32, 32, 64, ...
-/// bytes: 8 calls for /proc/<pid>/cgroup), which a view serving every open from a reader's
+/// open, one read into a 4 kB buffer (twice as large each time a read fills it), close.
+/// Such files say st_size 0, so std's read_to_string stats the file
+/// and then reads it in growing pieces (32, 32, 64, ... bytes: 8 calls for
+/// /proc/<pid>/cgroup), which a view serving every open from a reader's
 /// files pays on each. The kernel fills a read as far as it can, so a read that leaves
 /// room means the end of the file; only a full buffer is read on.
 pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
-    // On the stack, so that what is kept (a cached file) is only as large as the text.
-    let mut first = [0u8; 16 * 1024];
-    let n = f.read(&mut first)?;
-    let mut buf = first[..n].to_vec();
-    if n == first.len() {
-        f.read_to_end(&mut buf)?;
+    // On the heap: a buffer on the stack keeps its pages resident in every thread that
+    // ever read a file.
+    let (mut buf, mut len) = (vec![0u8; 4096], 0);
+    loop {
+        len += f.read(&mut buf[len..])?;
+        if len < buf.len() {
+            break;
+        }
+        buf.resize(2 * len, 0);
     }
+    buf.truncate(len);
+    // What is kept (a cached file) is only as large as the text.
+    buf.shrink_to_fit();
     String::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData.into())
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const INTERVAL: Duration = Duration::from_secs(5);
+pub const INTERVAL: Duration = Duration::from_secs(5);
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// A cgroup's averages over 1, 5 and 15 minutes, and its running and total tasks.
@@ -105,35 +105,34 @@ pub struct Loads {
 }
 
 impl Loads {
-    /// Starts sampling in a thread of its own (which ends with the process), going on
-    /// from the averages in `kept`, if given, and keeping them there.
-    pub fn start(kept: Option<&'static Kept>) -> Loads {
-        let loads = Loads { map: Arc::default(), kept };
-        let inner = loads.map.clone();
-        let _ =
-            std::thread::Builder::new().name("loadavg".into()).stack_size(crate::server::STACK).spawn(move || loop {
-                std::thread::sleep(INTERVAL);
-                let lists: Vec<TaskList> = {
-                    let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
-                    map.retain(|list, t| {
-                        let keep = t.read.elapsed() < FORGET_AFTER;
-                        if !keep {
-                            kept.inspect(|k| k.forget(list));
-                        }
-                        keep
-                    });
-                    map.keys().cloned().collect()
-                };
-                for list in lists {
-                    let (active, running, total) = count(&list.dir, list.file);
-                    let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(t) = map.get_mut(&list) {
-                        t.load = next(t.load, active, running, total);
-                        kept.inspect(|k| k.put(&list, t.load.avg));
-                    }
+    /// Loads that go on from the averages in `kept`, if given, and keep them there. Someone
+    /// (ProcView::serve) must call `sample` every INTERVAL.
+    pub fn new(kept: Option<&'static Kept>) -> Loads {
+        Loads { map: Arc::default(), kept }
+    }
+
+    /// One sample of every cgroup being sampled; forgets those no one read for
+    /// FORGET_AFTER.
+    pub fn sample(&self) {
+        let lists: Vec<TaskList> = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|list, t| {
+                let keep = t.read.elapsed() < FORGET_AFTER;
+                if !keep {
+                    self.kept.inspect(|k| k.forget(list));
                 }
+                keep
             });
-        loads
+            map.keys().cloned().collect()
+        };
+        for list in lists {
+            let (active, running, total) = count(&list.dir, list.file);
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = map.get_mut(&list) {
+                t.load = next(t.load, active, running, total);
+                self.kept.inspect(|k| k.put(&list, t.load.avg));
+            }
+        }
     }
 
     /// Whether some cgroup's load is being sampled (read in the last FORGET_AFTER).
