@@ -727,6 +727,15 @@ fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_list
     let server_exe = std::fs::read_link(format!("/proc/{server}/exe")).unwrap();
     assert_eq!(server_exe.file_name().unwrap(), "podrun-view");
     assert_eq!(std::fs::read_to_string(format!("/proc/{server}/comm")).unwrap(), "podrun:[view]\n");
+    // Servers run without glibc's per-thread caches of freed blocks (the keeper passes its
+    // environment on; glibc rewrites the server's own copy as it reads it).
+    let env = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();
+    assert!(
+        env.split(|&b| b == 0)
+            .any(|e| e.starts_with(b"GLIBC_TUNABLES=") && e.ends_with(b"glibc.malloc.tcache_count=0")),
+        "{}",
+        String::from_utf8_lossy(&env)
+    );
     // The keeper's descriptors: stdio, the connection, the agent's socket, the shared
     // memory, the server's binary, the channel to its server, and the container's listener.
     let fds = fds_of(keeper);
