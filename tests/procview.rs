@@ -727,6 +727,9 @@ fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_list
     let server_exe = std::fs::read_link(format!("/proc/{server}/exe")).unwrap();
     assert_eq!(server_exe.file_name().unwrap(), "podrun-view");
     assert_eq!(std::fs::read_to_string(format!("/proc/{server}/comm")).unwrap(), "podrun:[view]\n");
+    // And without libgcc_s (it never unwinds: podrun-view stands in for the unwinder).
+    let server_maps = std::fs::read_to_string(format!("/proc/{server}/maps")).unwrap();
+    assert!(!server_maps.contains("libgcc_s"), "{server_maps}");
     // Servers run without glibc's per-thread caches of freed blocks (the keeper passes its
     // environment on; glibc rewrites the server's own copy as it reads it).
     let env = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();
