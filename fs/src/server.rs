@@ -1,5 +1,5 @@
 //! The view's server, as the `podrun-view` binary runs it. podrun's procview.rs mounts the
-//! view and starts its keeper, a role of the no-std pause binary (pause/src/keeper.rs):
+//! view and starts its keeper, `podrun-keeper`, a no-std binary (pause/src/keeper.rs):
 //!
 //! ```text
 //! podrun:[keeper]   holds the /dev/fuse connection, the sysinfo listeners and the memory
@@ -7,7 +7,8 @@
 //!   └─ podrun:[view]  this: serves requests (threads), exec'd by the keeper
 //! ```
 //! The keeper does nothing but wait and hold, so it has nothing to crash on, and it takes a
-//! few kB. A server that dies (killed, or a bug) is replaced within 50 ms; the new one takes
+//! few kB. A server with nothing to do ends (IDLE_EXIT), and the keeper starts the next when
+//! a request or call comes. A server that dies (killed, or a bug) is replaced within 50 ms; the new one takes
 //! over the same connection and asks the kernel to resend what the dead one had read, so
 //! containers keep their mounts and no reader hangs. What a server must hand on to the next
 //! (the sysinfo call it was answering, the load averages) lives in the shared memory.

@@ -10,9 +10,9 @@
 //! every container's seccomp listener), starts a server and starts another when one dies,
 //! so a container never sees its view's mount fail. A server that had nothing to do for a
 //! while ends (exit status 3); the keeper then waits on the connection and the listeners
-//! and starts the next one when a request or call comes. It is a role of this binary, not a
-//! Rust std program, because it lives as long as a root has containers: here it takes a few
-//! kB, as part of podrun-view it took about 700 kB (its code, libc's, and a heap).
+//! and starts the next one when a request or call comes. It is no-std, not a Rust std
+//! program, because it lives as long as a root has containers: so it takes a few kB; as
+//! part of podrun-view it took about 700 kB (its code, libc's, and a heap).
 //!
 //! Started with argv `podrun-keeper SERVER_ARGV0 SERVER_ARGS... --resume 0` and:
 //! - fd 3: the /dev/fuse connection; fd 4: the socket containers hand their seccomp
@@ -30,20 +30,7 @@
 #![no_builtins]
 
 mod rt;
-use rt::{exit, is, syscall4, syscall5};
-
-const SYS_READ: usize = 0;
-const SYS_WRITE: usize = 1;
-const SYS_WAIT4: usize = 61;
-const SYS_FCNTL: usize = 72;
-const SYS_PRCTL: usize = 157;
-const SYS_EXECVEAT: usize = 322;
-const F_SETFD: usize = 2;
-const FD_CLOEXEC: usize = 1;
-const AT_EMPTY_PATH: usize = 0x1000;
-const PR_SET_NAME: usize = 15;
-const WNOHANG: usize = 1;
-const EINTR: isize = -4;
+use rt::*;
 
 const SYS_CLOSE: usize = 3;
 const SYS_FSTAT: usize = 5;

@@ -30,23 +30,14 @@
 #![no_builtins]
 
 mod rt;
-use rt::{exit, is, syscall4, syscall5};
+use rt::*;
 
-const SYS_READ: usize = 0;
 const SYS_RT_SIGPROCMASK: usize = 14;
 const SYS_GETPID: usize = 39;
-const SYS_WAIT4: usize = 61;
 const SYS_CHDIR: usize = 80;
-const SYS_PRCTL: usize = 157;
 const SYS_SIGNALFD4: usize = 289;
 const SYS_CLOSE_RANGE: usize = 436;
-const SYS_WRITE: usize = 1;
 const SYS_EXECVE: usize = 59;
-const SYS_FCNTL: usize = 72;
-const SYS_EXECVEAT: usize = 322;
-const F_SETFD: usize = 2;
-const FD_CLOEXEC: usize = 1;
-const AT_EMPTY_PATH: usize = 0x1000;
 const ENOENT: isize = -2;
 
 const SIG_BLOCK: usize = 0;
@@ -54,11 +45,8 @@ const SIGINT: u32 = 2;
 const SIGTERM: u32 = 15;
 const SIGCHLD: u32 = 17;
 const SFD_CLOEXEC: usize = 0o2000000;
-const WNOHANG: usize = 1;
 const PR_SET_DUMPABLE: usize = 4;
-const PR_SET_NAME: usize = 15;
 const PR_SET_CHILD_SUBREAPER: usize = 36;
-const EINTR: isize = -4;
 
 /// signalfd_siginfo is 128 bytes; ssi_signo is its first u32.
 const SIGINFO_SIZE: usize = 128;

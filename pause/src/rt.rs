@@ -9,6 +9,20 @@ compile_error!("podrun's no-std binaries have syscall numbers for x86_64 only");
 
 const SYS_EXIT_GROUP: usize = 231;
 
+// Syscall numbers and flags both binaries use.
+pub const SYS_READ: usize = 0;
+pub const SYS_WRITE: usize = 1;
+pub const SYS_WAIT4: usize = 61;
+pub const SYS_FCNTL: usize = 72;
+pub const SYS_PRCTL: usize = 157;
+pub const SYS_EXECVEAT: usize = 322;
+pub const F_SETFD: usize = 2;
+pub const FD_CLOEXEC: usize = 1;
+pub const AT_EMPTY_PATH: usize = 0x1000;
+pub const PR_SET_NAME: usize = 15;
+pub const WNOHANG: usize = 1;
+pub const EINTR: isize = -4;
+
 pub unsafe fn syscall4(n: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
     let ret: isize;
     // SAFETY: the caller passes a valid syscall number and arguments for it; the kernel

@@ -1,11 +1,11 @@
 //! The resource view's lifetime: one FUSE mount per podrun root, `<root>/procview/`, whose
 //! files (meminfo, cpuinfo, ...; see `podrun_procfs::caller::ViewFile`) are bind-mounted over
 //! /proc and /sys files in each container that wants the view. podrun mounts it and starts
-//! its keeper (a role of the pause binary, pause/src/keeper.rs), which holds the connection
-//! and starts the server, the `podrun-view` binary (podrun_procfs::server): together they
-//! serve it and survive a server's death. The view is started by the first container that wants it
-//! and stopped (unmounted; keeper and server end) when the root's last container or sandbox
-//! is removed.
+//! its keeper (`podrun-keeper`, no-std and embedded like pause: pause/src/keeper.rs), which
+//! holds the connection and starts the server, the `podrun-view` binary
+//! (podrun_procfs::server): together they serve it and survive a server's death. The view
+//! is started by the first container that wants it and stopped (unmounted; keeper and
+//! server end) when the root's last container or sandbox is removed.
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
