@@ -212,16 +212,17 @@ fn exec_keeper(fds: [OwnedFd; 4], keeper: &OwnedFd, argv: &[std::ffi::CString]) 
     unsafe {
         let high = fds.each_ref().map(|f| libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10));
         let bin = libc::fcntl(keeper.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
-        for (i, fd) in high.iter().enumerate() {
-            libc::dup2(*fd, server::FUSE_FD + i as i32);
+        let places = [server::FUSE_FD, server::AGENT_FD, server::SHARED_FD, server::SERVER_EXE_FD];
+        for (fd, place) in high.iter().zip(places) {
+            libc::dup2(*fd, place);
         }
-        libc::dup2(bin, 7);
-        libc::fcntl(7, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::syscall(libc::SYS_close_range, 8u32, u32::MAX, 0u32);
+        libc::dup2(bin, KEEPER_BIN_FD);
+        libc::fcntl(KEEPER_BIN_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::syscall(libc::SYS_close_range, KEEPER_BIN_FD as u32 + 1, u32::MAX, 0u32);
     }
     let _ = std::env::set_current_dir("/");
-    // SAFETY: fd 7 is the keeper's binary, kept open above.
-    let bin = unsafe { std::os::fd::BorrowedFd::borrow_raw(7) };
+    // SAFETY: the keeper's binary, kept open above.
+    let bin = unsafe { std::os::fd::BorrowedFd::borrow_raw(KEEPER_BIN_FD) };
     // The server's threads without glibc's per-thread caches of freed blocks: they held
     // most of its heap (a reader of every file five times a second grew it to 840 kB
     // resident with them, 100-200 kB without). The keeper passes its environment on.
@@ -240,6 +241,8 @@ fn exec_keeper(fds: [OwnedFd; 4], keeper: &OwnedFd, argv: &[std::ffi::CString]) 
     unsafe { libc::_exit(127) }
 }
 
+/// Where the keeper's own binary is, until it is exec'd: above the four it is given.
+const KEEPER_BIN_FD: i32 = server::SERVER_EXE_FD + 1;
 const TUNABLES: &str = "GLIBC_TUNABLES";
 const NO_TCACHE: &[u8] = b"glibc.malloc.tcache_count=0";
 
