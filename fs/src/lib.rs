@@ -9,12 +9,13 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// A kernel file (procfs, sysfs, cgroupfs) as text, in as few system calls as it takes:
-/// open, one read into a 4 kB buffer (twice as large each time a read fills it), close.
-/// Such files say st_size 0, so std's read_to_string stats the file
+/// open, reads into a 4 kB buffer (twice as large each time reads fill it) until a read
+/// returns nothing, close. Such files say st_size 0, so std's read_to_string stats the file
 /// and then reads it in growing pieces (32, 32, 64, ... bytes: 8 calls for
-/// /proc/<pid>/cgroup), which a view serving every open from a reader's
-/// files pays on each. The kernel fills a read as far as it can, so a read that leaves
-/// room means the end of the file; only a full buffer is read on.
+/// /proc/<pid>/cgroup), which a view serving every open from a reader's files pays on each.
+/// A short read is not the end: a file of records (/proc/cpuinfo, one per CPU;
+/// /proc/diskstats; cgroup.procs) gives at most a page of whole records per read, so
+/// cpuinfo of a host with more than three CPUs comes in several.
 pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
@@ -22,11 +23,13 @@ pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<St
     // ever read a file.
     let (mut buf, mut len) = (vec![0u8; 4096], 0);
     loop {
-        len += f.read(&mut buf[len..])?;
-        if len < buf.len() {
-            break;
+        match f.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
         }
-        buf.resize(2 * len, 0);
+        if len == buf.len() {
+            buf.resize(2 * len, 0);
+        }
     }
     buf.truncate(len);
     // What is kept (a cached file) is only as large as the text.
@@ -37,6 +40,7 @@ pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<St
 pub mod caller;
 pub mod fuse;
 pub mod load;
+pub mod memory;
 pub mod notify;
 pub mod render;
 pub mod server;
@@ -120,6 +124,10 @@ mod tests {
         assert_eq!(super::read_kernel_file(d.path().join("big")).unwrap(), big, "a full buffer reads on");
         let cg = super::read_kernel_file("/proc/self/cgroup").unwrap();
         assert_eq!(cg, fs::read_to_string("/proc/self/cgroup").unwrap());
+        // A file of records gives a page of them per read: kallsyms is megabytes of lines.
+        let syms = super::read_kernel_file("/proc/kallsyms").unwrap();
+        assert!(syms.len() > 64 * 1024, "{} bytes of /proc/kallsyms", syms.len());
+        assert_eq!(syms.lines().count(), fs::read_to_string("/proc/kallsyms").unwrap().lines().count());
         assert!(super::read_kernel_file(d.path().join("none")).is_err());
     }
 
