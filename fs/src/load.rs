@@ -153,11 +153,15 @@ impl Loads {
     }
 }
 
-/// One step of the kernel's calc_load: load = load·e + n·(1 − e), e = exp(−5 s / period).
+/// The kernel's decay per INTERVAL for the 1, 5 and 15-minute averages: EXP_1, EXP_5 and
+/// EXP_15 of include/linux/sched/loadavg.h, exp(−5 s / period) in 11-bit fixed point. (The
+/// same numbers as the kernel's, and no call to libm's exp, which would load libm.)
+const DECAY: [f64; 3] = [1884.0 / 2048.0, 2014.0 / 2048.0, 2037.0 / 2048.0];
+
+/// One step of the kernel's calc_load: load = load·e + n·(1 − e).
 pub fn next(prev: Load, active: usize, running: usize, total: usize) -> Load {
     let mut avg = prev.avg;
-    for (a, period) in avg.iter_mut().zip([60.0, 300.0, 900.0]) {
-        let e = (-INTERVAL.as_secs_f64() / period).exp();
+    for (a, e) in avg.iter_mut().zip(DECAY) {
         *a = *a * e + active as f64 * (1.0 - e);
     }
     Load { avg, running, total }
@@ -229,9 +233,10 @@ mod tests {
         for _ in 0..12 {
             l = next(l, 2, 2, 3);
         }
-        // After one minute of 2 runnable tasks: 2·(1 − e^−1) ≈ 1.26 over 1 minute.
-        assert!((l.avg[0] - 1.264).abs() < 0.01, "{l:?}");
+        // After one minute of 2 runnable tasks: 2·(1 − (1884/2048)^12) ≈ 2·(1 − e^−1) ≈ 1.265
+        // over 1 minute.
+        assert!((l.avg[0] - 1.265).abs() < 0.001, "{l:?}");
         assert!(l.avg[1] < l.avg[0] && l.avg[2] < l.avg[1]);
-        assert_eq!(render_loadavg("0.5 0.4 0.3 1/100 4242\n", &l), "1.26 0.36 0.13 2/3 4242\n");
+        assert_eq!(render_loadavg("0.5 0.4 0.3 1/100 4242\n", &l), "1.27 0.36 0.13 2/3 4242\n");
     }
 }
