@@ -707,6 +707,24 @@ fn fds_of(pid: i32) -> std::collections::BTreeMap<i32, String> {
         .collect()
 }
 
+/// Resident and mapped kB of the executable mapping of a file whose path contains `name`
+/// in process `pid`.
+fn code_kb(pid: i32, name: &str) -> (u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut lines = smaps.lines();
+    while let Some(line) = lines.next() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() >= 6 && w[1] == "r-xp" && w[5].contains(name) {
+            let mut kb = |key: &str| {
+                lines.by_ref().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            };
+            let size = kb("Size:").unwrap_or(0);
+            return (kb("Rss:").unwrap_or(0), size);
+        }
+    }
+    (0, 0)
+}
+
 #[test]
 fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_listener() {
     if !need_root("the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_listener") {
@@ -730,6 +748,13 @@ fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_list
     // And without libgcc_s (it never unwinds: podrun-view stands in for the unwinder).
     let server_maps = std::fs::read_to_string(format!("/proc/{server}/maps")).unwrap();
     assert!(!server_maps.contains("libgcc_s"), "{server_maps}");
+    // It keeps mapped only the code it uses: a second after it starts, it unmaps its own
+    // code, libc's and the loader's (all mapped by start-up), and serving maps back little
+    // of the loader's.
+    common::eventually(5, "the server keeps the loader's code mapped", || {
+        let (rss, size) = code_kb(server, "/ld-linux");
+        size > 0 && rss * 4 <= size
+    });
     // Servers run without glibc's per-thread caches of freed blocks (the keeper passes its
     // environment on; glibc rewrites the server's own copy as it reads it).
     let env = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();

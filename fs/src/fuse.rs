@@ -72,12 +72,16 @@ struct Pool {
 /// How often `serve`'s thread calls its `tick`.
 const TICK: Duration = Duration::from_secs(1);
 
-/// After this long without a request, the heap's free pages go back to the kernel; and at
-/// least this often while requests come (glibc gives back only the heap's top, and the
-/// texts of a steady reader leave free pages between live ones: a reader of every file
-/// five times a second grew the heap to 1 MB, 400 kB of it in use).
-const TRIM_AFTER: Duration = Duration::from_secs(2);
-const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// Each second in which requests came, the heap's free pages go back to the kernel (glibc
+/// gives back only the heap's top, and the texts of a steady reader leave free pages
+/// between live ones: a reader of every file five times a second grew the heap to 1 MB,
+/// 400 kB of it in use).
+///
+/// A second after start-up, and then at most this often while requests come, the code this
+/// process has mapped is unmapped (memory::unmap_code): what start-up, a first request of
+/// its kind or a burst mapped, and requests do not use now, stays unmapped. (Once is not
+/// enough: a thread's first thread-local with a destructor maps the loader's code again.)
+const UNMAP_EVERY: Duration = Duration::from_secs(10);
 
 impl Pool {
     fn add(&self) {
@@ -98,8 +102,7 @@ impl Pool {
             return false;
         }
         self.total.fetch_sub(1, Ordering::SeqCst);
-        // SAFETY: malloc_trim only releases free memory.
-        unsafe { libc::malloc_trim(0) };
+        crate::memory::trim_heap();
         true
     }
 }
@@ -600,7 +603,9 @@ impl ProcView {
             // This thread samples the loads, gives back the heap a burst of requests left,
             // and calls `tick` every second, until the session ends.
             let mut sample = Instant::now() + crate::load::INTERVAL;
-            let (mut trimmed, mut trimmed_at) = (0, Instant::now());
+            // The time of the last request (ms since born) when the heap was last trimmed;
+            // and when code was last unmapped, and at what time (None: not since start-up).
+            let (mut trimmed, mut unmapped) = (0, None::<(u64, Instant)>);
             while !pool.ended.load(Ordering::SeqCst) {
                 std::thread::park_timeout(sample.saturating_duration_since(Instant::now()).min(TICK));
                 if pool.ended.load(Ordering::SeqCst) {
@@ -611,11 +616,13 @@ impl ProcView {
                     sample += crate::load::INTERVAL;
                 }
                 let last = self.last.load(Ordering::Relaxed);
-                let quiet = self.born.elapsed() >= Duration::from_millis(last) + TRIM_AFTER;
-                if last != trimmed && (quiet || trimmed_at.elapsed() >= TRIM_EVERY) {
-                    // SAFETY: malloc_trim only releases free memory.
-                    unsafe { libc::malloc_trim(0) };
-                    (trimmed, trimmed_at) = (last, Instant::now());
+                if last != trimmed {
+                    crate::memory::trim_heap();
+                    trimmed = last;
+                }
+                if unmapped.is_none_or(|(at_last, at)| at_last != last && at.elapsed() >= UNMAP_EVERY) {
+                    crate::memory::unmap_code();
+                    unmapped = Some((last, Instant::now()));
                 }
                 tick(self);
             }
