@@ -759,8 +759,8 @@ fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_list
     // environment on; glibc rewrites the server's own copy as it reads it).
     let env = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();
     assert!(
-        env.split(|&b| b == 0)
-            .any(|e| e.starts_with(b"GLIBC_TUNABLES=") && e.ends_with(b"glibc.malloc.tcache_count=0")),
+        env.split(|&b| b == 0).any(|e| e.starts_with(b"GLIBC_TUNABLES=")
+            && e.ends_with(b"glibc.malloc.tcache_count=0:glibc.pthread.stack_cache_size=0")),
         "{}",
         String::from_utf8_lossy(&env)
     );
@@ -844,6 +844,50 @@ fn an_idle_view_server_ends_and_the_next_request_or_call_starts_one() {
     assert_eq!(t.ok(["exec", "p", "timeout", "10", "python3", "-c", mem]), "48\n");
     let pids = t.known_pids();
     t.ok(["rm", "-f", "p"]);
+    t.assert_clean(&pids);
+    view_gone(&t);
+}
+
+#[test]
+fn the_servers_workers_grow_with_readers_and_end_once_not_needed() {
+    if !need_root("the_servers_workers_grow_with_readers_and_end_once_not_needed") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    t.ok(["run", "-d", "--name", "w", "--memory", "64m", "busybox", "sleep", "3600"]);
+    let server = view_server(&t).expect("a view server");
+    let threads = || std::fs::read_dir(format!("/proc/{server}/task")).map_or(0, |d| d.count());
+    // 8 readers of /proc/meminfo for 3 seconds; meanwhile the workers grow past the two
+    // kept (the server's main and sysinfo threads are two more).
+    let most = std::thread::scope(|s| {
+        let burst = s.spawn(|| {
+            t.ok([
+                "exec",
+                "w",
+                "sh",
+                "-c",
+                "end=$(( $(date +%s) + 3 )); for i in 1 2 3 4 5 6 7 8; do \
+                 (while [ $(date +%s) -lt $end ]; do cat /proc/meminfo >/dev/null; done) & done; wait",
+            ])
+        });
+        let mut most = 0;
+        while !burst.is_finished() {
+            most = most.max(threads());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        most
+    });
+    assert!(most > 5, "8 readers, and the server had at most {most} threads");
+    // Not needed for a second, they end as they answer a next request (a worker waiting
+    // for one cannot): a reader now and then brings the pool back to the two kept and, at
+    // times, a third.
+    common::eventually(10, "the workers a burst started did not end", || {
+        assert!(t.ok(["exec", "w", "cat", "/proc/meminfo"]).contains("MemTotal:          65536 kB"));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        threads() <= 5
+    });
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "w"]);
     t.assert_clean(&pids);
     view_gone(&t);
 }

@@ -63,6 +63,10 @@ const BUFFER: usize = 8 * 1024;
 struct Pool {
     idle: AtomicUsize,
     total: AtomicUsize,
+    /// The fewest that waited at any moment since the last look (Pool::tick).
+    fewest_idle: AtomicUsize,
+    /// How many may end: the last look found them waiting all through the time before.
+    surplus: AtomicUsize,
     /// The connection is gone (unmounted): every worker ends, and `serve` returns.
     ended: AtomicBool,
     /// The thread in `serve`, woken when the session ends.
@@ -79,9 +83,10 @@ const TICK: Duration = Duration::from_secs(1);
 ///
 /// A second after start-up, and then at most this often while requests come, the code this
 /// process has mapped is unmapped (memory::unmap_code): what start-up, a first request of
-/// its kind or a burst mapped, and requests do not use now, stays unmapped. (Once is not
-/// enough: a thread's first thread-local with a destructor maps the loader's code again.)
-const UNMAP_EVERY: Duration = Duration::from_secs(10);
+/// its kind or a new worker mapped, and requests do not use now, stays unmapped. (Once is
+/// not enough: each thread start maps the loader's code again, all 150 kB of it.) It costs
+/// about 0.1 ms, and the next requests fault back the pages they use.
+const UNMAP_EVERY: Duration = Duration::from_secs(2);
 
 impl Pool {
     fn add(&self) {
@@ -89,15 +94,28 @@ impl Pool {
         self.total.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A worker that has answered its request: it waits for the next one, or, if
-    /// IDLE_KEPT others already wait and there are more than THREADS_KEPT, it ends (true)
-    /// and the heap a burst of readers left free goes back to the kernel. (A burst of 8
-    /// readers grew the pool to 16 threads and the heap to 650 kB, for as long as the
-    /// server ran.)
+    /// A worker takes a request: true if it took the last idle place (and should start
+    /// another worker, so that one always reads).
+    fn take(&self) -> bool {
+        let before = self.idle.fetch_sub(1, Ordering::SeqCst);
+        self.fewest_idle.fetch_min(before - 1, Ordering::SeqCst);
+        before == 1 && self.total.load(Ordering::SeqCst) < THREADS_MAX
+    }
+
+    /// Every WORKERS_LOOK: of the workers that waited all through the time since the last
+    /// look, all but IDLE_KEPT were not needed, and may end.
+    fn look(&self) {
+        let fewest = self.fewest_idle.swap(self.idle.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.surplus.store(fewest.saturating_sub(IDLE_KEPT), Ordering::SeqCst);
+    }
+
+    /// A worker that has answered its request: it waits for the next one, or, if the last
+    /// tick found workers not needed and more than THREADS_KEPT remain, it ends (true) and
+    /// the heap a burst of readers left free goes back to the kernel. (A burst of 8 readers
+    /// grew the pool to 16 threads and the heap to 650 kB, for as long as the server ran.)
     fn retire(&self) -> bool {
-        // The others that wait: they stay, and one that takes the last idle place starts
-        // another (worker), so one always reads.
-        if self.idle.load(Ordering::SeqCst) < IDLE_KEPT || self.total.load(Ordering::SeqCst) <= THREADS_KEPT {
+        let not_needed = self.surplus.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if !not_needed || self.total.load(Ordering::SeqCst) <= THREADS_KEPT {
             self.idle.fetch_add(1, Ordering::SeqCst);
             return false;
         }
@@ -107,11 +125,16 @@ impl Pool {
     }
 }
 
-/// After a burst, workers beyond THREADS_KEPT end while IDLE_KEPT others wait. (Up to 4
-/// come and go in a single reader's loop, its OPEN beside the last close's RELEASE: they
-/// stay, a thread start costs more than the read.)
-const IDLE_KEPT: usize = 2;
-const THREADS_KEPT: usize = 4;
+/// Workers end only once they have not been needed for a second (WORKERS_LOOK), so none
+/// come and go with each request: ending at once on a surplus would start and end a thread
+/// per read (a single reader's OPEN comes beside its last close's RELEASE). A steady reader
+/// keeps three, and starts a fourth every 10-20 s for a second. (Looking every 30 s kept
+/// seven.) At least THREADS_KEPT stay. A worker waiting for a request cannot end: after a
+/// burst, the next requests end the workers not needed, or the server ends for want of
+/// work (server::idle_limit).
+const IDLE_KEPT: usize = 1;
+const THREADS_KEPT: usize = 2;
+const WORKERS_LOOK: Duration = TICK;
 
 /// At most this many workers.
 const THREADS_MAX: usize = 16;
@@ -595,7 +618,14 @@ impl ProcView {
             resend(fd);
         }
         let main = std::thread::current();
-        let pool = Pool { idle: AtomicUsize::new(0), total: AtomicUsize::new(0), ended: AtomicBool::new(false), main };
+        let pool = Pool {
+            idle: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+            fewest_idle: AtomicUsize::new(0),
+            surplus: AtomicUsize::new(0),
+            ended: AtomicBool::new(false),
+            main,
+        };
         std::thread::scope(|s| {
             for _ in 0..threads.max(1) {
                 self.add_worker(raw, s, &pool);
@@ -606,6 +636,7 @@ impl ProcView {
             // The time of the last request (ms since born) when the heap was last trimmed;
             // and when code was last unmapped, and at what time (None: not since start-up).
             let (mut trimmed, mut unmapped) = (0, None::<(u64, Instant)>);
+            let mut looked = Instant::now();
             while !pool.ended.load(Ordering::SeqCst) {
                 std::thread::park_timeout(sample.saturating_duration_since(Instant::now()).min(TICK));
                 if pool.ended.load(Ordering::SeqCst) {
@@ -623,6 +654,10 @@ impl ProcView {
                 if unmapped.is_none_or(|(at_last, at)| at_last != last && at.elapsed() >= UNMAP_EVERY) {
                     crate::memory::unmap_code();
                     unmapped = Some((last, Instant::now()));
+                }
+                if looked.elapsed() >= WORKERS_LOOK {
+                    pool.look();
+                    looked = Instant::now();
                 }
                 tick(self);
             }
@@ -644,10 +679,12 @@ impl ProcView {
     /// Reads and answers requests until the filesystem is unmounted. A worker that takes
     /// the last idle place starts another first, so some worker is always reading.
     fn worker<'s, 'e>(&'s self, fd: RawFd, s: &'s std::thread::Scope<'s, 'e>, pool: &'s Pool) {
-        let mut buf = vec![0u8; BUFFER];
+        // Not zeroed: only what the kernel writes of each request is touched (requests are
+        // a few hundred bytes), not the whole buffer in every worker.
+        let mut buf: Vec<u8> = Vec::with_capacity(BUFFER);
         loop {
-            // SAFETY: reads into `buf`, which is BUFFER bytes long.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            // SAFETY: reads into `buf`'s capacity, BUFFER bytes.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), BUFFER) };
             if n < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     // Interrupted, or a request withdrawn before we read it.
@@ -661,12 +698,14 @@ impl ProcView {
                 }
             }
             let n = n as usize;
+            // SAFETY: the kernel wrote the first n bytes.
+            unsafe { buf.set_len(n) };
             self.touch();
-            if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 && pool.total.load(Ordering::SeqCst) < THREADS_MAX {
+            if pool.take() {
                 self.add_worker(fd, s, pool);
             }
             if n >= IN_HEADER {
-                self.handle(fd, &buf[..n]);
+                self.handle(fd, &buf);
             }
             if pool.retire() {
                 return;
