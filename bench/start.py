@@ -18,9 +18,10 @@ podrun's default seccomp profile (crun compiles it with libseccomp):
             keeper and server) with 1 and with 10 sandboxes of one detached container each:
             the fixed part (the view, one per root) and the part each sandbox adds; with the
             view's server serving, and again once it has ended for want of work (the view
-            runs with PODRUN_VIEW_IDLE=5 here, so that takes seconds, not a minute). No peer
-            runs a process per container here (crun's containers have none); the budget is
-            1 MiB per sandbox.
+            runs with PODRUN_VIEW_IDLE=5 here, so that takes seconds, not a minute); and with
+            one sandbox whose container reads every view file five times a second (12
+            samples). No peer runs a process per container here (crun's containers have
+            none); the budget is 1 MiB per sandbox.
 
 crun 1.8 refuses hybrid cgroup hosts, so on one the whole benchmark re-runs itself in a
 private mount namespace in which the empty cgroup2 mount is hidden (unmounted there only; the
@@ -133,6 +134,9 @@ def podrun_pss(store, env, sandboxes):
 
 
 IDLE_S = 5
+STEADY = ("while :; do cat /proc/meminfo /proc/stat /proc/cpuinfo /proc/uptime /proc/loadavg "
+          "/proc/diskstats /proc/swaps >/dev/null; free >/dev/null; sleep 0.2; done")
+STEADY_SAMPLES = 12
 
 
 def view_server_running(store):
@@ -261,12 +265,25 @@ def main():
         added = (idle10 - idle1) / 9
         print(f"memory   the same, its server ended after {IDLE_S} s idle: 1 sandbox {idle1} kB, "
               f"10 sandboxes {idle10} kB: {added:.0f} kB per sandbox + {idle1 - added:.0f} kB per root")
+        # One sandbox whose container reads every file of the view and calls sysinfo (free)
+        # five times a second: the view's server busiest for one sandbox.
+        sh(PODRUN, "sandbox", "rm", "-f", pods[0], env=env)
+        sh(PODRUN, "sandbox", "create", "steady", env=env)
+        sh(PODRUN, "run", "-d", "--name", "c-steady", "--join", "steady", "busybox", "sh", "-c", STEADY, env=env)
+        time.sleep(5)
+        samples = []
+        for _ in range(STEADY_SAMPLES):
+            samples.append(podrun_pss(store, env, ["steady"]))
+            time.sleep(5)
+        print(f"memory   1 sandbox, its container reading every view file 5 times a second: "
+              f"median {statistics.median(samples):.0f} kB, {min(samples)}-{max(samples)} kB over {STEADY_SAMPLES} samples "
+              f"5 s apart (budget 1024)")
     finally:
         for i in range(10):
             subprocess.run([PODRUN, "sandbox", "rm", "-f", f"m{i}"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         for name in ("target",):
             subprocess.run(crun_cmd("delete", "-f", name), stderr=subprocess.DEVNULL)
-        subprocess.run([PODRUN, "sandbox", "rm", "-f", "bench", "benchu"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        subprocess.run([PODRUN, "sandbox", "rm", "-f", "bench", "benchu", "steady"], env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         cleanup_cgroups()
         shutil.rmtree(work, ignore_errors=True)
 
