@@ -63,7 +63,7 @@ const BUFFER: usize = 8 * 1024;
 struct Pool {
     idle: AtomicUsize,
     total: AtomicUsize,
-    /// The fewest that waited at any moment since the last look (Pool::tick).
+    /// The fewest that waited at any moment since the last look (Pool::look).
     fewest_idle: AtomicUsize,
     /// How many may end: the last look found them waiting all through the time before.
     surplus: AtomicUsize,
@@ -98,7 +98,7 @@ impl Pool {
     /// another worker, so that one always reads).
     fn take(&self) -> bool {
         let before = self.idle.fetch_sub(1, Ordering::SeqCst);
-        self.fewest_idle.fetch_min(before - 1, Ordering::SeqCst);
+        self.fewest_idle.fetch_min(before.saturating_sub(1), Ordering::SeqCst);
         before == 1 && self.total.load(Ordering::SeqCst) < THREADS_MAX
     }
 
@@ -110,7 +110,7 @@ impl Pool {
     }
 
     /// A worker that has answered its request: it waits for the next one, or, if the last
-    /// tick found workers not needed and more than THREADS_KEPT remain, it ends (true) and
+    /// look found workers not needed and more than THREADS_KEPT remain, it ends (true) and
     /// the heap a burst of readers left free goes back to the kernel. (A burst of 8 readers
     /// grew the pool to 16 threads and the heap to 650 kB, for as long as the server ran.)
     fn retire(&self) -> bool {
