@@ -14,9 +14,9 @@ pub fn trim_heap() {
 /// The kernel maps a page's neighbours on each fault (64 kB around it), so once a process
 /// has started, nearly all of its code and libc's is mapped: the loader's relocations and
 /// std's start-up touch pages all over them. A server answering requests uses about half
-/// of libc's and little of the loader's. Only mappings of a file that no one can write and
-/// that hold no page of their own are unmapped (the loader's RELRO pages, written before
-/// they were made read-only, are this process's alone and would be lost).
+/// of libc's and little of the loader's. Only read-only private mappings of a file that
+/// hold no page of their own are unmapped (the loader's RELRO pages, written before they
+/// were made read-only, are this process's alone and would be lost).
 ///
 /// Returns how many kB were mapped in what it unmapped.
 pub fn unmap_code() -> usize {
