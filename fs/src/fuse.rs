@@ -136,6 +136,10 @@ const IDLE_KEPT: usize = 1;
 const THREADS_KEPT: usize = 2;
 const WORKERS_LOOK: Duration = TICK;
 
+/// How long after a server starts its stores wait for its predecessor to have exited
+/// (ProcView::wait_for_predecessor): its last stores take a round trip or two.
+const PREDECESSOR_WAIT: Duration = Duration::from_millis(500);
+
 /// At most this many workers.
 const THREADS_MAX: usize = 16;
 
@@ -189,6 +193,12 @@ pub struct ProcView {
     /// When the view was made, and when it last had a request or call (ms after that).
     born: Instant,
     last: AtomicU64,
+    /// An earlier server served this connection: the kernel may hold pages (and a size) of
+    /// an inode this server knows nothing of (see `known_size`).
+    resumed: AtomicBool,
+    /// The server before this one while it may still be exiting (a pidfd), and until when
+    /// a store waits for it (see `wait_for_predecessor`).
+    predecessor: Mutex<Option<(OwnedFd, Instant)>>,
 }
 
 impl ProcView {
@@ -208,6 +218,32 @@ impl ProcView {
             nodes: Mutex::default(),
             born: Instant::now(),
             last: AtomicU64::new(0),
+            resumed: AtomicBool::new(false),
+            predecessor: Mutex::new(None),
+        }
+    }
+
+    /// The server this one took over from, a pidfd of it if it may still be exiting.
+    pub fn set_predecessor(&self, pidfd: Option<OwnedFd>) {
+        *self.predecessor.lock().unwrap_or_else(|p| p.into_inner()) =
+            pidfd.map(|fd| (fd, Instant::now() + PREDECESSOR_WAIT));
+    }
+
+    /// Waits (at most PREDECESSOR_WAIT after this server started) until the server before
+    /// this one has exited. A server killed in the middle of a page-cache store stays
+    /// until that store is written: the kernel waits for a page that a reader holds while
+    /// it waits for a READ, which this server answers. Such a late store of an old text,
+    /// between this server's drop of the cache and its own store, would leave the old
+    /// text's size, or its tail after a shorter new text ("\n\n" at the end of a
+    /// /proc/stat, seen under repeated kills). So no store runs beside it.
+    fn wait_for_predecessor(&self) {
+        let mut p = self.predecessor.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((fd, until)) = p.as_ref() {
+            let ms = until.saturating_duration_since(Instant::now()).as_millis() as i32;
+            let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: poll of one live pollfd. A pidfd is readable once its process exited.
+            unsafe { libc::poll(&mut pfd, 1, ms) };
+            *p = None;
         }
     }
 
@@ -229,6 +265,23 @@ impl ProcView {
     /// before the first open, as /proc says).
     fn size_of(&self, node: u64) -> u64 {
         self.nodes().get(&node).and_then(|n| n.text.as_ref()).map_or(0, |t| t.len() as u64)
+    }
+
+    /// The size to tell the kernel for `node`, asked by `pid`: its cached text's length.
+    /// Under a server that took over a connection, a node it has not stored is one whose
+    /// pages and size an earlier server set, which this one does not know: telling the
+    /// kernel 0 (or any other length) would cut the page cache to it, and a descriptor
+    /// opened under the earlier server would read nothing (Python stats before a read;
+    /// busybox cat reads up to the size). So the asker's text is stored first.
+    fn known_size(&self, fd: RawFd, node: u64, pid: u32) -> u64 {
+        let unknown = self.nodes().get(&node).is_none_or(|n| n.text.is_none());
+        if unknown && self.resumed.load(Ordering::Relaxed) {
+            if let Some(file) = node_file(node) {
+                let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                self.refresh(fd, node, &fresh);
+            }
+        }
+        self.size_of(node)
     }
 
     fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Node>> {
@@ -256,6 +309,7 @@ impl ProcView {
 
     /// Writes `text` into `node`'s cache, whose store `begin_store` began.
     fn finish_store(&self, fd: RawFd, node: u64, text: &[u8], shrinks: bool) {
+        self.wait_for_predecessor();
         // A text as long or longer is written over the cached one, and raises the size. A
         // shorter one (or over an unknown cache) drops the cache and the attributes first:
         // the store then fills no page to the end of the old size, so the kernel asks
@@ -412,7 +466,7 @@ impl ProcView {
                     // of the copy last opened, 0 before the first open.
                     Some(i) if node == ROOT => {
                         let n = node_of(i, pid);
-                        reply(fd, unique, 0, &entry(n, self.size_of(n)))
+                        reply(fd, unique, 0, &entry(n, self.known_size(fd, n, pid)))
                     }
                     _ => reply(fd, unique, libc::ENOENT, &[]),
                 }
@@ -430,7 +484,7 @@ impl ProcView {
                         self.refresh(fd, node, &fresh);
                         self.size_of(node)
                     }
-                    Some(_) => self.size_of(node),
+                    Some(_) => self.known_size(fd, node, pid),
                     None if node == ROOT => 0,
                     None => return reply(fd, unique, libc::ENOENT, &[]),
                 };
@@ -615,6 +669,7 @@ impl ProcView {
     pub fn serve(&self, fd: BorrowedFd<'_>, threads: usize, resume: bool, mut tick: impl FnMut(&ProcView)) {
         let raw = fd.as_raw_fd();
         if resume {
+            self.resumed.store(true, Ordering::Relaxed);
             resend(fd);
         }
         let main = std::thread::current();

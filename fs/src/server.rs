@@ -125,6 +125,10 @@ fn fd_of(fd: RawFd, kind: libc::mode_t, rdev: Option<libc::dev_t>) -> Option<Own
 pub struct Shared {
     pub slot: notify::InFlight,
     pub kept: crate::load::Kept,
+    /// The pid of the server serving now (0 before the first): each one records itself and
+    /// learns its predecessor, whose late page-cache stores it must not run beside
+    /// (ProcView::set_predecessor).
+    pub server: std::sync::atomic::AtomicU32,
 }
 
 /// A new memfd for `Shared`, zeroed (all zeros is an empty slot and table), for podrun to
@@ -197,6 +201,10 @@ pub fn run(args: Args) -> i32 {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
     }
     let view = Arc::new(ProcView::with_kept_loads(args.roots, Some(&shared.kept)));
+    let before = shared.server.swap(std::process::id(), std::sync::atomic::Ordering::SeqCst);
+    if args.resume && before != 0 {
+        view.set_predecessor(pidfd_open(before));
+    }
     let v = view.clone();
     // Held while a sysinfo call is taken and answered, and by an idle exit: so the server
     // never ends with a call taken and not answered (nothing would wake the keeper for it).
@@ -215,6 +223,14 @@ pub fn run(args: Args) -> i32 {
         }
     });
     0
+}
+
+/// A pidfd of `pid`, None if it is gone.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with no flags; the descriptor it returns is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a new descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// A server's exit status when it ended for having nothing to do: the keeper starts the
