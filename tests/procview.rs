@@ -414,6 +414,67 @@ fn a_container_that_cannot_reach_the_sysinfo_agent_fails_clearly_and_leaves_noth
     view_gone(&t);
 }
 
+/// /proc/uptime's first field, /proc/stat's btime, and PID 1's start time (seconds after
+/// boot) as the container `name` sees them, from a process exec'd into it.
+fn clock_of(t: &common::TestRoot, name: &str) -> (f64, u64, f64) {
+    let out = t.ok(["exec", name, "sh", "-c", "cat /proc/uptime; grep btime /proc/stat; cat /proc/1/stat"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let up: f64 = lines[0].split_whitespace().next().unwrap().parse().unwrap();
+    let btime: u64 = lines[1].strip_prefix("btime ").unwrap().parse().unwrap();
+    // After the command's ')': state is field 3; starttime is field 22.
+    let start: u64 = lines[2].rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (up, btime, start as f64 / hz)
+}
+
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[test]
+fn uptime_btime_and_process_start_times_count_from_the_containers_start_in_run_and_exec() {
+    if !need_root("uptime_btime_and_process_start_times_count_from_the_containers_start_in_run_and_exec") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    let host_up = || -> f64 {
+        std::fs::read_to_string("/proc/uptime").unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let started = wall_clock();
+    t.ok(["run", "-d", "--name", "c", "--memory", "64m", "busybox", "sleep", "600"]);
+    t.ok(["sandbox", "create", "--share-pid", "pod"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    t.ok(["run", "-d", "--join", "pod", "--name", "late", "busybox", "sleep", "600"]);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // An exec'd process sees the container's uptime, not the time since the exec; its PID
+    // 1 started at the container's boot; btime plus a process's start is when it started
+    // by the wall clock (what ps START shows), and uptime less it is its age (ps ELAPSED).
+    let (up, btime, start) = clock_of(&t, "c");
+    assert!((2.4..10.0).contains(&up), "uptime {up}: the container's, not the exec's or the host's");
+    assert!((0.0..0.5).contains(&start), "PID 1 started {start} s after the container's boot");
+    let wall = btime as f64 + start;
+    assert!((wall - started).abs() < 2.0, "PID 1 started at {wall} by btime, at {started} by the host");
+    // A pod sharing its pid namespace has one clock, from the sandbox's start: a container
+    // that came later sees pause (PID 1) start at boot, and itself a second later.
+    let (up, _, start) = clock_of(&t, "late");
+    assert!((2.4..10.0).contains(&up) && (0.0..0.5).contains(&start), "the pod's clock: up {up}, pause at {start}");
+    let me = t.ok(["exec", "late", "sh", "-c", "cat /proc/$(pidof sleep)/stat"]);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let sleep_start = me.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse::<f64>().unwrap() / hz;
+    assert!((1.0..up).contains(&sleep_start), "the late container's init started {sleep_start} s after the pod's boot");
+    // Without the view, the host's clock.
+    let out = t.ok(["run", "--rm", "--procview", "off", "busybox", "cat", "/proc/uptime"]);
+    let off: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((off - host_up()).abs() < 5.0, "--procview off: the host's uptime, not {off}");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "c"]);
+    t.ok(["sandbox", "rm", "-f", "pod"]);
+    t.assert_clean(&pids);
+    view_gone(&t);
+}
+
 #[test]
 fn loadavg_is_the_containers_own() {
     if !need_root("loadavg_is_the_containers_own") {

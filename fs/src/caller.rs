@@ -355,12 +355,42 @@ fn boottime() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
-/// Seconds since the reader's container started.
+/// Seconds since the reader's container started: its clock's boot time. A container with
+/// the view has a clock of its own (a time namespace whose boot is its start, or with a
+/// shared pid namespace the pod's), which the kernel's own counts (process start times,
+/// sysinfo) follow; so the view reads that clock's offset. A reader on the host's clock
+/// (a kernel without time namespaces) is timed from its pid namespace's first process.
 fn container_uptime(pid: u32) -> f64 {
     // /proc/uptime's first field, without reading it: CLOCK_BOOTTIME.
     let host_up = boottime();
+    if let Some(offset) = clock_offset(pid) {
+        return (host_up + offset).max(0.0);
+    }
     let started = container_start(pid).map_or(host_up, |t| t as f64 / ticks_per_second() as f64);
     (host_up - started).max(0.0)
+}
+
+/// The boot-time offset of `pid`'s clock (negative: it booted later than the host), None
+/// on the host's clock. Kept for FRESH per reader, as `container_start`.
+fn clock_offset(pid: u32) -> Option<f64> {
+    static RECENT: Recent<Option<f64>> = Recent::new();
+    RECENT.get(&pid.to_string(), || {
+        let text = crate::read_kernel_file(format!("/proc/{pid}/timens_offsets")).ok()?;
+        parse_boottime_offset(&text).filter(|&o| o != 0.0)
+    })
+}
+
+/// The boottime line of /proc/PID/timens_offsets (`boottime SECS NANOS`; older kernels
+/// name the clock by number, 7).
+fn parse_boottime_offset(text: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        if !matches!(f.next()?, "boottime" | "7") {
+            return None;
+        }
+        let (secs, nanos): (i64, i64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+        Some(secs as f64 + nanos as f64 / 1e9)
+    })
 }
 
 fn host_cpus() -> usize {
@@ -426,4 +456,17 @@ pub fn sysinfo_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32) ->
     let mem = meminfo::mem_view(&host_file("/proc/meminfo"), &memory_recent(roots, &groups));
     let load = task_list(roots, &groups).map(|l| loads.read(l));
     crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clocks_boottime_offset_is_read_by_name_or_number() {
+        assert_eq!(parse_boottime_offset("monotonic 0 0\nboottime -1234 500000000\n"), Some(-1233.5));
+        assert_eq!(parse_boottime_offset("1 0 0\n7 -10 0\n"), Some(-10.0));
+        assert_eq!(parse_boottime_offset("monotonic 5 0\n"), None);
+        assert_eq!(parse_boottime_offset("boottime x 0\n"), None);
+    }
 }

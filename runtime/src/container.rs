@@ -413,6 +413,9 @@ fn spawn(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     };
     let share_pid = p.join.is_some_and(|(_, s)| s);
     let standalone = p.join.is_none();
+    // The resource view's files count from the container's (or a shared pid namespace's
+    // pod's) start: so does its clock (ns.rs).
+    let clock = p.view.is_some();
     // Connected to its agent here, while the host's paths are in reach.
     let seccomp = crate::seccomp::Filter::prepare(&p.spec, &p.state.id, &p.rootfs.dir)?;
     let merged = std::cell::OnceCell::new();
@@ -424,13 +427,18 @@ fn spawn(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             // namespace's root.
             p.entry.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
             if let Some(fd) = &pause_fd {
-                ns::join(fd, share_pid, p.join_userns).map_err(StageError::at("join", "setns into the sandbox"))?;
+                ns::join(fd, share_pid, p.join_userns, clock)
+                    .map_err(StageError::at("join", "setns into the sandbox"))?;
             }
             // A lone container's user namespace before the namespaces it owns.
             if let Some(u) = &p.userns {
                 crate::idmap::enter(u.as_fd()).map_err(StageError::at("join", "enter the user namespace"))?;
             }
-            unshare(ns::own_flags(share_pid, standalone)).map_err(StageError::at("join", "unshare"))?;
+            let own = ns::own_flags(share_pid, standalone, clock);
+            unshare(own).map_err(StageError::at("join", "unshare"))?;
+            if own.contains(ns::CLONE_NEWTIME) {
+                ns::start_clock().map_err(StageError::at("join", "set the container's clock (timens_offsets)"))?;
+            }
             if p.premade.userns {
                 // The rootfs's mount point, in the new mount namespace, while still the
                 // host's uid 0 (see idmap::become_root).
@@ -780,6 +788,8 @@ pub fn exec_in(
     let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;
     // Its user namespace, when it is not ours (setns refuses to re-enter one's own).
     let userns = ns::inode(init.pid, ns::NsKind::User) != ns::inode(std::process::id() as i32, ns::NsKind::User);
+    // Its clock likewise (a container with the resource view has one of its own).
+    let clock = ns::inode(init.pid, ns::NsKind::Time) != ns::inode(std::process::id() as i32, ns::NsKind::Time);
     let entry = match &c.cgroup {
         Some(cg) => Some(cgroup::Entry::open(&cgroup::Hierarchy::host()?, cg)?),
         None => None,
@@ -794,7 +804,7 @@ pub fn exec_in(
             if let Some(e) = &entry {
                 e.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
             }
-            ns::enter_all(&pidfd, userns).map_err(StageError::at("join", "setns into the container"))
+            ns::enter_all(&pidfd, userns, clock).map_err(StageError::at("join", "setns into the container"))
         },
         |sync| {
             clone::reset_signals();

@@ -2,8 +2,16 @@
 //! process's namespace inodes for `sandbox inspect`.
 //!
 //! Order for a joined container (STYLE.md): set non-dumpable; one `setns(pidfd, ipc|net|uts
-//! [|pid])` into the sandbox's pause; `unshare(mnt|cgroup[|pid])`; then fork, because a pid
-//! namespace, joined or new, applies only to children.
+//! [|pid|time])` into the sandbox's pause; `unshare(mnt|cgroup[|pid|time])` and the new
+//! clock's offset; then fork, because a pid namespace, joined or new, applies only to
+//! children (and a new time namespace too).
+//!
+//! A container with the resource view has a clock of its own (a time namespace, Linux 5.6)
+//! whose boot is its start, so that the kernel itself counts from there: /proc/uptime's
+//! first field, sysinfo's uptime, every process's start time in /proc/PID/stat (`ps` START
+//! and ELAPSED, `top`'s TIME) and the view's btime then agree. A pod that shares its pid
+//! namespace has one clock, pause's, from the sandbox's start: its containers see each
+//! other's processes, none of which may seem to have started before boot.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -49,11 +57,15 @@ pub fn inode(pid: i32, kind: NsKind) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/{}", kind.name())).ok().map(|m| m.ino())
 }
 
-/// The namespaces a sandbox shares with its containers.
+/// nix has no name for it (0x80, Linux 5.6).
+pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+
+/// The namespaces a sandbox shares with its containers: with a shared pid namespace, its
+/// clock too (`start_clock` sets it once pause's namespaces are made).
 pub fn sandbox_flags(share_pid: bool) -> CloneFlags {
     let mut f = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
     if share_pid {
-        f |= CloneFlags::CLONE_NEWPID;
+        f |= CloneFlags::CLONE_NEWPID | CLONE_NEWTIME;
     }
     f
 }
@@ -62,10 +74,15 @@ pub fn sandbox_flags(share_pid: bool) -> CloneFlags {
 /// either every namespace is joined or none. With `userns` its user namespace too (the
 /// kernel enters that first, so the others are joined with its capabilities); the caller
 /// then becomes root in it (idmap::become_root) once it has opened what it needs by path.
-pub fn join(pause: &impl AsRawFd, share_pid: bool, userns: bool) -> Result<(), Errno> {
+/// A pod's clock (a shared pid namespace's) only with `clock`: a container without the
+/// resource view keeps the host's.
+pub fn join(pause: &impl AsRawFd, share_pid: bool, userns: bool, clock: bool) -> Result<(), Errno> {
     let mut flags = sandbox_flags(share_pid);
     if userns {
         flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    if !clock {
+        flags.remove(CLONE_NEWTIME);
     }
     // SAFETY: setns on a live pidfd with namespace flags.
     let rc = unsafe { libc::setns(pause.as_raw_fd(), flags.bits()) };
@@ -73,11 +90,15 @@ pub fn join(pause: &impl AsRawFd, share_pid: bool, userns: bool) -> Result<(), E
 }
 
 /// What a container makes of its own: mount and cgroup always, pid unless the sandbox's is
-/// shared. Without a sandbox (plain `run`), ipc, net and uts as well.
-pub fn own_flags(share_pid: bool, standalone: bool) -> CloneFlags {
+/// shared, and then with `clock` a clock of its own (`start_clock` sets it). Without a
+/// sandbox (plain `run`), ipc, net and uts as well.
+pub fn own_flags(share_pid: bool, standalone: bool, clock: bool) -> CloneFlags {
     let mut f = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP;
     if !share_pid {
         f |= CloneFlags::CLONE_NEWPID;
+        if clock {
+            f |= CLONE_NEWTIME;
+        }
     }
     if standalone {
         f |= sandbox_flags(false);
@@ -85,9 +106,29 @@ pub fn own_flags(share_pid: bool, standalone: bool) -> CloneFlags {
     f
 }
 
+/// After `unshare(CLONE_NEWTIME)`: the new clock's boot is now. The offset is set before
+/// any process is in the namespace (the kernel refuses it afterwards: EACCES), from the
+/// process that unshared it (/proc/self/timens_offsets is that of its children's
+/// namespace). The offset is minus the host's boot time now, written as whole seconds
+/// down and nanoseconds up (the kernel wants 0 <= ns < 1e9); boot time in the namespace
+/// is then the few microseconds since, never negative (ERANGE). CLOCK_MONOTONIC is left
+/// alone: timers and timeouts keep the host's.
+pub fn start_clock() -> Result<(), Errno> {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    Errno::result(unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) })?;
+    let offset = match now.tv_nsec {
+        0 => format!("boottime {} 0", -now.tv_sec),
+        ns => format!("boottime {} {}", -now.tv_sec - 1, 1_000_000_000 - ns),
+    };
+    std::fs::write("/proc/self/timens_offsets", offset)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
 /// Enters every namespace of a container's init, for `podrun exec`; with `userns` (the
-/// init's user namespace is not ours) that one too.
-pub fn enter_all(init: &impl AsRawFd, userns: bool) -> Result<(), Errno> {
+/// init's user namespace is not ours) that one too, and with `clock` its time namespace,
+/// so that the exec'd process counts from the container's start as the others do.
+pub fn enter_all(init: &impl AsRawFd, userns: bool, clock: bool) -> Result<(), Errno> {
     let mut f = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
@@ -96,6 +137,9 @@ pub fn enter_all(init: &impl AsRawFd, userns: bool) -> Result<(), Errno> {
         | CloneFlags::CLONE_NEWUTS;
     if userns {
         f |= CloneFlags::CLONE_NEWUSER;
+    }
+    if clock {
+        f |= CLONE_NEWTIME;
     }
     // SAFETY: setns on a live pidfd with namespace flags.
     let rc = unsafe { libc::setns(init.as_raw_fd(), f.bits()) };
@@ -108,10 +152,20 @@ mod tests {
 
     #[test]
     fn own_flags_follow_the_sandbox() {
-        assert!(own_flags(false, false).contains(CloneFlags::CLONE_NEWPID));
-        assert!(!own_flags(true, false).contains(CloneFlags::CLONE_NEWPID));
-        assert!(!own_flags(false, false).contains(CloneFlags::CLONE_NEWNET));
-        assert!(own_flags(false, true).contains(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS));
+        assert!(own_flags(false, false, false).contains(CloneFlags::CLONE_NEWPID));
+        assert!(!own_flags(true, false, false).contains(CloneFlags::CLONE_NEWPID));
+        assert!(!own_flags(false, false, false).contains(CloneFlags::CLONE_NEWNET));
+        assert!(own_flags(false, true, false).contains(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS));
+    }
+
+    #[test]
+    fn a_container_has_its_own_clock_unless_it_shares_the_pods() {
+        let time = CLONE_NEWTIME;
+        assert!(own_flags(false, false, true).contains(time), "its own pid namespace: its own clock");
+        assert!(own_flags(false, true, true).contains(time), "a lone container too");
+        assert!(!own_flags(true, false, true).contains(time), "a shared pid namespace: the pod's clock");
+        assert!(!own_flags(false, false, false).contains(time), "no view: the host's");
+        assert!(sandbox_flags(true).contains(time) && !sandbox_flags(false).contains(time));
     }
 
     #[test]

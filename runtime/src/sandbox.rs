@@ -239,6 +239,9 @@ fn start(
                 crate::idmap::enter(u.as_fd()).map_err(StageError::at("pause", "enter the user namespace"))?;
             }
             unshare(flags).map_err(StageError::at("pause", "unshare"))?;
+            if flags.contains(ns::CLONE_NEWTIME) {
+                ns::start_clock().map_err(StageError::at("pause", "set the pod's clock (timens_offsets)"))?;
+            }
             let dir = nix::fcntl::open(
                 &pause_root,
                 nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -372,6 +375,7 @@ pub fn ns_kinds(sb: &SandboxState) -> Vec<NsKind> {
     let mut k = vec![NsKind::Ipc, NsKind::Net, NsKind::Uts];
     if sb.share_pid {
         k.push(NsKind::Pid);
+        k.push(NsKind::Time);
     }
     if sb.userns.is_some() {
         k.push(NsKind::User);
