@@ -216,17 +216,22 @@ fn rm_f_ends_a_fork_loop_that_never_pauses() {
         return;
     }
     let t = TestRoot::with_busybox();
+    // busybox sh ends at its first failed fork ("can't fork"), and with it every process
+    // of the container: a loop that forks as fast as it can reaches a limit of 200 in a
+    // few tens of milliseconds, before a loaded machine's test saw one of its sleeps (and
+    // then there was nothing left for rm -f to end). This one forks about 150 times a
+    // second and lives for seconds under its limit.
     t.ok([
         "run",
         "-d",
         "--name",
         "bomb",
         "--pids-limit",
-        "200",
+        "1000",
         "busybox",
         "sh",
         "-c",
-        "while true; do sleep 86397 & done",
+        "while true; do sleep 86397 & usleep 5000; done",
     ]);
     let count = || common::processes_with("86397").len();
     common::eventually(20, "the loop did not fork", || count() > 5);

@@ -90,18 +90,30 @@ fn host_mem_total() -> u64 {
     kb(&std::fs::read_to_string("/proc/meminfo").unwrap(), "MemTotal")
 }
 
-/// The view's server: the keeper's newest running child (a replaced server may linger a
-/// moment before it is reaped).
+/// The running processes of this root's view whose command line starts with `argv0`
+/// (`podrun-view` for servers, `podrun-keeper` for keepers), with their comm.
+fn view_processes(t: &common::TestRoot, argv0: &str) -> Vec<(i32, String)> {
+    let root = t.store();
+    common::processes_with(argv0)
+        .into_iter()
+        .filter(|p| {
+            let argv = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let argv: Vec<&[u8]> = argv.split(|&b| b == 0).collect();
+            argv.first() == Some(&argv0.as_bytes()) && argv.contains(&root.as_os_str().as_encoded_bytes())
+        })
+        .map(|p| (p, std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default().trim().to_owned()))
+        .collect()
+}
+
+/// The view's server: the newest one running (a replaced server may linger a moment
+/// before it is reaped).
 fn view_server(t: &common::TestRoot) -> Option<i32> {
-    let keeper: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).ok()?).ok()?;
-    let keeper = keeper["pid"].as_i64()?;
-    std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-        .filter(|p| common::running(*p))
-        .max()
+    view_processes(t, "podrun-view").into_iter().map(|(p, _)| p).max()
+}
+
+/// The view's standby keeper, if one runs.
+fn view_standby(t: &common::TestRoot) -> Option<i32> {
+    view_processes(t, "podrun-keeper").into_iter().find(|(_, c)| c == "podrun:[backup]").map(|(p, _)| p)
 }
 
 fn view_gone(t: &common::TestRoot) {
@@ -111,7 +123,7 @@ fn view_gone(t: &common::TestRoot) {
         !mounts.lines().any(|l| l.contains("podrun-procview") && l.contains(root.to_str().unwrap())),
         "the view is still mounted"
     );
-    assert!(!root.join("procview.keeper").exists(), "the keeper is still recorded");
+    assert!(!root.join("procview.active").exists(), "the view's lock is still there");
     // The keeper's and the server's command lines: `podrun-keeper podrun-view --root ROOT ...`
     // and `podrun-view --root ROOT ...`.
     let ours = |p: &i32| {
@@ -241,10 +253,10 @@ fn pods_containers_see_their_own_the_pods_or_the_hosts_limits_and_off_shows_the_
 const BUSYBOX_READER: &str = r#"want=$1; n=0; lines() { echo "$(cat "$1")" | wc -l; }
 mi=$(lines /proc/meminfo); ci=$(lines /proc/cpuinfo); st=$(lines /proc/stat)
 while true; do
-  m=$(cat /proc/meminfo); case "$m" in "MemTotal: "*" $want kB"*) ;; *) echo "BAD cat meminfo [$m]";; esac
+  m=$(cat /proc/meminfo 2>&1); case "$m" in "MemTotal: "*" $want kB"*) ;; *) echo "BAD cat meminfo [$m]";; esac
   [ "$(echo "$m" | wc -l)" = "$mi" ] || echo "BAD short meminfo [$m]"
-  h=$(head -1 /proc/meminfo); case "$h" in "MemTotal: "*" $want kB") ;; *) echo "BAD head meminfo [$h]";; esac
-  for f in cpuinfo:$ci stat:$st; do c=$(cat /proc/${f%:*}); [ "$(echo "$c" | wc -l)" = "${f#*:}" ] || echo "BAD ${f%:*} [$c]"; done
+  h=$(head -1 /proc/meminfo 2>&1); case "$h" in "MemTotal: "*" $want kB") ;; *) echo "BAD head meminfo [$h]";; esac
+  for f in cpuinfo:$ci stat:$st; do c=$(cat /proc/${f%:*} 2>&1); [ "$(echo "$c" | wc -l)" = "${f#*:}" ] || echo "BAD ${f%:*} [$c]"; done
   l=$(cat /proc/loadavg); case "$l" in [0-9]*.[0-9][0-9]\ *\ */*\ [0-9]*) ;; *) echo "BAD loadavg [$l]";; esac
   u=$(cat /proc/uptime); case "$u" in [0-9]*.[0-9][0-9]\ [0-9]*.[0-9][0-9]) ;; *) echo "BAD uptime [$u]";; esac
   f=$(free | awk '/Mem:/{print $2}'); [ "$f" = "$want" ] || echo "BAD free [$f]"
@@ -267,11 +279,15 @@ n = 0
 while True:
     for f, lines in first.items():
         t = time.monotonic()
-        text = read(f)
+        try:
+            text = read(f)
+        except OSError as e:
+            print("BAD", f, e, flush=True)
+            continue
         took = time.monotonic() - t
         if text.count("\n") != lines or not text.endswith("\n"):
             print("BAD", f, repr(text), flush=True)
-        if f == "/proc/meminfo" and not text.startswith("MemTotal:") or f == "/proc/meminfo" and int(text.split()[1]) != want:
+        elif f == "/proc/meminfo" and text.split()[:2] != ["MemTotal:", str(want)]:
             print("BAD", f, repr(text), flush=True)
         if took > 1:
             print("BAD slow", f, took, flush=True)
@@ -314,9 +330,13 @@ fn rounds(log: &str) -> u64 {
     log.lines().rev().find_map(|l| l.strip_prefix("n ")?.parse().ok()).unwrap_or(0)
 }
 
+/// Which of the view's processes a round of the chaos test kills, by the round.
+const VICTIMS: [&[&str]; 6] =
+    [&["server"], &["keeper"], &["standby"], &["keeper", "server"], &["keeper", "standby"], &["standby", "server"]];
+
 #[test]
-fn readers_never_see_an_empty_short_or_host_text_while_the_server_is_killed() {
-    if !need_root("readers_never_see_an_empty_short_or_host_text_while_the_server_is_killed") {
+fn readers_never_see_an_empty_short_or_host_text_while_the_views_processes_are_killed() {
+    if !need_root("readers_never_see_an_empty_short_or_host_text_while_the_views_processes_are_killed") {
         return;
     }
     let t = common::TestRoot::with_busybox();
@@ -337,17 +357,49 @@ fn readers_never_see_an_empty_short_or_host_text_while_the_server_is_killed() {
     common::eventually(20, "the readers did not start reading", || progress().iter().all(|&r| r > 0));
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     eprintln!("kill intervals seeded with {seed}");
-    for _ in 0..20 {
+    // The server, the keeper, its standby, and each two of them, killed at once, 24 times
+    // at random 50-500 ms intervals; new containers and execs work throughout.
+    for round in 0..24 {
         std::thread::sleep(std::time::Duration::from_millis(50 + next_random(&mut seed, 450)));
-        let server = view_server(&t).expect("a view server");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let victims: Vec<i32> = VICTIMS[round % VICTIMS.len()]
+            .iter()
+            .filter_map(|v| match *v {
+                "server" => view_server(&t),
+                "keeper" => Some(view_keeper(&t)),
+                _ => view_standby(&t),
+            })
+            .collect();
+        eprintln!(
+            "round {round}: {:?} of keepers {:?} servers {:?}",
+            VICTIMS[round % VICTIMS.len()],
+            view_processes(&t, "podrun-keeper"),
+            view_processes(&t, "podrun-view")
+        );
+        for v in victims {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(v), nix::sys::signal::Signal::SIGKILL);
+        }
+        if round % 4 == 3 {
+            let out = t.ok(["run", "--rm", "--memory", "32m", "busybox", "free"]);
+            assert!(out.contains(" 32768 "), "a new container, round {round}: {out}");
+            let out = t.ok(["exec", "r0", "head", "-1", "/proc/meminfo"]);
+            assert!(out.contains(" 65536 kB"), "an exec, round {round}: {out}");
+        }
     }
+    // One of each is left serving.
+    common::eventually(2, "not one keeper, one standby and one server", || {
+        let keepers = view_processes(&t, "podrun-keeper");
+        keepers.len() == 2 && keepers.iter().any(|(_, c)| c == "podrun:[backup]") && view_server(&t).is_some()
+    });
     // Every reader goes on reading after the last kill.
     let before = progress();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !progress().iter().zip(&before).all(|(now, then)| now > then) {
         if std::time::Instant::now() > deadline {
-            panic!("a reader stopped reading after the kills: {before:?} then {:?}\n{}", progress(), stuck(&names));
+            let tails: Vec<String> = names
+                .iter()
+                .map(|n| format!("{n}: {:?}", t.ok(["logs", n]).lines().rev().take(3).collect::<Vec<_>>()))
+                .collect();
+            panic!("a reader stopped reading after the kills: {before:?} then {:?}\n{tails:#?}\n{}", progress(), stuck(&names));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -496,11 +548,7 @@ fn loadavg_is_the_containers_own() {
     let tasks: Vec<usize> = f[3].split('/').map(|n| n.parse().unwrap()).collect();
     assert!(tasks[0] >= 1 && tasks[1] <= 6, "running/total of the container's own tasks: {busy}");
     // The server dies: the next one goes on from the averages the keeper kept, not from 0.
-    let keeper: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
-    let keeper = keeper["pid"].as_i64().unwrap();
-    let server = std::fs::read_to_string(format!("/proc/{keeper}/task/{keeper}/children")).unwrap();
-    let server: i32 = server.split_whitespace().next().unwrap().parse().unwrap();
+    let server = view_server(&t).expect("a view server");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL).unwrap();
     let again = t.ok(["exec", "busy", "cat", "/proc/loadavg"]);
     let after: f64 = again.split_whitespace().next().unwrap().parse().unwrap();
@@ -825,11 +873,10 @@ print(*base, *grown, fewer, *shrunk)
     view_gone(&t);
 }
 
-/// The keeper's pid, from the root's record.
+/// The active keeper's pid, from the view's lock file (`PID PGID`).
 fn view_keeper(t: &common::TestRoot) -> i32 {
-    let keeper: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(t.store().join("procview.keeper")).unwrap()).unwrap();
-    keeper["pid"].as_i64().unwrap() as i32
+    let text = std::fs::read_to_string(t.store().join("procview.active")).unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 /// What each of a process's descriptors is (readlink of /proc/PID/fd/N), by number.
@@ -902,20 +949,30 @@ fn the_keeper_is_small_holds_only_its_descriptors_and_refuses_what_is_not_a_list
         String::from_utf8_lossy(&env)
     );
     // The keeper's descriptors: stdio, the connection, the agent's socket, the shared
-    // memory, the server's binary, the channel to its server, and the container's listener
-    // (which the keeper takes from the container's connection within its next 20 ms tick).
+    // memory, the server's binary, the view's lock, two places kept for a successor (on
+    // /dev/null), its own binary, the channels to its standby and its server, and the
+    // container's listener (which the keeper takes from the container's connection within
+    // its next 20 ms tick).
     let listeners = |fds: &std::collections::BTreeMap<i32, String>| {
         fds.values().filter(|v| v.as_str() == "anon_inode:seccomp notify").count()
     };
     common::eventually(2, "the keeper does not hold the container's listener", || {
         let fds = fds_of(keeper);
-        listeners(&fds) == 1 && fds.len() == 9
+        listeners(&fds) == 1 && fds.len() == 14
     });
     let fds = fds_of(keeper);
-    let fixed: Vec<&str> = (0..7).map(|n| fds.get(&n).map_or("-", |s| s.as_str())).collect();
+    let fixed: Vec<&str> = (0..13).map(|n| fds.get(&n).map_or("-", |s| s.as_str())).collect();
     assert_eq!(fixed[..4], ["/dev/null", "/dev/null", "/dev/null", "/dev/fuse"], "{fds:?}");
     assert!(fixed[4].starts_with("socket:") && fixed[5].starts_with("/memfd:podrun-view"), "{fds:?}");
-    assert!(fixed[6].ends_with("/podrun-view"), "{fds:?}");
+    assert!(fixed[6].ends_with("/podrun-view") && fixed[7].ends_with("/procview.active"), "{fds:?}");
+    assert!(fixed[8] == "/dev/null" && fixed[9].starts_with("/memfd:podrun-keeper") && fixed[10] == "/dev/null");
+    assert!(fixed[11].starts_with("socket:") && fixed[12].starts_with("socket:"), "{fds:?}");
+    // Its standby holds the same: the connection, and the container's listener.
+    let standby = view_standby(&t).expect("a standby keeper");
+    common::eventually(2, "the standby does not hold the listener", || {
+        let fds = fds_of(standby);
+        listeners(&fds) == 1 && fds.get(&3).is_some_and(|f| f == "/dev/fuse")
+    });
     // Something else handed to the agent (a pipe, as a process in a container could send):
     // not kept, and the keeper goes on.
     let (r, w) = nix::unistd::pipe().unwrap();

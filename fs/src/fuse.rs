@@ -47,6 +47,10 @@ const FUSE_BATCH_FORGET: u32 = 42;
 const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
 const FUSE_NOTIFY_STORE: i32 = 4;
 const FUSE_NOTIFY_RESEND: i32 = 7;
+/// The bit the kernel sets in a request's unique when it resends it.
+const FUSE_UNIQUE_RESEND: u64 = 1 << 63;
+/// How many OPEN replies are kept for requests read again (ProcView::opened).
+const OPENS_KEPT: usize = 64;
 const FOPEN_DIRECT_IO: u32 = 1;
 const FOPEN_KEEP_CACHE: u32 = 2;
 /// fuse_getattr_in.getattr_flags: the request names an open file (fh).
@@ -58,6 +62,8 @@ const ROOT: u64 = 1;
 /// (FUSE_MIN_READ_BUFFER) and room for a write of max_write (4096, set at INIT) after its
 /// headers.
 const BUFFER: usize = 8 * 1024;
+/// What of it requests fill.
+const PAGE: usize = 4096;
 
 /// Worker threads: how many wait for a request, and how many there are.
 struct Pool {
@@ -136,7 +142,7 @@ const IDLE_KEPT: usize = 1;
 const THREADS_KEPT: usize = 2;
 const WORKERS_LOOK: Duration = TICK;
 
-/// How long after a server starts its stores wait for its predecessor to have exited
+/// How long after a server starts its stores wait for its predecessors to have exited
 /// (ProcView::wait_for_predecessor): its last stores take a round trip or two.
 const PREDECESSOR_WAIT: Duration = Duration::from_millis(500);
 
@@ -163,6 +169,11 @@ struct Node {
     /// The text the cache holds, whose length is the inode's size. None: not known (before
     /// the first open, or under a new server).
     text: Option<Vec<u8>>,
+    /// A longer (or as long) text being stored: it becomes `text` once it is in the
+    /// kernel's cache. Until then a READ (of a page the kernel dropped) must get the old
+    /// text, whose length the inode's size still is: the new one's first bytes up to the
+    /// old size would be a cut text.
+    pending: Option<Vec<u8>>,
     /// Descriptors open on the inode that read through the cache.
     open: usize,
     /// A store is under way. No lock is held while writing to the kernel (a store waits
@@ -172,12 +183,17 @@ struct Node {
 }
 
 impl Node {
-    /// Records `text` as the cache's (a store is under way until finish_store). Returns
-    /// whether the cache is dropped first: the text is shorter, or the cache unknown.
+    /// Begins a store of `text` (under way until finish_store). Returns whether the cache
+    /// is dropped first: the text is shorter, or the cache unknown. A shorter text is the
+    /// cache's at once: a READ after the drop gets it, and its shortness cuts the inode's
+    /// size to it. A longer one is `pending` until it is stored.
     fn begin_store(&mut self, text: &[u8]) -> bool {
         self.storing = true;
         let shrinks = self.text.as_ref().is_none_or(|t| t.len() > text.len());
-        self.text = Some(text.to_vec());
+        match shrinks {
+            true => self.text = Some(text.to_vec()),
+            false => self.pending = Some(text.to_vec()),
+        }
         shrinks
     }
 }
@@ -196,9 +212,14 @@ pub struct ProcView {
     /// An earlier server served this connection: the kernel may hold pages (and a size) of
     /// an inode this server knows nothing of (see `known_size`).
     resumed: AtomicBool,
-    /// The server before this one while it may still be exiting (a pidfd), and until when
-    /// a store waits for it (see `wait_for_predecessor`).
-    predecessor: Mutex<Option<(OwnedFd, Instant)>>,
+    /// The servers before this one that may still be exiting (pidfds), and until when a
+    /// store waits for them (see `wait_for_predecessor`).
+    predecessors: Mutex<(Vec<OwnedFd>, Instant)>,
+    /// The connection, once `serve` has it (for `wait_for_predecessor`'s resends).
+    conn: std::sync::atomic::AtomicI32,
+    /// The replies to the last OPENs, by request: the same request read again after a
+    /// resend gets the same handle (not a second one, which would count its reader twice).
+    opened: Mutex<std::collections::VecDeque<(u64, Vec<u8>)>>,
 }
 
 impl ProcView {
@@ -219,14 +240,15 @@ impl ProcView {
             born: Instant::now(),
             last: AtomicU64::new(0),
             resumed: AtomicBool::new(false),
-            predecessor: Mutex::new(None),
+            predecessors: Mutex::new((Vec::new(), Instant::now())),
+            conn: std::sync::atomic::AtomicI32::new(-1),
+            opened: Mutex::default(),
         }
     }
 
-    /// The server this one took over from, a pidfd of it if it may still be exiting.
-    pub fn set_predecessor(&self, pidfd: Option<OwnedFd>) {
-        *self.predecessor.lock().unwrap_or_else(|p| p.into_inner()) =
-            pidfd.map(|fd| (fd, Instant::now() + PREDECESSOR_WAIT));
+    /// The servers before this one that are still running or exiting (pidfds).
+    pub fn set_predecessors(&self, pidfds: Vec<OwnedFd>) {
+        *self.predecessors.lock().unwrap_or_else(|p| p.into_inner()) = (pidfds, Instant::now() + PREDECESSOR_WAIT);
     }
 
     /// Waits (at most PREDECESSOR_WAIT after this server started) until the server before
@@ -235,15 +257,36 @@ impl ProcView {
     /// it waits for a READ, which this server answers. Such a late store of an old text,
     /// between this server's drop of the cache and its own store, would leave the old
     /// text's size, or its tail after a shorter new text ("\n\n" at the end of a
-    /// /proc/stat, seen under repeated kills). So no store runs beside it.
-    fn wait_for_predecessor(&self) {
-        let mut p = self.predecessor.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((fd, until)) = p.as_ref() {
-            let ms = until.saturating_duration_since(Instant::now()).as_millis() as i32;
-            let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: poll of one live pollfd. A pidfd is readable once its process exited.
-            unsafe { libc::poll(&mut pfd, 1, ms) };
-            *p = None;
+    /// /proc/stat, seen under repeated kills). So no store runs beside it. (Nor does the
+    /// sysinfo agent look for the call it left: server::run.)
+    pub fn wait_for_predecessor(&self) {
+        let mut p = self.predecessors.lock().unwrap_or_else(|p| p.into_inner());
+        let (fds, until) = &mut *p;
+        while !fds.is_empty() {
+            // In slices: a dying server's thread may have taken a request after this one's
+            // resend (a request pending when it was killed is read without waiting), and
+            // a killed server's store may be waiting for that very READ. Each slice that
+            // ends with a predecessor still there asks for another resend.
+            let ms = until.saturating_duration_since(Instant::now()).as_millis().min(50) as i32;
+            if ms == 0 {
+                fds.clear();
+                break;
+            }
+            let mut pfds: Vec<libc::pollfd> =
+                fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+            // SAFETY: poll of live pollfds. A pidfd is readable once its process exited.
+            if unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) } <= 0 {
+                let conn = self.conn.load(Ordering::SeqCst);
+                if conn >= 0 {
+                    reply(conn, 0, -FUSE_NOTIFY_RESEND, &[]);
+                }
+                continue;
+            }
+            let mut i = 0;
+            fds.retain(|_| {
+                i += 1;
+                pfds[i - 1].revents == 0
+            });
         }
     }
 
@@ -288,6 +331,10 @@ impl ProcView {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn opened(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, Vec<u8>)>> {
+        self.opened.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn handles(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, Held>)> {
         self.handles.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -320,6 +367,9 @@ impl ProcView {
         }
         notify_store(fd, node, text);
         if let Some(n) = self.nodes().get_mut(&node) {
+            if let Some(p) = n.pending.take() {
+                n.text = Some(p);
+            }
             n.storing = false;
         }
     }
@@ -501,6 +551,10 @@ impl ProcView {
                 if u32_at(body, 0) & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
                     return reply(fd, unique, libc::EACCES, &[]);
                 }
+                let request = unique & !FUSE_UNIQUE_RESEND;
+                if let Some((_, out)) = self.opened().iter().find(|(u, _)| *u == request) {
+                    return reply(fd, unique, 0, out);
+                }
                 let content = render_for(&self.roots, &self.loads, pid, file).into_bytes();
                 // Through the cache if it holds this text, or can be given it: no other
                 // reader reads through it, and no store is under way. The count is raised
@@ -542,6 +596,13 @@ impl ProcView {
                 out.extend_from_slice(&fh.to_ne_bytes());
                 out.extend_from_slice(&(if cached { FOPEN_KEEP_CACHE } else { FOPEN_DIRECT_IO }).to_ne_bytes());
                 out.extend_from_slice(&[0u8; 4]);
+                {
+                    let mut opened = self.opened();
+                    if opened.len() == OPENS_KEPT {
+                        opened.pop_front();
+                    }
+                    opened.push_back((request, out.clone()));
+                }
                 reply(fd, unique, 0, &out)
             }
             FUSE_READ => {
@@ -668,6 +729,7 @@ impl ProcView {
     /// thread calls `tick` every second meanwhile.
     pub fn serve(&self, fd: BorrowedFd<'_>, threads: usize, resume: bool, mut tick: impl FnMut(&ProcView)) {
         let raw = fd.as_raw_fd();
+        self.conn.store(raw, Ordering::SeqCst);
         if resume {
             self.resumed.store(true, Ordering::Relaxed);
             resend(fd);
@@ -734,9 +796,16 @@ impl ProcView {
     /// Reads and answers requests until the filesystem is unmounted. A worker that takes
     /// the last idle place starts another first, so some worker is always reading.
     fn worker<'s, 'e>(&'s self, fd: RawFd, s: &'s std::thread::Scope<'s, 'e>, pool: &'s Pool) {
-        // Not zeroed: only what the kernel writes of each request is touched (requests are
-        // a few hundred bytes), not the whole buffer in every worker.
+        // Only its first page is zeroed: requests are a few hundred bytes, so the rest is
+        // never touched. That page must be in place before the first read: the kernel
+        // copies a request into it through get_user_pages, which faults a missing page in,
+        // and fails if this process is being killed meanwhile, and then ends the reader's
+        // request with EIO (`head /proc/meminfo: Input/output error`, seen under repeated
+        // kills). With the page present it takes no fault, and the request is copied whole
+        // (then resent to the next server) or not taken.
         let mut buf: Vec<u8> = Vec::with_capacity(BUFFER);
+        buf.resize(PAGE, 0);
+        buf.clear();
         loop {
             // SAFETY: reads into `buf`'s capacity, BUFFER bytes.
             let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), BUFFER) };

@@ -43,6 +43,7 @@ pub mod load;
 pub mod memory;
 pub mod notify;
 pub mod render;
+pub mod rescue;
 pub mod server;
 pub mod snapshot;
 

@@ -7,14 +7,17 @@
 //!
 //! Crash-proof as the FUSE side is: the keeper holds every listener, so a dead server loses
 //! none, and the call a server was answering when it died is noted in memory shared with
-//! the keeper (`InFlight`), so the next server answers it: no caller waits for ever.
+//! the keeper (`InFlight`), so the next server answers it: no caller waits for ever, also
+//! when servers are killed in a row before each has answered what it found.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The call a server is answering, in memory every server of a view maps (server::Shared):
-/// `busy` is set once the call is received and cleared once answered.
+/// A call being answered, in memory every server of a view maps (server::Shared): `busy`
+/// is set once the call is received and cleared once answered. A server that starts
+/// answers the calls it finds busy, and clears each only once it has answered it: a server
+/// killed before then leaves it to the next.
 #[repr(C)]
 pub struct InFlight {
     busy: AtomicU64,
@@ -22,6 +25,14 @@ pub struct InFlight {
     pid: AtomicU64,
     addr: AtomicU64,
 }
+
+/// Places for calls in flight: one a server is answering, and those left by servers killed
+/// in a row before each answered the ones it found.
+pub const IN_FLIGHT: usize = 8;
+
+/// A left call not answered by this long after a server started belongs to no listener
+/// the keeper sent (its container is gone): its place is freed.
+const LEFT_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn ioctl<T>(fd: RawFd, req: libc::Ioctl, arg: &mut T) -> io::Result<()> {
     // SAFETY: `arg` is the struct the request names, valid for the kernel to read and write.
@@ -156,33 +167,40 @@ fn send_fds(chan: RawFd, fds: &[RawFd], data: &[u8]) -> io::Result<()> {
 }
 
 /// Serves the notifications of `listeners`, and of each listener the keeper sends over
-/// `chan`, with `answer(pid)` computing a caller's numbers. Answers first the call a dead
-/// server left in `slot`, on whichever listener it belongs to (the keeper sends them all
-/// once this server starts). `calls` is held from taking a call to answering it. Returns
-/// when the keeper has closed `chan` and no listener is left.
+/// `chan`, with `answer(pid)` computing a caller's numbers. Answers first the calls dead
+/// servers left in `slots`, each on whichever listener it belongs to (the keeper sends them
+/// all once this server starts). `calls` is held from taking a call to answering it.
+/// Returns when the keeper has closed `chan` and no listener is left.
 pub fn serve(
     chan: OwnedFd,
     mut listeners: Vec<OwnedFd>,
-    slot: &InFlight,
+    slots: &[InFlight; IN_FLIGHT],
     calls: &std::sync::Mutex<()>,
     answer: impl Fn(u32) -> libc::sysinfo,
 ) {
-    let mut left = (slot.busy.load(Ordering::SeqCst) == 1).then(|| {
-        (slot.id.load(Ordering::SeqCst), slot.pid.load(Ordering::SeqCst) as u32, slot.addr.load(Ordering::SeqCst))
-    });
-    slot.busy.store(0, Ordering::SeqCst);
-    // The left call, if `l` is its listener: answered (and forgotten).
-    let mut answer_left = |l: &OwnedFd| {
-        if let Some((id, pid, addr)) = left {
-            let _taking = calls.lock().unwrap_or_else(|p| p.into_inner());
+    let started = std::time::Instant::now();
+    // (place, id, pid, addr) of each call left busy.
+    let mut left: Vec<(usize, u64, u32, u64)> = (0..IN_FLIGHT)
+        .filter(|&i| slots[i].busy.load(Ordering::SeqCst) == 1)
+        .map(|i| {
+            let s = &slots[i];
+            (i, s.id.load(Ordering::SeqCst), s.pid.load(Ordering::SeqCst) as u32, s.addr.load(Ordering::SeqCst))
+        })
+        .collect();
+    // The left calls of listener `l`: answered, and their places freed.
+    let answer_left = |left: &mut Vec<(usize, u64, u32, u64)>, l: &OwnedFd| {
+        let _taking = calls.lock().unwrap_or_else(|p| p.into_inner());
+        left.retain(|&(i, id, pid, addr)| {
             let mut check = id;
-            if ioctl(l.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut check).is_ok() {
-                reply(l.as_raw_fd(), id, pid, addr, &answer(pid));
-                left = None;
+            if ioctl(l.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut check).is_err() {
+                return true;
             }
-        }
+            reply(l.as_raw_fd(), id, pid, addr, &answer(pid));
+            slots[i].busy.store(0, Ordering::SeqCst);
+            false
+        });
     };
-    listeners.iter().for_each(&mut answer_left);
+    listeners.iter().for_each(|l| answer_left(&mut left, l));
     let mut chan = Some(chan);
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(listeners.len() + 1);
@@ -191,9 +209,16 @@ pub fn serve(
         if chan.is_none() && listeners.is_empty() {
             return;
         }
+        let wait = if left.is_empty() { -1 } else { LEFT_FOR.saturating_sub(started.elapsed()).as_millis() as i32 };
         // SAFETY: fds is a live array of fds.len() pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) } < 0 {
             continue;
+        }
+        if !left.is_empty() && started.elapsed() >= LEFT_FOR {
+            for &(i, ..) in &left {
+                slots[i].busy.store(0, Ordering::SeqCst);
+            }
+            left.clear();
         }
         let mut gone = Vec::new();
         for (i, p) in fds.iter().enumerate().skip(1) {
@@ -204,12 +229,18 @@ pub fn serve(
                 let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
                 if ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n).is_ok() {
                     if n.data.nr == libc::SYS_sysinfo as i32 {
-                        slot.id.store(n.id, Ordering::SeqCst);
-                        slot.pid.store(u64::from(n.pid), Ordering::SeqCst);
-                        slot.addr.store(n.data.args[0], Ordering::SeqCst);
-                        slot.busy.store(1, Ordering::SeqCst);
+                        // A free place (none: every one holds a call left unanswered).
+                        let slot = slots.iter().find(|s| s.busy.load(Ordering::SeqCst) == 0);
+                        if let Some(s) = slot {
+                            s.id.store(n.id, Ordering::SeqCst);
+                            s.pid.store(u64::from(n.pid), Ordering::SeqCst);
+                            s.addr.store(n.data.args[0], Ordering::SeqCst);
+                            s.busy.store(1, Ordering::SeqCst);
+                        }
                         reply(fd, n.id, n.pid, n.data.args[0], &answer(n.pid));
-                        slot.busy.store(0, Ordering::SeqCst);
+                        if let Some(s) = slot {
+                            s.busy.store(0, Ordering::SeqCst);
+                        }
                     } else {
                         pass(fd, n.id);
                     }
@@ -225,7 +256,7 @@ pub fn serve(
         if fds[0].revents != 0 {
             match receive(fds[0].fd) {
                 Ok(Some(l)) => {
-                    answer_left(&l);
+                    answer_left(&mut left, &l);
                     listeners.push(l)
                 }
                 Ok(None) => {}

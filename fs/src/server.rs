@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::caller::CgroupRoots;
 use crate::fuse::ProcView;
-use crate::notify;
+use crate::{notify, rescue};
 
 /// Where the keeper is given, and gives each server, the FUSE connection.
 pub const FUSE_FD: RawFd = 3;
@@ -32,8 +32,15 @@ pub const FUSE_FD: RawFd = 3;
 pub const AGENT_FD: RawFd = 4;
 /// The memory servers share (`Shared`), a memfd.
 pub const SHARED_FD: RawFd = 5;
-/// The keeper's: the server's binary, podrun-view.
+/// The server's binary, podrun-view (for a keeper to start servers from).
 pub const SERVER_EXE_FD: RawFd = 6;
+/// The view's lock file (`<root>/procview.active`): the active keeper holds it; the server
+/// has a description of its own, to look whether a keeper does.
+pub const LOCK_FD: RawFd = 7;
+/// The server's: the keeper's binary, to start a keeper when none is left.
+pub const KEEPER_EXE_FD: RawFd = 9;
+/// The server's: the agent's socket, for that keeper.
+pub const LISTEN_FD: RawFd = 10;
 
 /// A server's command line: `podrun-view --root ROOT` and, for each cgroup mount the view
 /// reads, `--v2 DIR`, `--memory DIR`, `--cpu DIR`, `--cpuacct DIR`, `--cpuset DIR`,
@@ -123,12 +130,52 @@ fn fd_of(fd: RawFd, kind: libc::mode_t, rdev: Option<libc::dev_t>) -> Option<Own
 /// keeper holds: the sysinfo call being answered, and the load averages.
 #[repr(C)]
 pub struct Shared {
-    pub slot: notify::InFlight,
+    pub calls: [notify::InFlight; notify::IN_FLIGHT],
     pub kept: crate::load::Kept,
-    /// The pid of the server serving now (0 before the first): each one records itself and
-    /// learns its predecessor, whose late page-cache stores it must not run beside
-    /// (ProcView::set_predecessor).
-    pub server: std::sync::atomic::AtomicU32,
+    /// The servers that ran lately: each records itself, and waits for those still
+    /// exiting, whose late page-cache stores it must not run beside
+    /// (ProcView::set_predecessors). Several may be exiting at once: servers killed in
+    /// quick succession, or one a keeper that took over ended beside one killed before.
+    pub servers: [ServerSlot; SERVERS],
+}
+
+/// How many recent servers `Shared` remembers.
+pub const SERVERS: usize = 8;
+
+/// A server: its pid and its start time (/proc/PID/stat's field 22), so that a recycled
+/// pid is not taken for it. All zeros: none.
+#[repr(C)]
+pub struct ServerSlot {
+    pid: std::sync::atomic::AtomicU32,
+    start: std::sync::atomic::AtomicU64,
+}
+
+/// Field 22 of /proc/`pid`/stat: when it started, in ticks after boot.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Records this server in `slots` (in the place of one that has ended) and returns
+/// pidfds of the earlier ones still running or exiting.
+fn record_server(slots: &[ServerSlot; SERVERS]) -> Vec<OwnedFd> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let me = std::process::id();
+    let (mut running, mut free) = (Vec::new(), None);
+    for (i, s) in slots.iter().enumerate() {
+        let (pid, start) = (s.pid.load(SeqCst), s.start.load(SeqCst));
+        match (pid != 0 && pid != me && start_time(pid) == Some(start)).then(|| pidfd_open(pid)).flatten() {
+            Some(fd) => running.push(fd),
+            None => {
+                free.get_or_insert(i);
+            }
+        }
+    }
+    // Every place taken by a server still running: the oldest place is reused.
+    let s = &slots[free.unwrap_or(0)];
+    s.pid.store(me, SeqCst);
+    s.start.store(start_time(me).unwrap_or(0), SeqCst);
+    running
 }
 
 /// A new memfd for `Shared`, zeroed (all zeros is an empty slot and table), for podrun to
@@ -187,9 +234,10 @@ pub fn run(args: Args) -> i32 {
         eprintln!("podrun-view: no shared memory at descriptor {SHARED_FD}");
         return 125;
     };
-    // SAFETY: closes the memfd, which stays mapped.
-    unsafe { libc::close(SHARED_FD) };
+    // The memfd stays open too (as the connection, the binaries and the agent's socket):
+    // a keeper this server starts when the keepers are gone needs it (rescue.rs).
     set_name("podrun:[view]");
+    rescue::reserve();
     // One malloc arena for all threads: glibc's default of one per thread cost about 150 kB
     // each, most of the server's memory; requests allocate little. And free memory at the
     // heap's top goes back past 64 kB (fixed: glibc's default threshold grows with the
@@ -201,21 +249,29 @@ pub fn run(args: Args) -> i32 {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
     }
     let view = Arc::new(ProcView::with_kept_loads(args.roots, Some(&shared.kept)));
-    let before = shared.server.swap(std::process::id(), std::sync::atomic::Ordering::SeqCst);
-    if args.resume && before != 0 {
-        view.set_predecessor(pidfd_open(before));
-    }
+    view.set_predecessors(record_server(&shared.servers));
     let v = view.clone();
     // Held while a sysinfo call is taken and answered, and by an idle exit: so the server
     // never ends with a call taken and not answered (nothing would wake the keeper for it).
     let calls: &'static std::sync::Mutex<()> = Box::leak(Box::default());
+    // The channel's hang-up, watched on a copy of its own: the keepers are gone.
+    match chan.try_clone() {
+        Ok(watch) => rescue::watch_keepers(watch),
+        Err(e) => eprintln!("podrun-view: cannot watch the keepers ({e}): this server cannot start one"),
+    }
     let _ = std::thread::Builder::new()
         .name("sysinfo".into())
         .stack_size(STACK)
-        .spawn(move || notify::serve(chan, Vec::new(), &shared.slot, calls, |pid| v.sysinfo_for(pid)));
+        .spawn(move || {
+            // The call a killed predecessor was answering is in the slot once it has
+            // exited: a dying server's thread may still receive a call and record it after
+            // this one looked (a Python sysinfo loop waited for ever, 1 run in 17).
+            v.wait_for_predecessor();
+            notify::serve(chan, Vec::new(), &shared.calls, calls, |pid| v.sysinfo_for(pid))
+        });
     let idle = idle_limit();
     view.serve(std::os::fd::AsFd::as_fd(&fuse), 2, args.resume, |view| {
-        if idle.is_some_and(|limit| view.idle_for().is_some_and(|d| d >= limit)) {
+        if idle.is_some_and(|limit| view.idle_for().is_some_and(|d| d >= limit)) && !rescue::orphaned() {
             let _taken = calls.lock();
             // SAFETY: the process ends here. A FUSE request read meanwhile is resent to the
             // next server (the keeper has the kernel resend once it reaps this one).

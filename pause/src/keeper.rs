@@ -17,12 +17,20 @@
 //! Started with argv `podrun-keeper SERVER_ARGV0 SERVER_ARGS... --resume 0` and:
 //! - fd 3: the /dev/fuse connection; fd 4: the socket containers hand their seccomp
 //!   listeners to (the agent); fd 5: the memory servers share (a memfd); fd 6: the server's
-//!   binary.
+//!   binary; fd 7: the view's lock file (`<root>/procview.active`), open read-write;
+//! - when it takes over from keepers that died (succession.rs): fd 8, a pidfd of the
+//!   server to end, and the listeners, open at any other places.
 //!
 //! A server is started with fd 3 and fd 5 as they are, its channel from the keeper at fd 4
-//! (every listener held is sent there at once, later ones as they come), and the argv from
-//! SERVER_ARGV0 on, whose last word says 1 once a server has run before (the new one has
-//! the kernel resend what the dead one had read).
+//! (every listener held is sent there at once, later ones as they come), fd 6, fd 7 (a lock
+//! description of its own), the keeper's binary at fd 9 and the agent's socket at fd 10,
+//! and the argv from SERVER_ARGV0 on, whose last word says 1 once a server has run before
+//! (the new one has the kernel resend what the dead one had read).
+//!
+//! No process of the view is a single point of failure (succession.rs): this keeper, a
+//! standby keeper it forks (`podrun:[backup]`) and the server each hold the connection
+//! and every listener, and whichever of them is left when the others are killed starts
+//! the rest again.
 
 #![no_std]
 #![no_main]
@@ -30,6 +38,7 @@
 #![no_builtins]
 
 mod rt;
+mod succession;
 use rt::*;
 
 const SYS_CLOSE: usize = 3;
@@ -48,6 +57,13 @@ const FUSE: usize = 3;
 const AGENT: usize = 4;
 const SHARED: usize = 5;
 const SERVER_EXE: usize = 6;
+const LOCK: usize = 7;
+/// At start, after keepers died: a pidfd of the server to end (succession::take_over).
+const ENDS: usize = 8;
+/// The keeper's own binary, for a standby to exec and for the server to start a keeper.
+const KEEPER_EXE: usize = 9;
+/// In the server: the agent's socket (for a keeper it starts).
+const SERVER_AGENT: usize = 10;
 
 const O_CLOEXEC: usize = 0o2000000;
 const SOCK_CLOEXEC: usize = 0o2000000;
@@ -107,11 +123,17 @@ impl<const N: usize> Fds<N> {
 }
 
 /// The keeper's side of sysinfo(2): the agent's socket, the connections that have not yet
-/// delivered their listener, every listener still in use, and the current server's channel.
+/// delivered their listener, every listener still in use, and the current server's channel
+/// and pid; and its successors': the standby's channel and pid, and a server it did not
+/// start and ended (a pidfd; once that one has exited, the kernel resends what it had read).
 struct Agent {
     pending: Fds<PENDING_MAX>,
     listeners: Fds<LISTENERS_MAX>,
     to_server: i32,
+    server: i32,
+    standby: i32,
+    standby_pid: i32,
+    orphan: i32,
 }
 
 #[repr(C)]
@@ -144,10 +166,11 @@ unsafe fn main(sp: *const usize) -> ! {
     let envp = unsafe { argv.add(argc + 1) };
     // SAFETY: argc counts argv's entries; each is NUL-terminated.
     let resume = unsafe {
-        if argc < 4 || !is(*argv.add(argc - 2), b"--resume") || !is(*argv.add(argc - 1), b"0") {
+        let last = *argv.add(argc - 1);
+        if argc < 4 || !is(*argv.add(argc - 2), b"--resume") || !(is(last, b"0") || is(last, b"1")) {
             exit(125);
         }
-        *argv.add(argc - 1) as *mut u8
+        last as *mut u8
     };
     // SAFETY (all calls below): plain syscalls with integer arguments or pointers to live
     // values of the sizes the kernel expects.
@@ -157,10 +180,15 @@ unsafe fn main(sp: *const usize) -> ! {
             say(b"podrun-keeper is started by podrun, with a FUSE connection at descriptor 3\n");
             exit(125);
         }
-        for fd in [AGENT, SHARED, SERVER_EXE] {
+        for fd in [AGENT, SHARED, SERVER_EXE, LOCK] {
             syscall4(SYS_FCNTL, fd, F_SETFD, FD_CLOEXEC, 0);
         }
     }
+    // One active keeper per view: the one that holds the lock. Another is already serving.
+    if !succession::take_lock() {
+        exit(0);
+    }
+    succession::open_own_binary();
     // Not zeroed (that would call memset, which we do not have): only entries below `len`
     // are read.
     let mut agent = core::mem::MaybeUninit::<Agent>::uninit();
@@ -170,16 +198,27 @@ unsafe fn main(sp: *const usize) -> ! {
         (*a).pending.len = 0;
         (*a).listeners.len = 0;
         (*a).to_server = -1;
+        (*a).server = 0;
+        (*a).standby = -1;
+        (*a).standby_pid = 0;
+        (*a).orphan = -1;
         &mut *a
     };
+    if succession::adopt(agent) {
+        // SAFETY: `resume` is the last argument, "0" or "1", writable on our stack.
+        unsafe { *resume = b'1' };
+    }
+    agent.keep_standby(argv, envp);
+    succession::end_orphan(agent);
     loop {
+        agent.keep_standby(argv, envp);
         let mut pair = [-1i32; 2];
         // SAFETY: socketpair fills two ints.
         let ok = unsafe {
             syscall4(SYS_SOCKETPAIR, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair.as_mut_ptr() as usize) == 0
         };
         if !ok {
-            agent.wait(50, false);
+            agent.wait(50, false, argv, envp);
             continue;
         }
         // SAFETY: fork has no arguments; the child only execs.
@@ -191,30 +230,33 @@ unsafe fn main(sp: *const usize) -> ! {
         close(pair[1]);
         if pid < 0 {
             close(pair[0]);
-            agent.wait(50, false);
+            agent.wait(50, false, argv, envp);
             continue;
         }
         agent.to_server = pair[0];
+        agent.server = pid as i32;
         for i in 0..agent.listeners.len {
-            send_fd(pair[0], agent.listeners.fd[i]);
+            send_fd(pair[0], agent.listeners.fd[i], 0);
         }
-        let end = watch(pid as i32, agent);
+        agent.tell_standby_server();
+        let end = watch(pid as i32, agent, argv, envp);
         close(pair[0]);
         agent.to_server = -1;
+        agent.server = 0;
         match end {
             End::Done => exit(0),
             End::Died => {}
             End::CannotExec => {
                 say(b"podrun-keeper: cannot run the view's server (podrun-view); trying again\n");
                 for _ in 0..1000 / TICK_MS {
-                    agent.wait(TICK_MS, false);
+                    agent.wait(TICK_MS, false, argv, envp);
                 }
             }
             End::Idle => {
                 // A request it may have read as it ended goes back to the queue, and wakes
                 // the keeper at once.
                 resend();
-                while !agent.wait(-1, true) {}
+                while !agent.wait(-1, true, argv, envp) {}
             }
         }
         // SAFETY: `resume` is the last argument, "0" (checked above), writable on our stack.
@@ -230,10 +272,15 @@ unsafe fn main(sp: *const usize) -> ! {
 unsafe fn start_server(chan: i32, argv: *const *const u8, envp: *const *const u8) -> ! {
     // SAFETY: dup2 and fcntl on descriptors; execveat with the vectors given.
     unsafe {
+        // The agent's socket moves up first: the channel takes its place.
+        syscall4(SYS_DUP2, AGENT, SERVER_AGENT, 0, 0);
         if chan as usize != AGENT {
             syscall4(SYS_DUP2, chan as usize, AGENT, 0, 0);
         }
-        for fd in [FUSE, AGENT, SHARED] {
+        // A lock description of the server's own: the active keeper's is released only
+        // when every descriptor of it is closed, so none may outlive the keeper elsewhere.
+        succession::reopen_lock();
+        for fd in [FUSE, AGENT, SHARED, SERVER_EXE, LOCK, KEEPER_EXE, SERVER_AGENT] {
             syscall4(SYS_FCNTL, fd, F_SETFD, 0, 0);
         }
         syscall5(SYS_EXECVEAT, SERVER_EXE, c"".as_ptr() as usize, argv as usize, envp as usize, AT_EMPTY_PATH);
@@ -247,7 +294,7 @@ unsafe fn start_server(chan: i32, argv: *const *const u8, envp: *const *const u8
 /// Reaps any server that has ended. A dying server's thread may still take a request after
 /// its successor had the kernel resend what was taken: once it is reaped, the kernel
 /// resends again (else that reader waits for ever). Meanwhile it does the agent's work.
-fn watch(server: i32, agent: &mut Agent) -> End {
+fn watch(server: i32, agent: &mut Agent, argv: *const *const u8, envp: *const *const u8) -> End {
     loop {
         let mut status: i32 = 0;
         // SAFETY: wait4 into a live int.
@@ -261,6 +308,10 @@ fn watch(server: i32, agent: &mut Agent) -> End {
                 _ => End::Died,
             };
         }
+        if r > 0 && r == agent.standby_pid as isize {
+            // The standby ended (its channel's hang-up starts the next one).
+            continue;
+        }
         if r > 0 {
             // An earlier server that was replaced while dying: reaped now.
             resend();
@@ -269,7 +320,7 @@ fn watch(server: i32, agent: &mut Agent) -> End {
         if dying(server) {
             return End::Died;
         }
-        agent.wait(TICK_MS, false);
+        agent.wait(TICK_MS, false, argv, envp);
     }
 }
 
@@ -278,8 +329,8 @@ impl Agent {
     /// connections, takes the listener each delivers (passing it on to the server), drops
     /// listeners whose processes have all ended. With no server (`serverless`), a request
     /// on the connection or a call on a listener ends the wait too: true, a server is needed.
-    fn wait(&mut self, ms: isize, serverless: bool) -> bool {
-        const N: usize = 2 + PENDING_MAX + LISTENERS_MAX;
+    fn wait(&mut self, ms: isize, serverless: bool, argv: *const *const u8, envp: *const *const u8) -> bool {
+        const N: usize = 4 + PENDING_MAX + LISTENERS_MAX;
         let mut fds = core::mem::MaybeUninit::<[PollFd; N]>::uninit();
         let fds = fds.as_mut_ptr() as *mut PollFd;
         let (np, nl) = (self.pending.len, self.listeners.len);
@@ -298,15 +349,27 @@ impl Agent {
             set(1 + np + i, self.listeners.fd[i], calls);
         }
         set(1 + np + nl, if serverless { FUSE as i32 } else { -1 }, POLLIN);
-        // SAFETY: the first 2 + np + nl entries are set.
-        let n = unsafe { syscall4(SYS_POLL, fds as usize, 2 + np + nl, ms as usize, 0) };
+        // The standby's hang-up: it ended. An ended server's pidfd: readable once it exited.
+        set(2 + np + nl, self.standby, 0);
+        set(3 + np + nl, self.orphan, POLLIN);
+        // SAFETY: the first 4 + np + nl entries are set.
+        let n = unsafe { syscall4(SYS_POLL, fds as usize, 4 + np + nl, ms as usize, 0) };
         if n <= 0 {
             return false;
         }
-        // SAFETY: entries below 2 + np + nl were set, and poll filled their revents.
+        // SAFETY: entries below 4 + np + nl were set, and poll filled their revents.
         let revents = |i: usize| unsafe { (*fds.add(i)).revents };
         let ready = |i: usize| revents(i) != 0;
         let mut needed = ready(1 + np + nl);
+        if ready(2 + np + nl) {
+            self.lost_standby();
+            self.keep_standby(argv, envp);
+        }
+        if ready(3 + np + nl) {
+            resend();
+            close(self.orphan);
+            self.orphan = -1;
+        }
         // From the last down: remove() moves the last entry into the place it empties.
         for i in (0..nl).rev() {
             match revents(1 + np + i) {
@@ -321,9 +384,14 @@ impl Agent {
                 self.pending.remove(i);
                 if l >= 0 {
                     if is_listener(l) && self.listeners.push(l) {
+                        // The standby first: a keeper killed between the two leaves it
+                        // to the standby, which gives it to its own server.
+                        if self.standby >= 0 {
+                            send_fd(self.standby, l, succession::LISTENER);
+                        }
                         if self.to_server >= 0 {
                             // A server that is gone gets it at its successor's start instead.
-                            send_fd(self.to_server, l);
+                            send_fd(self.to_server, l, 0);
                         }
                     } else {
                         close(l);
@@ -383,9 +451,9 @@ fn is_fuse(fd: usize) -> bool {
     }
 }
 
-/// Sends `fd` over the unix socket `chan` in a message of one byte.
-fn send_fd(chan: i32, fd: i32) {
-    let byte = 0u8;
+/// Sends `fd` over the unix socket `chan` in a message of one byte, `tag`.
+fn send_fd(chan: i32, fd: i32, tag: u8) {
+    let byte = tag;
     let iov = [&byte as *const u8 as usize, 1];
     // cmsghdr: cmsg_len (usize), level, type (i32 each), then the descriptor, padded to 8.
     let mut control = [0u64; 3];
@@ -401,6 +469,11 @@ fn send_fd(chan: i32, fd: i32) {
 /// Receives a message from `conn` and returns the first descriptor it carried, or -1. Any
 /// other descriptor is closed, so that none leaks into this long-lived process.
 fn receive(conn: i32) -> i32 {
+    receive_tagged(conn).0
+}
+
+/// `receive`, and the message's byte (-1: the peer is gone, or nothing was there).
+fn receive_tagged(conn: i32) -> (i32, i16) {
     let mut byte = 0u8;
     let iov = [&mut byte as *mut u8 as usize, 1];
     // Room for eight descriptors in one header; more are closed by the kernel (MSG_CTRUNC).
@@ -411,7 +484,7 @@ fn receive(conn: i32) -> i32 {
     let n =
         unsafe { syscall4(SYS_RECVMSG, conn as usize, msg.as_mut_ptr() as usize, MSG_CMSG_CLOEXEC | MSG_DONTWAIT, 0) };
     if n <= 0 {
-        return -1;
+        return (-1, -1);
     }
     // Walk the headers the kernel wrote (msg_controllen is now their length): each is
     // cmsg_len, level, type, data, padded to 8 bytes.
@@ -443,7 +516,7 @@ fn receive(conn: i32) -> i32 {
         }
         at += (len + 7) & !7;
     }
-    first
+    (first, byte as i16)
 }
 
 /// Writes `n` in decimal at `at`; returns the position after it.

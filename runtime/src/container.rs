@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sched::unshare;
+
 use nix::sys::signal::Signal;
 use nix::unistd::{fork, ForkResult};
 use oci_spec::runtime::Spec;
@@ -435,8 +435,7 @@ fn spawn(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
                 crate::idmap::enter(u.as_fd()).map_err(StageError::at("join", "enter the user namespace"))?;
             }
             let own = ns::own_flags(share_pid, standalone, clock);
-            unshare(own).map_err(StageError::at("join", "unshare"))?;
-            if own.contains(ns::CLONE_NEWTIME) {
+            if ns::unshare_with_clock(own).map_err(StageError::at("join", "unshare"))? {
                 ns::start_clock().map_err(StageError::at("join", "set the container's clock (timens_offsets)"))?;
             }
             if p.premade.userns {

@@ -106,6 +106,19 @@ pub fn own_flags(share_pid: bool, standalone: bool, clock: bool) -> CloneFlags {
     f
 }
 
+/// unshare(`flags`). A kernel without time namespaces (CONFIG_TIME_NS) refuses
+/// CLONE_NEWTIME with EINVAL: then without it (the view times such a container from its
+/// pid namespace's first process). Returns whether a new clock was made, for `start_clock`.
+pub fn unshare_with_clock(flags: CloneFlags) -> Result<bool, Errno> {
+    match nix::sched::unshare(flags) {
+        Ok(()) => Ok(flags.contains(CLONE_NEWTIME)),
+        Err(Errno::EINVAL) if flags.contains(CLONE_NEWTIME) => {
+            nix::sched::unshare(flags - CLONE_NEWTIME).map(|()| false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// After `unshare(CLONE_NEWTIME)`: the new clock's boot is now. The offset is set before
 /// any process is in the namespace (the kernel refuses it afterwards: EACCES), from the
 /// process that unshared it (/proc/self/timens_offsets is that of its children's

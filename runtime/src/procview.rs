@@ -64,14 +64,43 @@ fn bind_agent(path: &Path) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(l))
 }
 
-fn keeper_file(paths: &Paths) -> PathBuf {
-    paths.root.join("procview.keeper")
+/// The view's lock: held (flock) by its active keeper, which it loses only by dying, and
+/// saying who that is (`PID PGID`). Its keepers and server hand it on among themselves
+/// (pause/src/succession.rs).
+fn lock_file(paths: &Paths) -> PathBuf {
+    paths.root.join("procview.active")
 }
 
-/// The keeper recorded for this root, if it still runs.
-pub fn keeper(paths: &Paths) -> Option<ProcRef> {
-    let r: ProcRef = state::read_json(&keeper_file(paths)).ok()?;
-    r.alive().then_some(r)
+/// The view's active keeper: its pid, and the process group of every process of the view.
+#[derive(Debug, Clone, Copy)]
+pub struct Keeper {
+    pub pid: i32,
+    pub group: i32,
+}
+
+/// The active keeper of this root's view, if one holds the lock.
+pub fn keeper(paths: &Paths) -> Option<Keeper> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(lock_file(paths)).ok()?;
+    // SAFETY: flock of a descriptor we own. Taken: no keeper holds it (released on drop).
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return None;
+    }
+    let text = fs::read_to_string(lock_file(paths)).ok()?;
+    let mut words = text.split_whitespace().map(|w| w.parse::<i32>().ok());
+    Some(Keeper { pid: words.next()??, group: words.next()?? })
+}
+
+/// Waits up to a second for a keeper: one that takes over from killed ones (its standby,
+/// or one the server starts) holds the lock within a few hundred milliseconds.
+fn keeper_soon(paths: &Paths) -> Option<Keeper> {
+    for _ in 0..50 {
+        if let Some(k) = keeper(paths) {
+            return Some(k);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Where the view reads each controller: the cgroup2 mount, or the v1 hierarchies.
@@ -123,7 +152,7 @@ fn is_mounted(dir: &Path) -> bool {
 pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
     let dir = dir(paths);
     let _lock = state::lock(&paths.root).map_err(start_err(format!("lock {}", paths.root.display())))?;
-    if keeper(paths).is_some() && is_mounted(&dir) {
+    if is_mounted(&dir) && keeper_soon(paths).is_some() {
         return Ok(dir);
     }
     stop_locked(paths);
@@ -151,6 +180,16 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
             return Err(start_err(format!("listen on {}", agent_path(paths).display()))(e));
         }
     };
+    // The lock, taken here on the description the keeper is given: it holds it from its
+    // first instruction, so no podrun sees the view unkept in between.
+    let lock = match take_lock(paths) {
+        Ok(l) => l,
+        Err(e) => {
+            drop((fuse, agent));
+            stop_locked(paths);
+            return Err(start_err(format!("lock {}", lock_file(paths).display()))(e));
+        }
+    };
     // The keeper must not be our child (a foreground podrun reaps its children) nor hold
     // anything of ours: an intermediate child starts it and exits.
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| start_err("pipe")(e.into()))?;
@@ -161,45 +200,52 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
             let _ = nix::unistd::setsid();
             // SAFETY: as above.
             if let Ok(ForkResult::Child) = unsafe { fork() } {
-                let me = std::process::id().to_le_bytes();
-                let _ = nix::unistd::write(&wr, &me);
+                // Its record: this process, and the group setsid made (every process of
+                // the view is in it).
+                let me = std::process::id();
+                let _ = nix::unistd::write(&lock, format!("{me} {}\n", nix::unistd::getpgrp()).as_bytes());
+                let _ = nix::unistd::write(&wr, &me.to_le_bytes());
                 drop(wr);
-                exec_keeper([fuse, agent, shared, server_bin.into()], &keeper_bin, &argv)
+                exec_keeper([fuse, agent, shared, server_bin.into(), lock], &keeper_bin, &argv)
             }
             // SAFETY: the intermediate child ends here.
             unsafe { libc::_exit(0) }
         }
         Ok(ForkResult::Parent { child }) => {
             drop(wr);
-            drop((fuse, agent, shared, server_bin, keeper_bin));
+            drop((fuse, agent, shared, server_bin, keeper_bin, lock));
             let _ = waitpid(child, None);
             let mut buf = [0u8; 4];
-            let pid = match nix::unistd::read(&rd, &mut buf) {
-                Ok(4) => u32::from_le_bytes(buf) as i32,
-                _ => {
-                    stop_locked(paths);
-                    return Err(start_err("start the keeper")(std::io::Error::other("it did not start")));
-                }
-            };
-            if let Some(r) = ProcRef::of(pid) {
-                state::write_json(&paths.root, "procview.keeper", &r)
-                    .map_err(start_err(format!("write {}", keeper_file(paths).display())))?;
+            if !matches!(nix::unistd::read(&rd, &mut buf), Ok(4)) {
+                stop_locked(paths);
+                return Err(start_err("start the keeper")(std::io::Error::other("it did not start")));
             }
             Ok(dir)
         }
         Err(e) => {
-            drop((fuse, agent));
+            drop((fuse, agent, lock));
             stop_locked(paths);
             Err(start_err("fork the keeper")(e.into()))
         }
     }
 }
 
+/// The view's lock file, created empty, locked (LOCK_EX) on a new open description.
+fn take_lock(paths: &Paths) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o600).open(lock_file(paths))?;
+    // SAFETY: flock of a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f.into())
+}
+
 /// Becomes the keeper: nothing of the podrun that started it (stdio on /dev/null; the
-/// connection, the agent's socket, the shared memory and the server's binary at
-/// descriptors 3 to 6, every other one closed), with a command line of its own
+/// connection, the agent's socket, the shared memory, the server's binary and the lock at
+/// descriptors 3 to 7, every other one closed), with a command line of its own
 /// (`podrun-keeper podrun-view --root ROOT ...`), not a copy of the user's `podrun run ...`.
-fn exec_keeper(fds: [OwnedFd; 4], keeper: &OwnedFd, argv: &[std::ffi::CString]) -> ! {
+fn exec_keeper(fds: [OwnedFd; 5], keeper: &OwnedFd, argv: &[std::ffi::CString]) -> ! {
     if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for n in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
@@ -212,7 +258,7 @@ fn exec_keeper(fds: [OwnedFd; 4], keeper: &OwnedFd, argv: &[std::ffi::CString]) 
     unsafe {
         let high = fds.each_ref().map(|f| libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10));
         let bin = libc::fcntl(keeper.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
-        let places = [server::FUSE_FD, server::AGENT_FD, server::SHARED_FD, server::SERVER_EXE_FD];
+        let places = [server::FUSE_FD, server::AGENT_FD, server::SHARED_FD, server::SERVER_EXE_FD, server::LOCK_FD];
         for (fd, place) in high.iter().zip(places) {
             libc::dup2(*fd, place);
         }
@@ -239,8 +285,9 @@ fn exec_keeper(fds: [OwnedFd; 4], keeper: &OwnedFd, argv: &[std::ffi::CString]) 
     unsafe { libc::_exit(127) }
 }
 
-/// Where the keeper's own binary is, until it is exec'd: above the four it is given.
-const KEEPER_BIN_FD: i32 = server::SERVER_EXE_FD + 1;
+/// Where the keeper's own binary is, until it is exec'd: above the places the keeper and
+/// its successors use (pause/src/keeper.rs: 3 to 10).
+const KEEPER_BIN_FD: i32 = 11;
 const TUNABLES: &str = "GLIBC_TUNABLES";
 /// - No per-thread caches of freed blocks: they held most of the server's heap (a reader
 ///   of every file five times a second grew it to 840 kB resident with them, 100-200 kB
@@ -270,26 +317,28 @@ pub fn release_if_unused(paths: &Paths) {
     }
 }
 
-/// Unmounts the view and ends its keeper and server (the root is locked).
+/// Unmounts the view and ends its keepers and server (the root is locked).
 fn stop_locked(paths: &Paths) {
     let dir = dir(paths);
-    let keeper = keeper(paths);
     // Unconditionally (EINVAL when nothing is mounted): a connection whose server died
     // with a killed podrun fails statfs, but its mount is still there. Detached: the
     // server reads ENODEV once no container holds a bind of it any more.
     let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
-    if let Some(k) = keeper {
-        // The server first: the keeper would start another.
-        let server = fs::read_to_string(format!("/proc/{}/task/{}/children", k.pid, k.pid)).unwrap_or_default();
-        let _ = k.signal(nix::sys::signal::Signal::SIGKILL);
-        for pid in server.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-            if let Some(s) = ProcRef::of(pid) {
-                let _ = s.signal(nix::sys::signal::Signal::SIGKILL);
-            }
+    if let Some(k) = keeper(paths) {
+        // All at once, keepers and server: each one left would start the others again.
+        // The group is the keeper's (it holds the lock, so the group is in use and its
+        // number cannot name another); only the view's processes are in it (setsid).
+        if ProcRef::of(k.pid).is_some_and(|r| r.alive()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(k.group), nix::sys::signal::Signal::SIGKILL);
         }
-        k.wait_gone(Duration::from_secs(1));
+        for _ in 0..100 {
+            if keeper(paths).is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
-    let _ = fs::remove_file(keeper_file(paths));
+    let _ = fs::remove_file(lock_file(paths));
     let _ = fs::remove_file(agent_path(paths));
     let _ = fs::remove_dir(&dir);
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
@@ -238,8 +238,7 @@ fn start(
             if let Some(u) = &userns {
                 crate::idmap::enter(u.as_fd()).map_err(StageError::at("pause", "enter the user namespace"))?;
             }
-            unshare(flags).map_err(StageError::at("pause", "unshare"))?;
-            if flags.contains(ns::CLONE_NEWTIME) {
+            if ns::unshare_with_clock(flags).map_err(StageError::at("pause", "unshare"))? {
                 ns::start_clock().map_err(StageError::at("pause", "set the pod's clock (timens_offsets)"))?;
             }
             let dir = nix::fcntl::open(
