@@ -264,6 +264,9 @@ fn exec_keeper(fds: [OwnedFd; 5], keeper: &OwnedFd, argv: &[std::ffi::CString]) 
         }
         libc::dup2(bin, KEEPER_BIN_FD);
         libc::fcntl(KEEPER_BIN_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+        // Below the keeper's binary too: the places the keeper fills itself (8 to 10),
+        // which must not hold what podrun's caller left open there.
+        libc::syscall(libc::SYS_close_range, server::LOCK_FD as u32 + 1, KEEPER_BIN_FD as u32 - 1, 0u32);
         libc::syscall(libc::SYS_close_range, KEEPER_BIN_FD as u32 + 1, u32::MAX, 0u32);
     }
     let _ = std::env::set_current_dir("/");
