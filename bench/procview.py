@@ -109,7 +109,7 @@ def measure(view, mnt, keeper, lx_pid):
         print(f"8 readers {label:6} {rate:8.0f} reads/s   server CPU {used:5.2f} s for {8 * n} reads")
     view_pids = [keeper] + open(f"/proc/{keeper}/task/{keeper}/children").read().split()
     ours, theirs = pss_kb(view_pids), pss_kb(lx_pids)
-    print(f"memory (PSS): podrun keeper+server {ours} kB   lxcfs {theirs} kB   ratio {ours / max(theirs, 1):4.2f}")
+    print(f"memory (PSS): podrun keeper+backup+server {ours} kB   lxcfs {theirs} kB   ratio {ours / max(theirs, 1):4.2f}")
 
 
 def main():
@@ -140,7 +140,9 @@ def main():
             time.sleep(0.05)
         state = json.loads(podrun("inspect", "bench"))
         view = os.path.join(store, "procview")
-        keeper = json.load(open(os.path.join(store, "procview.keeper")))["pid"]
+        # The view's active keeper, from its lock file (`PID PGID`); its children are its
+        # backup and the server.
+        keeper = int(open(os.path.join(store, "procview.active")).read().split()[0])
         sys.stdout.flush()
         # The measuring is done by a child in the container's cgroup (in every hierarchy
         # that has it), so both views compute that container's; it ends there.

@@ -128,9 +128,19 @@ def podrun_pss(store, env, sandboxes):
         init = json.loads(sh(PODRUN, "inspect", f"c-{sb}", env=env))["init"]["pid"]
         with open(f"/proc/{init}/stat") as f:
             pids.append(int(f.read().rsplit(")", 1)[1].split()[1]))  # its monitor
-    keeper = json.load(open(os.path.join(store, "procview.keeper")))["pid"]
-    pids += [keeper] + [int(c) for c in open(f"/proc/{keeper}/task/{keeper}/children").read().split()]
+    keeper = view_keeper(store)
+    pids += [keeper] + view_children(keeper)
     return sum(pss_kb(p) for p in pids)
+
+
+def view_keeper(store):
+    """The view's active keeper, from its lock file (`PID PGID`)."""
+    return int(open(os.path.join(store, "procview.active")).read().split()[0])
+
+
+def view_children(keeper):
+    """The keeper's children: its backup and the server, when one runs."""
+    return [int(c) for c in open(f"/proc/{keeper}/task/{keeper}/children").read().split()]
 
 
 IDLE_S = 5
@@ -140,8 +150,8 @@ STEADY_SAMPLES = 12
 
 
 def view_server_running(store):
-    keeper = json.load(open(os.path.join(store, "procview.keeper")))["pid"]
-    return bool(open(f"/proc/{keeper}/task/{keeper}/children").read().split())
+    comm = lambda p: open(f"/proc/{p}/comm").read().strip()
+    return any(comm(c) == "podrun:[view]" for c in view_children(view_keeper(store)))
 
 
 def wait_view_idle(store):
