@@ -624,7 +624,13 @@ impl ProcView {
                             *started = true;
                             Some(slice(copy))
                         }
-                        Some(Held::Copy(..)) | None => None,
+                        Some(Held::Copy(..)) => None,
+                        // A handle of an earlier server: the text this server knows the
+                        // cache to hold, if it knows it. A fresh text served into a page
+                        // the kernel dropped would make the cache another text than the
+                        // one recorded, and a later shorter store would not drop it first
+                        // (a /proc/stat that ended in the old text's last newline).
+                        None => self.nodes().get(&node).and_then(|n| n.text.as_deref()).map(slice),
                     }
                 };
                 let data = match (held, node_file(node)) {

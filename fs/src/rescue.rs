@@ -23,7 +23,6 @@ pub fn orphaned() -> bool {
     ORPHANED.load(Ordering::SeqCst)
 }
 
-
 /// In the keeper's start (succession.rs): a pidfd of the server to end. Held in the
 /// server (`reserve`), so no listener it receives takes this number.
 const ENDS: RawFd = 8;
@@ -80,7 +79,8 @@ fn spawn_keeper(lock: &std::fs::File) {
     let env: Vec<std::ffi::CString> = std::env::vars_os()
         .filter_map(|(k, v)| std::ffi::CString::new([k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat()).ok())
         .collect();
-    let ptrs = |v: &[std::ffi::CString]| v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let ptrs =
+        |v: &[std::ffi::CString]| v.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     let (argv_p, env_p): (Vec<*const libc::c_char>, Vec<*const libc::c_char>) = (ptrs(&argv), ptrs(&env));
     // SAFETY: pidfd_open of this process, moved above the places the child fills (it
     // would be the lowest free number, 4, the channel's, which the agent's socket takes).
@@ -133,7 +133,14 @@ fn spawn_keeper(lock: &std::fs::File) {
             libc::posix_spawn_file_actions_addclose(&mut fa, LISTEN_FD);
             let mut pid = 0;
             let exe = std::ffi::CString::new(format!("/proc/self/fd/{KEEPER_EXE_FD}")).unwrap_or_default();
-            libc::posix_spawn(&mut pid, exe.as_ptr(), &fa, std::ptr::null(), argv_p.as_ptr().cast(), env_p.as_ptr().cast());
+            libc::posix_spawn(
+                &mut pid,
+                exe.as_ptr(),
+                &fa,
+                std::ptr::null(),
+                argv_p.as_ptr().cast(),
+                env_p.as_ptr().cast(),
+            );
             libc::posix_spawn_file_actions_destroy(&mut fa);
         }
         libc::close(me);

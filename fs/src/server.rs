@@ -259,16 +259,13 @@ pub fn run(args: Args) -> i32 {
         Ok(watch) => rescue::watch_keepers(watch),
         Err(e) => eprintln!("podrun-view: cannot watch the keepers ({e}): this server cannot start one"),
     }
-    let _ = std::thread::Builder::new()
-        .name("sysinfo".into())
-        .stack_size(STACK)
-        .spawn(move || {
-            // The call a killed predecessor was answering is in the slot once it has
-            // exited: a dying server's thread may still receive a call and record it after
-            // this one looked (a Python sysinfo loop waited for ever, 1 run in 17).
-            v.wait_for_predecessor();
-            notify::serve(chan, Vec::new(), &shared.calls, calls, |pid| v.sysinfo_for(pid))
-        });
+    let _ = std::thread::Builder::new().name("sysinfo".into()).stack_size(STACK).spawn(move || {
+        // The call a killed predecessor was answering is in the slot once it has
+        // exited: a dying server's thread may still receive a call and record it after
+        // this one looked (a Python sysinfo loop waited for ever, 1 run in 17).
+        v.wait_for_predecessor();
+        notify::serve(chan, Vec::new(), &shared.calls, calls, |pid| v.sysinfo_for(pid))
+    });
     let idle = idle_limit();
     view.serve(std::os::fd::AsFd::as_fd(&fuse), 2, args.resume, |view| {
         if idle.is_some_and(|limit| view.idle_for().is_some_and(|d| d >= limit)) && !rescue::orphaned() {

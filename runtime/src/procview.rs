@@ -233,7 +233,8 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
 /// The view's lock file, created empty, locked (LOCK_EX) on a new open description.
 fn take_lock(paths: &Paths) -> std::io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
-    let f = fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o600).open(lock_file(paths))?;
+    let f =
+        fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o600).open(lock_file(paths))?;
     // SAFETY: flock of a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(std::io::Error::last_os_error());
