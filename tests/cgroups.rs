@@ -449,3 +449,29 @@ fn cpuset_cpus_pins_a_container_and_a_pods_cpuset_binds_its_containers() {
     t.ok(["sandbox", "rm", "-f", "pinned"]);
     t.assert_clean(&pids);
 }
+
+#[test]
+fn stats_shows_the_limit_that_binds_a_container_in_a_limited_pod() {
+    if !need_root("stats_shows_the_limit_that_binds_a_container_in_a_limited_pod") {
+        return;
+    }
+    let t = TestRoot::with_busybox();
+    t.ok(["sandbox", "create", "--memory", "256m", "pod"]);
+    t.ok(["run", "-d", "--join", "pod", "--name", "free", "busybox", "sleep", "600"]);
+    t.ok(["run", "-d", "--join", "pod", "--name", "own", "--memory", "64m", "busybox", "sleep", "600"]);
+    let limit = |name: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&t.ok(["stats", "--no-stream", "--format", "json", name])).unwrap();
+        v[0]["memory_limit"].as_u64()
+    };
+    // Without a limit of its own, the pod's binds it (issue 19: it said unlimited); with a
+    // smaller one of its own, that one; the table says the same (in docker's units: 256
+    // MiB are 268.435 MB).
+    assert_eq!(limit("free"), Some(256 << 20));
+    assert_eq!(limit("own"), Some(64 << 20));
+    let table = t.ok(["stats", "--no-stream", "free"]);
+    assert!(table.contains("/ 268.435 MB") && !table.contains("unlimited"), "{table}");
+    let pids = t.known_pids();
+    t.ok(["sandbox", "rm", "-f", "pod"]);
+    t.assert_clean(&pids);
+}

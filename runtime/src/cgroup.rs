@@ -808,7 +808,9 @@ pub fn read(h: &Hierarchy, controller: &str, path: &str, file: &str) -> Option<S
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Usage {
     pub memory_bytes: u64,
-    /// None: no limit.
+    /// The limit that binds it: the smallest over the cgroup and its ancestors (a pod's
+    /// limit binds a container without its own), as the resource view shows it. None: no
+    /// limit.
     pub memory_limit: Option<u64>,
     pub cpu_usec: u64,
     pub throttled_periods: u64,
@@ -829,7 +831,7 @@ pub fn usage(h: &Hierarchy, path: &str) -> Usage {
             let cpu = r("cpu", "cpu.stat");
             Usage {
                 memory_bytes: r("memory", "memory.current").parse().unwrap_or(0),
-                memory_limit: limit_value(&r("memory", "memory.max")),
+                memory_limit: effective_memory_limit(h, path),
                 cpu_usec: keyed(&cpu, "usage_usec").unwrap_or(0),
                 throttled_periods: keyed(&cpu, "nr_throttled").unwrap_or(0),
                 throttled_usec: keyed(&cpu, "throttled_usec").unwrap_or(0),
@@ -842,7 +844,7 @@ pub fn usage(h: &Hierarchy, path: &str) -> Usage {
             let cpu = r("cpu", "cpu.stat");
             Usage {
                 memory_bytes: r("memory", "memory.usage_in_bytes").parse().unwrap_or(0),
-                memory_limit: limit_value(&r("memory", "memory.limit_in_bytes")),
+                memory_limit: effective_memory_limit(h, path),
                 cpu_usec: r("cpuacct", "cpuacct.usage").parse::<u64>().unwrap_or(0) / 1000,
                 throttled_periods: keyed(&cpu, "nr_throttled").unwrap_or(0),
                 throttled_usec: keyed(&cpu, "throttled_time").unwrap_or(0) / 1000,
@@ -851,6 +853,16 @@ pub fn usage(h: &Hierarchy, path: &str) -> Usage {
                 oom_kills: keyed(&r("memory", "memory.oom_control"), "oom_kill").unwrap_or(0),
             }
         }
+    }
+}
+
+/// The smallest memory limit over `path` and its ancestors, read as the view reads it
+/// (v2: each ancestor's memory.max; v1: the kernel's hierarchical_memory_limit).
+fn effective_memory_limit(h: &Hierarchy, path: &str) -> Option<u64> {
+    use podrun_procfs::snapshot;
+    match h {
+        Hierarchy::V2 { mount } => snapshot::memory_v2(mount, path).limit,
+        Hierarchy::V1 { controllers, .. } => snapshot::memory_v1(controllers.get("memory")?, path).limit,
     }
 }
 
