@@ -29,23 +29,20 @@
 use crate::rt::*;
 use crate::{close, is_listener, path, receive_tagged, Agent, PollFd};
 use crate::{AGENT, ENDS, FUSE, KEEPER_EXE, LOCK, POLLERR, POLLHUP, POLLIN, POLLNVAL, SERVER_EXE, SHARED};
+// The numbers keeper.rs defines too.
+use crate::{AF_UNIX, O_CLOEXEC, SOCK_CLOEXEC, SOCK_SEQPACKET, SYS_DUP2, SYS_FORK, SYS_OPEN, SYS_POLL, SYS_SOCKETPAIR};
 
 /// The byte of a message on the standby's channel: a listener, or the server's pidfd.
 pub const LISTENER: u8 = b'L';
 pub const SERVER: u8 = b'S';
 
-const SYS_OPEN: usize = 2;
-const SYS_POLL: usize = 7;
 const SYS_PWRITE64: usize = 18;
-const SYS_DUP2: usize = 33;
 const SYS_GETPID: usize = 39;
-const SYS_FORK: usize = 57;
 const SYS_FLOCK: usize = 73;
 const SYS_FTRUNCATE: usize = 77;
 const SYS_GETPGID: usize = 121;
 const SYS_SETPGID: usize = 109;
 const SYS_KILL: usize = 62;
-const SYS_SOCKETPAIR: usize = 53;
 const SYS_DUP3: usize = 292;
 const SYS_PIDFD_SEND_SIGNAL: usize = 424;
 const SYS_PIDFD_OPEN: usize = 434;
@@ -53,13 +50,9 @@ const F_GETFD: usize = 1;
 const F_DUPFD_CLOEXEC: usize = 1030;
 const O_RDONLY: usize = 0;
 const O_RDWR: usize = 2;
-const O_CLOEXEC: usize = 0o2000000;
 const LOCK_EX: usize = 2;
 const LOCK_NB: usize = 4;
 const SIGKILL: usize = 9;
-const AF_UNIX: usize = 1;
-const SOCK_SEQPACKET: usize = 5;
-const SOCK_CLOEXEC: usize = 0o2000000;
 /// Descriptors looked at for listeners when taking over: the keeper holds at most
 /// LISTENERS_MAX of them, above its own few and the connections waiting.
 const FD_SCAN: usize = 1200;
