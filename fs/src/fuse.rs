@@ -251,8 +251,8 @@ impl ProcView {
         *self.predecessors.lock().unwrap_or_else(|p| p.into_inner()) = (pidfds, Instant::now() + PREDECESSOR_WAIT);
     }
 
-    /// Waits (at most PREDECESSOR_WAIT after this server started) until the server before
-    /// this one has exited. A server killed in the middle of a page-cache store stays
+    /// Waits (at most PREDECESSOR_WAIT after this server started) until the servers before
+    /// this one have exited. A server killed in the middle of a page-cache store stays
     /// until that store is written: the kernel waits for a page that a reader holds while
     /// it waits for a READ, which this server answers. Such a late store of an old text,
     /// between this server's drop of the cache and its own store, would leave the old

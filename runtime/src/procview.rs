@@ -91,8 +91,8 @@ pub fn keeper(paths: &Paths) -> Option<Keeper> {
     Some(Keeper { pid: words.next()??, group: words.next()?? })
 }
 
-/// Waits up to a second for a keeper: one that takes over from killed ones (its standby,
-/// or one the server starts) holds the lock within a few hundred milliseconds.
+/// Waits up to a second for a keeper: one that takes over from killed ones (the backup,
+/// or one the server starts) holds the lock within milliseconds.
 fn keeper_soon(paths: &Paths) -> Option<Keeper> {
     for _ in 0..50 {
         if let Some(k) = keeper(paths) {
