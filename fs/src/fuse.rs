@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -176,6 +176,20 @@ struct Node {
     pending: Option<Vec<u8>>,
     /// Descriptors open on the inode that read through the cache.
     open: usize,
+    /// Descriptors open on it with direct I/O. Their read(2) gets their own copy, but
+    /// sendfile and splice read the page cache all the same (busybox cat): a store under
+    /// one of them, which raises the size before it writes the pages, could give it the
+    /// old size and the new text's first bytes ("10.09 10.0" for "10.09 10.09"). So no
+    /// store runs while one is open.
+    direct: usize,
+    /// When the last store began. A reader in the middle of a text asks for the size
+    /// (GETATTR) too: Python's read() stats the file, and its read at the end of the text
+    /// makes the kernel ask again. A fresh text stored then would be read on from where
+    /// the reader is: the first text's bytes, then the second's tail (a /proc/stat that
+    /// ended "\n\n", seen in a slow guest). So the cache is refreshed for an asker only
+    /// once its text is REFRESH_AFTER old: a reader that reads the file again later
+    /// (procps) gets a fresh text, one in the middle of it keeps its own.
+    stored: Option<Instant>,
     /// A store is under way. No lock is held while writing to the kernel (a store waits
     /// for the pages it writes, which a reader's READ may hold), so opens meanwhile read
     /// their own copies.
@@ -189,6 +203,7 @@ impl Node {
     /// size to it. A longer one is `pending` until it is stored.
     fn begin_store(&mut self, text: &[u8]) -> bool {
         self.storing = true;
+        self.stored = Some(Instant::now());
         let shrinks = self.text.as_ref().is_none_or(|t| t.len() > text.len());
         match shrinks {
             true => self.text = Some(text.to_vec()),
@@ -206,6 +221,8 @@ pub struct ProcView {
     handles: Mutex<(u64, HashMap<u64, Held>)>,
     /// Per inode: what its page cache holds. Dropped when the kernel forgets the inode.
     nodes: Mutex<HashMap<u64, Node>>,
+    /// Notified when a store ends (an open waits for it: see STORE_WAIT).
+    store_ended: std::sync::Condvar,
     /// When the view was made, and when it last had a request or call (ms after that).
     born: Instant,
     last: AtomicU64,
@@ -237,6 +254,7 @@ impl ProcView {
             // handle as one of its own (another reader's copy).
             handles: Mutex::new(((u64::from(std::process::id())) << 32 | 1, HashMap::new())),
             nodes: Mutex::default(),
+            store_ended: std::sync::Condvar::new(),
             born: Instant::now(),
             last: AtomicU64::new(0),
             resumed: AtomicBool::new(false),
@@ -346,7 +364,8 @@ impl ProcView {
         let shrinks = {
             let mut nodes = self.nodes();
             let n = nodes.entry(node).or_default();
-            if n.text.as_deref() == Some(text) || n.storing || n.open > 1 {
+            let recent = n.stored.is_some_and(|t| t.elapsed() < REFRESH_AFTER);
+            if n.text.as_deref() == Some(text) || n.storing || n.open > 1 || n.direct > 0 || recent {
                 return;
             }
             n.begin_store(text)
@@ -372,6 +391,7 @@ impl ProcView {
             }
             n.storing = false;
         }
+        self.store_ended.notify_all();
     }
 
     /// sysinfo(2) for process `pid`, from the same numbers as its files.
@@ -397,6 +417,17 @@ fn node_file(node: u64) -> Option<ViewFile> {
     }
     ViewFile::ALL.get(usize::try_from((node & 0xff).checked_sub(ROOT + 1)?).ok()?).copied()
 }
+
+/// How long an open waits for a store under way on its inode. A store is one write,
+/// unless it waits for a dying predecessor (PREDECESSOR_WAIT) or for a page an earlier
+/// server's reader holds; past this the open reads its own copy (direct I/O).
+const STORE_WAIT: Duration = Duration::from_secs(1);
+
+/// How old a cached text must be before a reader that asks for its size gets a fresh one
+/// (Node::stored). A reader takes a few milliseconds from its open to its last read (up
+/// to 62 ms measured under 9 readers in the single-CPU guest); procps reads again after
+/// a second by default (top -d 0.1 at the least, which then sees a text up to this old).
+const REFRESH_AFTER: Duration = Duration::from_millis(250);
 
 /// Seconds the kernel may keep the root directory's attributes: they never change.
 const ATTR_VALID: u64 = 3600;
@@ -565,16 +596,27 @@ impl ProcView {
                 // sendfile reads the cache's text, whole; read(2) reads its own copy.
                 let (cached, store) = {
                     let mut nodes = self.nodes();
+                    // An open during a store waits for it: even a direct one reads the
+                    // cache through sendfile, and would find the new text's pages under
+                    // the old size, or the old text's under the new one (a first cat of
+                    // /proc/cpuinfo cut to its first line, seen in the guest).
+                    let until = Instant::now() + STORE_WAIT;
+                    while nodes.get(&node).is_some_and(|n| n.storing) && Instant::now() < until {
+                        let left = until.saturating_duration_since(Instant::now());
+                        nodes = self.store_ended.wait_timeout(nodes, left).unwrap_or_else(|p| p.into_inner()).0;
+                    }
                     let n = nodes.entry(node).or_default();
                     if n.storing {
+                        n.direct += 1;
                         (false, None)
                     } else if n.text.as_deref() == Some(&content[..]) {
                         n.open += 1;
                         (true, None)
-                    } else if n.open == 0 {
+                    } else if n.open == 0 && n.direct == 0 {
                         n.open = 1;
                         (true, Some(n.begin_store(&content)))
                     } else {
+                        n.direct += 1;
                         (false, None)
                     }
                 };
@@ -650,9 +692,8 @@ impl ProcView {
                 reply(fd, unique, 0, &data)
             }
             FUSE_RELEASE => {
-                let held = self.handles().1.remove(&u64_at(body, 0));
-                if held.is_some_and(|h| h.cached()) {
-                    self.close_cached(node);
+                if let Some(held) = self.handles().1.remove(&u64_at(body, 0)) {
+                    self.close(node, held.cached());
                 }
                 reply(fd, unique, 0, &[])
             }
@@ -722,10 +763,13 @@ impl ProcView {
         }
     }
 
-    /// One descriptor less reads through `node`'s cache.
-    fn close_cached(&self, node: u64) {
+    /// One descriptor less is open on `node`, through its cache or direct.
+    fn close(&self, node: u64, cached: bool) {
         if let Some(n) = self.nodes().get_mut(&node) {
-            n.open = n.open.saturating_sub(1);
+            match cached {
+                true => n.open = n.open.saturating_sub(1),
+                false => n.direct = n.direct.saturating_sub(1),
+            }
         }
     }
 
@@ -802,19 +846,26 @@ impl ProcView {
     /// Reads and answers requests until the filesystem is unmounted. A worker that takes
     /// the last idle place starts another first, so some worker is always reading.
     fn worker<'s, 'e>(&'s self, fd: RawFd, s: &'s std::thread::Scope<'s, 'e>, pool: &'s Pool) {
-        // Only its first page is zeroed: requests are a few hundred bytes, so the rest is
-        // never touched. That page must be in place before the first read: the kernel
-        // copies a request into it through get_user_pages, which faults a missing page in,
-        // and fails if this process is being killed meanwhile, and then ends the reader's
-        // request with EIO (`head /proc/meminfo: Input/output error`, seen under repeated
-        // kills). With the page present it takes no fault, and the request is copied whole
-        // (then resent to the next server) or not taken.
+        // A request is taken from the connection into a pipe (splice), then read from it.
+        // A read(2) of /dev/fuse copies the request into this process's memory through
+        // get_user_pages, which fails when this process is being killed and the page is
+        // not mapped as the fast path needs (always, on kernels without GUP-fast such as
+        // User-Mode Linux); the kernel then ends the reader's request with EIO (`head
+        // /proc/meminfo: Input/output error`, seen under repeated kills). Into a pipe it
+        // copies into pages of its own: the request is taken whole (then resent to the
+        // next server if this one dies) or not at all. Without a pipe (no descriptor
+        // left), the buffer's first page is faulted in, which closes that window where
+        // GUP-fast exists.
+        let pipe = request_pipe();
         let mut buf: Vec<u8> = Vec::with_capacity(BUFFER);
         buf.resize(PAGE, 0);
         buf.clear();
         loop {
-            // SAFETY: reads into `buf`'s capacity, BUFFER bytes.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), BUFFER) };
+            let n = match &pipe {
+                Some((r, w)) => take_request(fd, r.as_raw_fd(), w.as_raw_fd(), &mut buf),
+                // SAFETY: reads into `buf`'s capacity, BUFFER bytes.
+                None => unsafe { libc::read(fd, buf.as_mut_ptr().cast(), BUFFER) },
+            };
             if n < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     // Interrupted, or a request withdrawn before we read it.
@@ -842,6 +893,39 @@ impl ProcView {
             }
         }
     }
+}
+
+/// A pipe (read end, write end) a worker takes its requests through; None if none can
+/// be made.
+fn request_pipe() -> Option<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, which this process then owns.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: both were just made and are owned by nothing else.
+    Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Moves one request from the connection `fd` into the pipe, then into `buf`'s capacity
+/// (BUFFER bytes). Returns its length, or -1 with errno set by the splice.
+fn take_request(fd: RawFd, r: RawFd, w: RawFd, buf: &mut Vec<u8>) -> isize {
+    // SAFETY: splice between two descriptors this process holds; no memory is passed.
+    let n = unsafe { libc::splice(fd, std::ptr::null_mut(), w, std::ptr::null_mut(), BUFFER, 0) };
+    if n <= 0 {
+        return n;
+    }
+    let mut got = 0usize;
+    while got < n as usize {
+        // SAFETY: reads into `buf`'s capacity past what is read, within BUFFER bytes (a
+        // request is at most BUFFER: the kernel refuses a smaller read length).
+        let m = unsafe { libc::read(r, buf.as_mut_ptr().add(got).cast(), BUFFER - got) };
+        if m <= 0 {
+            break;
+        }
+        got += m as usize;
+    }
+    got as isize
 }
 
 /// Asks the kernel to queue again every request a server has read and not answered
