@@ -844,7 +844,10 @@ def fresh():
     os.close(fd)
     return total(text)
 def again():
-    time.sleep(0.05)
+    # As procps reads again: after a delay. Within 250 ms of the cached text, a longer
+    # one is held back (a reader may be at the end of the cached one: fuse.rs,
+    # REFRESH_AFTER).
+    time.sleep(0.3)
     held.seek(0)
     return total(held.read())
 def until(ok, kept):

@@ -184,11 +184,12 @@ struct Node {
     direct: usize,
     /// When the last store began. A reader in the middle of a text asks for the size
     /// (GETATTR) too: Python's read() stats the file, and its read at the end of the text
-    /// makes the kernel ask again. A fresh text stored then would be read on from where
+    /// makes the kernel ask again. A longer text stored then would be read on from where
     /// the reader is: the first text's bytes, then the second's tail (a /proc/stat that
-    /// ended "\n\n", seen in a slow guest). So the cache is refreshed for an asker only
-    /// once its text is REFRESH_AFTER old: a reader that reads the file again later
-    /// (procps) gets a fresh text, one in the middle of it keeps its own.
+    /// ended "\n\n", seen in a slow guest). So a longer text (or one past a page) is
+    /// stored for an asker only once the cached one is REFRESH_AFTER old: a reader that
+    /// reads the file again later (procps) gets a fresh text, one in the middle of it
+    /// keeps its own.
     stored: Option<Instant>,
     /// A store is under way. No lock is held while writing to the kernel (a store waits
     /// for the pages it writes, which a reader's READ may hold), so opens meanwhile read
@@ -364,8 +365,12 @@ impl ProcView {
         let shrinks = {
             let mut nodes = self.nodes();
             let n = nodes.entry(node).or_default();
+            // A reader at the end of a one-page text finds no more of one as long or
+            // shorter (its size says the end); a longer one, or a later page, it would
+            // read on into.
+            let tears = n.text.as_ref().is_some_and(|t| text.len() > t.len()) || text.len() > PAGE;
             let recent = n.stored.is_some_and(|t| t.elapsed() < REFRESH_AFTER);
-            if n.text.as_deref() == Some(text) || n.storing || n.open > 1 || n.direct > 0 || recent {
+            if n.text.as_deref() == Some(text) || n.storing || n.open > 1 || n.direct > 0 || (tears && recent) {
                 return;
             }
             n.begin_store(text)
@@ -424,7 +429,7 @@ fn node_file(node: u64) -> Option<ViewFile> {
 const STORE_WAIT: Duration = Duration::from_secs(1);
 
 /// How old a cached text must be before a reader that asks for its size gets a fresh one
-/// (Node::stored). A reader takes a few milliseconds from its open to its last read (up
+/// that is longer (Node::stored). A reader takes a few milliseconds from its open to its last read (up
 /// to 62 ms measured under 9 readers in the single-CPU guest); procps reads again after
 /// a second by default (top -d 0.1 at the least, which then sees a text up to this old).
 const REFRESH_AFTER: Duration = Duration::from_millis(250);
