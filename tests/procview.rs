@@ -574,9 +574,58 @@ fn loadavg_is_the_containers_own() {
     t.ok(["rm", "-f", "busy"]);
     let idle = t.ok(["exec", "idle", "cat", "/proc/loadavg"]);
     assert!(idle.starts_with("0.00 0.00 0.00 "), "the idle container's load: {idle}");
+    // Its task counts are of now, and the reader counts as running, as the kernel counts
+    // it: cat runs, the rest sleeps. /proc/stat agrees, and has no host-wide counters of
+    // interrupts and switches (vmstat's in and cs: zeros, not the host's).
+    let both = t.ok(["exec", "idle", "cat", "/proc/loadavg", "/proc/stat"]);
+    let field = |key: &str| both.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("{key}: {both}"));
+    let (running, total) = both.split_whitespace().nth(3).and_then(|f| f.split_once('/')).unwrap();
+    assert_eq!(running, "1", "only the reader runs: {both}");
+    assert_eq!(field("procs_running "), running, "{both}");
+    assert_eq!(field("processes "), total, "{both}");
+    assert_eq!(field("procs_blocked "), "0", "{both}");
+    assert!(field("intr ") == "0" && field("ctxt ") == "0", "{both}");
+    assert!(field("softirq ").split(' ').all(|n| n == "0"), "{both}");
     let pids = t.known_pids();
     t.ok(["rm", "-f", "idle"]);
     t.assert_clean(&pids);
+    view_gone(&t);
+}
+
+#[test]
+fn vmstat_is_the_containers_memory_and_faults_and_zero_for_what_no_cgroup_counts() {
+    if !need_root("vmstat_is_the_containers_memory_and_faults_and_zero_for_what_no_cgroup_counts") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    // 20 MiB of anonymous memory held by the shell, then one look at both files.
+    let script = "x=$(head -c 20m /dev/zero | tr '\\0' a); cat /proc/vmstat; echo ---; cat /proc/meminfo; echo ${#x}";
+    let out = t.ok(["run", "--rm", "--memory", "64m", "busybox", "sh", "-c", script]);
+    let (vmstat, meminfo) = out.split_once("---\n").unwrap();
+    let host = std::fs::read_to_string("/proc/vmstat").unwrap();
+    let value = |text: &str, key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+    };
+    assert_eq!(vmstat.lines().count(), host.lines().count(), "the host's keys, in its order");
+    // Free memory as free and top see it; the shell's 20 MiB string is anonymous memory.
+    let free_kb = value(vmstat, "nr_free_pages") * 4;
+    assert!(free_kb.abs_diff(kb(meminfo, "MemFree")) < 2048, "nr_free_pages against MemFree:\n{out}");
+    let anon_mb = value(vmstat, "nr_anon_pages") * 4 / 1024;
+    assert!((20..64).contains(&anon_mb), "{anon_mb} MiB anonymous: the container's, not the host's");
+    // Faults are the cgroup's: some, and far fewer than the host's.
+    let faults = value(vmstat, "pgfault");
+    assert!(faults > 0 && faults < value(&host, "pgfault") / 2, "pgfault {faults}");
+    for key in ["numa_hit", "compact_stall", "pgalloc_normal"] {
+        if host.lines().any(|l| l.starts_with(&format!("{key} "))) {
+            assert_eq!(value(vmstat, key), 0, "{key}: no cgroup counts it");
+        }
+    }
+    // Without the view: the host's.
+    let off = t.ok(["run", "--rm", "--procview", "off", "busybox", "grep", "^pgfault ", "/proc/vmstat"]);
+    assert!(value(&off, "pgfault") >= value(&host, "pgfault"), "--procview off: the host's: {off}");
+    t.assert_clean(&[]);
     view_gone(&t);
 }
 

@@ -153,6 +153,29 @@ pub fn task_list(roots: &CgroupRoots, c: &Cgroups) -> Option<crate::load::TaskLi
     }
 }
 
+/// The cgroup's I/O as v2's io.stat says it (v1's blkio counters put in that form); empty
+/// where neither is.
+fn io_stat(roots: &CgroupRoots, groups: &Cgroups) -> String {
+    match (&roots.v2, &roots.blkio, groups.v1_path("blkio")) {
+        (Some(_), _, _) => v2_file(roots, groups, "io.stat"),
+        (None, Some(root), Some(p)) => {
+            let dir = root.join(p.trim_start_matches('/'));
+            let read = |f: &str| crate::read_kernel_file(dir.join(f)).unwrap_or_default();
+            crate::render::io::io_stat_from_blkio(
+                &read("blkio.throttle.io_service_bytes_recursive"),
+                &read("blkio.throttle.io_serviced_recursive"),
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// The cgroup's threads by state, counted at most once per FRESH (each is a file read).
+fn tasks(list: &crate::load::TaskList) -> uptime::Tasks {
+    static TASKS: Recent<uptime::Tasks> = Recent::new();
+    TASKS.get(&list.dir.to_string_lossy(), || crate::load::tasks_now(list))
+}
+
 /// CPU time used by the cgroup (and its descendants): (user, system) in microseconds.
 pub fn cpu_usage(roots: &CgroupRoots, c: &Cgroups) -> (u64, u64) {
     match (&roots.v2, &c.v2, &roots.cpuacct, c.v1_path("cpuacct")) {
@@ -189,10 +212,11 @@ pub enum ViewFile {
     CpuOnline,
     CpuPresent,
     CpuPossible,
+    Vmstat,
 }
 
 impl ViewFile {
-    pub const ALL: [ViewFile; 13] = [
+    pub const ALL: [ViewFile; 14] = [
         ViewFile::Meminfo,
         ViewFile::Cpuinfo,
         ViewFile::Uptime,
@@ -206,6 +230,7 @@ impl ViewFile {
         ViewFile::CpuOnline,
         ViewFile::CpuPresent,
         ViewFile::CpuPossible,
+        ViewFile::Vmstat,
     ];
 
     pub fn name(self) -> &'static str {
@@ -223,6 +248,7 @@ impl ViewFile {
             ViewFile::CpuOnline => "online",
             ViewFile::CpuPresent => "present",
             ViewFile::CpuPossible => "possible",
+            ViewFile::Vmstat => "vmstat",
         }
     }
 
@@ -242,6 +268,7 @@ impl ViewFile {
             ViewFile::CpuOnline => "/sys/devices/system/cpu/online",
             ViewFile::CpuPresent => "/sys/devices/system/cpu/present",
             ViewFile::CpuPossible => "/sys/devices/system/cpu/possible",
+            ViewFile::Vmstat => "/proc/vmstat",
         }
     }
 }
@@ -409,19 +436,17 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
         ViewFile::Diskstats => {
             let host = crate::read_kernel_file("/proc/diskstats").unwrap_or_default();
-            let io = match (&roots.v2, &roots.blkio, groups.v1_path("blkio")) {
-                (Some(_), _, _) => v2_file(roots, &groups, "io.stat"),
-                (None, Some(root), Some(p)) => {
-                    let dir = root.join(p.trim_start_matches('/'));
-                    let read = |f: &str| crate::read_kernel_file(dir.join(f)).unwrap_or_default();
-                    crate::render::io::io_stat_from_blkio(
-                        &read("blkio.throttle.io_service_bytes_recursive"),
-                        &read("blkio.throttle.io_serviced_recursive"),
-                    )
-                }
-                _ => String::new(),
-            };
-            crate::render::io::render_diskstats(&host, &io)
+            crate::render::io::render_diskstats(&host, &io_stat(roots, &groups))
+        }
+        ViewFile::Vmstat => {
+            let m = mem();
+            let view = meminfo::mem_view(&host_file("/proc/meminfo"), &m);
+            crate::render::vmstat::render_vmstat(
+                &host_file("/proc/vmstat"),
+                &m,
+                view.as_ref(),
+                &io_stat(roots, &groups),
+            )
         }
         ViewFile::PressureCpu => crate::render::io::render_pressure(&v2_file(roots, &groups, "cpu.pressure"), false),
         ViewFile::PressureMemory => {
@@ -430,8 +455,10 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         ViewFile::PressureIo => crate::render::io::render_pressure(&v2_file(roots, &groups, "io.pressure"), true),
         ViewFile::Loadavg => {
             let host = host_file("/proc/loadavg");
-            let load = task_list(roots, &groups).map(|l| loads.read(l)).unwrap_or_default();
-            crate::load::render_loadavg(&host, &load)
+            let list = task_list(roots, &groups);
+            let now = list.as_ref().map(tasks).unwrap_or_default();
+            let load = list.map(|l| loads.read(l)).unwrap_or_default();
+            crate::load::render_loadavg(&host, &load, now)
         }
         ViewFile::Stat => {
             let host = host_file("/proc/stat");
@@ -439,7 +466,8 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
             let key = format!("{:?}{:?}", groups.v2, groups.v1_path("cpuacct"));
             let (user, system) = USAGE.get(&key, || cpu_usage(roots, &groups));
             let up = container_uptime(pid);
-            uptime::render_stat(&host, cpus(), user, system, up, ticks_per_second())
+            let now = task_list(roots, &groups).as_ref().map(tasks).unwrap_or_default();
+            uptime::render_stat(&host, cpus(), user, system, up, ticks_per_second(), now)
         }
         ViewFile::Swaps => meminfo::render_swaps(&host_file("/proc/swaps"), &mem()),
     }

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::render::uptime::Tasks;
+
 pub const INTERVAL: Duration = Duration::from_secs(5);
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
@@ -167,6 +169,14 @@ pub fn next(prev: Load, active: usize, running: usize, total: usize) -> Load {
     Load { avg, running, total }
 }
 
+/// The threads of `list` now (its descendants included), with the reader counted as
+/// running: the kernel's own files count the process that reads them, which is running as
+/// it reads, while the view's reader sleeps in its request meanwhile.
+pub fn tasks_now(list: &TaskList) -> Tasks {
+    let (active, running, total) = count(&list.dir, list.file);
+    Tasks { running: running + 1, blocked: active - running, total: total.max(1) }
+}
+
 /// (runnable or uninterruptible, running, all) threads of the cgroup and its descendants.
 fn count(dir: &Path, file: &str) -> (usize, usize, usize) {
     let (mut active, mut running, mut total) = (0, 0, 0);
@@ -194,9 +204,10 @@ fn count(dir: &Path, file: &str) -> (usize, usize, usize) {
 }
 
 /// /proc/loadavg: the averages, running/total tasks, and the host's last pid field.
-pub fn render_loadavg(host: &str, l: &Load) -> String {
+/// The averages are sampled every 5 s (as the kernel's); the task counts are `now`'s.
+pub fn render_loadavg(host: &str, l: &Load, now: Tasks) -> String {
     let last = host.split_whitespace().nth(4).unwrap_or("0");
-    format!("{:.2} {:.2} {:.2} {}/{} {}\n", l.avg[0], l.avg[1], l.avg[2], l.running, l.total, last)
+    format!("{:.2} {:.2} {:.2} {}/{} {}\n", l.avg[0], l.avg[1], l.avg[2], now.running, now.total, last)
 }
 
 #[cfg(test)]
@@ -237,6 +248,7 @@ mod tests {
         // over 1 minute.
         assert!((l.avg[0] - 1.265).abs() < 0.001, "{l:?}");
         assert!(l.avg[1] < l.avg[0] && l.avg[2] < l.avg[1]);
-        assert_eq!(render_loadavg("0.5 0.4 0.3 1/100 4242\n", &l), "1.27 0.36 0.13 2/3 4242\n");
+        let now = Tasks { running: 3, blocked: 0, total: 4 };
+        assert_eq!(render_loadavg("0.5 0.4 0.3 1/100 4242\n", &l, now), "1.27 0.36 0.13 3/4 4242\n");
     }
 }

@@ -99,6 +99,11 @@ pub fn memory_v1(root: &Path, cgroup: &str) -> MemorySnapshot {
         ("inactive_anon", "total_inactive_anon"),
         ("active_file", "total_active_file"),
         ("inactive_file", "total_inactive_file"),
+        ("unevictable", "total_unevictable"),
+        ("file_dirty", "total_dirty"),
+        ("file_writeback", "total_writeback"),
+        ("pgfault", "total_pgfault"),
+        ("pgmajfault", "total_pgmajfault"),
     ] {
         norm.insert(v2.to_owned(), get(v1).unwrap_or(0));
     }

@@ -18,7 +18,7 @@ fn host_kb(host: &str, key: &str) -> Option<u64> {
 }
 
 /// The numbers both meminfo and sysinfo(2) give a container with a memory limit, in kB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemView {
     pub total: u64,
     pub free: u64,

@@ -5,3 +5,4 @@ pub mod io;
 pub mod meminfo;
 pub mod sysinfo;
 pub mod uptime;
+pub mod vmstat;

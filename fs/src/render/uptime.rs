@@ -1,6 +1,15 @@
 //! /proc/uptime and /proc/stat: time since the container started, and the CPU time of its
 //! cgroup, not the host's.
 
+/// A cgroup's threads by state, as /proc/stat's procs_running and procs_blocked and
+/// /proc/loadavg's running/total count the host's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tasks {
+    pub running: usize,
+    pub blocked: usize,
+    pub total: usize,
+}
+
 /// `up`: seconds since the container started. The idle column counts every view CPU as
 /// idle for the whole time (the second field is the sum over CPUs, as the kernel's is).
 pub fn render_uptime(up: f64, cpus: usize) -> String {
@@ -9,8 +18,11 @@ pub fn render_uptime(up: f64, cpus: usize) -> String {
 
 /// /proc/stat for `cpus` CPUs: the cgroup's user and system time (microseconds), split
 /// evenly over them, idle the rest of `up` seconds on each, in clock ticks; `btime` moved to
-/// the container's start; the other lines (intr, ctxt, processes, ...) are the host's.
-pub fn render_stat(host: &str, cpus: usize, user_us: u64, system_us: u64, up: f64, hz: u64) -> String {
+/// the container's start; `processes` (forks since boot) the tasks it has now, and
+/// procs_running and procs_blocked its own. Interrupts, context switches and softirqs are
+/// counted by no cgroup: zeros, so vmstat's `in` and `cs` are 0 rather than the host's
+/// totals over the container's uptime.
+pub fn render_stat(host: &str, cpus: usize, user_us: u64, system_us: u64, up: f64, hz: u64, tasks: Tasks) -> String {
     let cpus = cpus.max(1) as u64;
     let ticks = |us: u64| us * hz / 1_000_000;
     let (user, system) = (ticks(user_us), ticks(system_us));
@@ -23,12 +35,19 @@ pub fn render_stat(host: &str, cpus: usize, user_us: u64, system_us: u64, up: f6
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     for l in host.lines().filter(|l| !l.starts_with("cpu")) {
-        if l.starts_with("btime ") {
-            out.push_str(&format!("btime {}\n", now.saturating_sub(up as u64)));
-        } else {
-            out.push_str(l);
-            out.push('\n');
-        }
+        let (key, rest) = l.split_once(' ').unwrap_or((l, ""));
+        let line = match key {
+            "btime" => format!("btime {}", now.saturating_sub(up as u64)),
+            "intr" | "ctxt" => format!("{key} 0"),
+            // Its fields: the total, then one per softirq kind.
+            "softirq" => format!("softirq{}", " 0".repeat(rest.split_whitespace().count())),
+            "processes" => format!("processes {}", tasks.total),
+            "procs_running" => format!("procs_running {}", tasks.running),
+            "procs_blocked" => format!("procs_blocked {}", tasks.blocked),
+            _ => l.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
     }
     out
 }
@@ -47,13 +66,15 @@ mod tests {
         let host = "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\ncpu1 1 2 3 4 5 6 7 8 9 10\n\
                     cpu2 1 1 1 1 1 1 1 1 1 1\nintr 5 1\nctxt 77\nbtime 100\nprocesses 9\n";
         // 2 CPUs, 3.01 s user and 1 s system, up 10 s, 100 Hz.
-        let out = render_stat(host, 2, 3_010_000, 1_000_000, 10.0, 100);
+        let tasks = Tasks { running: 2, blocked: 1, total: 5 };
+        let out = render_stat(host, 2, 3_010_000, 1_000_000, 10.0, 100, tasks);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "cpu  301 0 100 1599 0 0 0 0 0 0");
         assert_eq!(lines[1], "cpu0 151 0 50 800 0 0 0 0 0 0");
         assert_eq!(lines[2], "cpu1 150 0 50 799 0 0 0 0 0 0");
         assert!(!out.contains("cpu2"), "only the view's CPUs");
-        assert!(out.contains("intr 5 1\nctxt 77\n") && out.contains("processes 9\n"));
+        assert!(out.contains("intr 0\nctxt 0\n"), "no cgroup counts interrupts or switches: {out}");
+        assert!(out.contains("processes 5\n"), "the container's tasks: {out}");
         assert!(!out.contains("btime 100"), "btime is the container's start");
     }
 }
