@@ -629,6 +629,68 @@ fn vmstat_is_the_containers_memory_and_faults_and_zero_for_what_no_cgroup_counts
     view_gone(&t);
 }
 
+/// The descriptor numbers in process `pid` that are seccomp listeners.
+fn listeners_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("seccomp notify")))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_sysinfo_call_received_by_a_server_killed_before_it_noted_it_is_answered_by_the_next() {
+    if !need_root("a_sysinfo_call_received_by_a_server_killed_before_it_noted_it_is_answered_by_the_next") {
+        return;
+    }
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let t = common::TestRoot::new();
+    t.import(&common::python_oci(), &[]);
+    // The container's init calls sysinfo once, 3 s after it starts: by then the server is
+    // stopped, and this test takes the call.
+    let script = "import ctypes, time; time.sleep(3); b = ctypes.create_string_buffer(112); \
+                  assert ctypes.CDLL(None).sysinfo(b) == 0; \
+                  print(int.from_bytes(b[32:40], 'little') * int.from_bytes(b[104:108], 'little') >> 20, flush=True); \
+                  time.sleep(600)";
+    t.ok(["run", "-d", "--name", "c", "--memory", "64m", "python", "python3", "-c", script]);
+    let server = view_server(&t).expect("a view server");
+    common::eventually(2, "the server never took the container's listener", || listeners_of(server).len() == 1);
+    // The server stops; this test takes the call off the listener as the server's RECV
+    // would (the call is then the receiver's to answer, and no one else's), and the server
+    // is killed: as if it died inside its RECV, before it noted the call anywhere.
+    kill(Pid::from_raw(server), Signal::SIGSTOP).unwrap();
+    // SAFETY: pidfd_open and pidfd_getfd return new descriptors this test owns, or -1.
+    let listener = unsafe {
+        let pidfd = OwnedFd::from_raw_fd(libc::syscall(libc::SYS_pidfd_open, server, 0) as i32);
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), listeners_of(server)[0], 0) as i32;
+        assert!(fd >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+        OwnedFd::from_raw_fd(fd)
+    };
+    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll of one live pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "the container's sysinfo never came");
+    // SAFETY: all-zero is what NOTIF_RECV requires; the kernel fills it.
+    let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: NOTIF_RECV into `n`, on a listener this test holds.
+    assert_eq!(unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n) }, 0);
+    assert_eq!(n.data.nr, libc::SYS_sysinfo as i32);
+    kill(Pid::from_raw(server), Signal::SIGKILL).unwrap();
+    drop(listener);
+    // The next server finds the caller waiting and has its call made again: the caller gets
+    // its container's numbers.
+    common::eventually(10, "the call the killed server had received was never answered", || {
+        !t.ok(["logs", "c"]).is_empty()
+    });
+    assert_eq!(t.ok(["logs", "c"]), "64\n");
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "c"]);
+    t.assert_clean(&pids);
+    view_gone(&t);
+}
+
 /// A loop device over a file of the test's, detached also when the test fails.
 struct LoopDevice(String);
 

@@ -34,6 +34,9 @@ pub const IN_FLIGHT: usize = 8;
 /// the keeper sent (its container is gone): its place is freed.
 const LEFT_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// When a server looks again for calls waiting with no one to answer them.
+const RESTART_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn ioctl<T>(fd: RawFd, req: libc::Ioctl, arg: &mut T) -> io::Result<()> {
     // SAFETY: `arg` is the struct the request names, valid for the kernel to read and write.
     if unsafe { libc::ioctl(fd, req, arg as *mut T) } == 0 {
@@ -63,6 +66,50 @@ fn reply(listener: RawFd, id: u64, pid: u32, addr: u64, info: &libc::sysinfo) {
         flags: 0,
     };
     let _ = ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp);
+}
+
+/// Makes every sysinfo call waiting in a seccomp user notification start again, so that it
+/// becomes a new notification this server receives. A server killed inside its RECV, after
+/// the kernel handed it a call and before it noted the call in its InFlight place, leaves
+/// that call received and never answered, and nothing names it (its id is known to none).
+/// A caller waits interruptibly; ptrace's interrupt wakes it, and the kernel restarts the
+/// call when it resumes. Waking a caller whose call was not lost costs it one notification
+/// more; one traced by someone else is left alone. Returns how many were woken.
+pub fn restart_waiting_calls() -> usize {
+    let mut woken = 0;
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !p.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        for t in std::fs::read_dir(p.path().join("task")).into_iter().flatten().flatten() {
+            let read = |f: &str| crate::read_kernel_file(t.path().join(f)).unwrap_or_default();
+            // A thread's system call shows there only while it is blocked in it, and
+            // sysinfo blocks nowhere but in the notification.
+            if read("syscall").split(' ').next() != Some(&libc::SYS_sysinfo.to_string()) {
+                continue;
+            }
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<libc::pid_t>().ok()) else { continue };
+            woken += usize::from(restart_call(tid));
+        }
+    }
+    woken
+}
+
+/// Interrupts thread `tid` in its system call and lets it go on (the kernel restarts the
+/// call): seize, interrupt, wait for the stop, detach.
+fn restart_call(tid: libc::pid_t) -> bool {
+    let null = std::ptr::null_mut::<libc::c_void>();
+    // SAFETY: ptrace requests on a thread id, with no memory passed.
+    if unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, null, null) } != 0 {
+        return false;
+    }
+    // SAFETY: as above; the thread is this thread's tracee now.
+    unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, null, null) };
+    let mut status = 0;
+    // SAFETY: waits for this thread's tracee to stop (or end).
+    unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+    // SAFETY: detaching a stopped tracee resumes it; its interrupted call starts again.
+    unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, null, null) == 0 }
 }
 
 /// Lets notification `id` go on to the kernel as if there were no filter.
@@ -201,6 +248,10 @@ pub fn serve(
         });
     };
     listeners.iter().for_each(|l| answer_left(&mut left, l));
+    // Calls a killed predecessor received and noted nowhere, once and again a moment
+    // later (its predecessors are waited for only so long: they may still be exiting).
+    restart_waiting_calls();
+    let mut restart_again = Some(started + RESTART_AGAIN);
     let mut chan = Some(chan);
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(listeners.len() + 1);
@@ -209,10 +260,20 @@ pub fn serve(
         if chan.is_none() && listeners.is_empty() {
             return;
         }
-        let wait = if left.is_empty() { -1 } else { LEFT_FOR.saturating_sub(started.elapsed()).as_millis() as i32 };
+        let until = |t: std::time::Instant| t.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
+        let wait = match (left.is_empty(), restart_again) {
+            (true, None) => -1,
+            (true, Some(t)) => until(t),
+            (false, None) => until(started + LEFT_FOR),
+            (false, Some(t)) => until(t).min(until(started + LEFT_FOR)),
+        };
         // SAFETY: fds is a live array of fds.len() pollfds.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) } < 0 {
             continue;
+        }
+        if restart_again.is_some_and(|t| std::time::Instant::now() >= t) {
+            restart_again = None;
+            restart_waiting_calls();
         }
         if !left.is_empty() && started.elapsed() >= LEFT_FOR {
             for &(i, ..) in &left {
