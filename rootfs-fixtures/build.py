@@ -4,11 +4,14 @@
     build.py busybox OUT   OCI image layout of busybox at OUT/busybox-oci, and the same image
                            as an OCI archive, a docker-save archive and a rootfs tarball
     build.py hostile OUT   hostile layers and broken images at OUT/hostile (see HOSTILE)
-    build.py all OUT       both, and python (below)
+    build.py all OUT       both, and python and debian (below)
     build.py python OUT    OCI image layout at OUT/python-oci: busybox plus Debian's
                            python3.11-minimal and the libraries it needs, unpacked from
                            their packages (a real program no one wrote for podrun),
                            with ctypes for raw system calls
+    build.py debian OUT    OCI image layout at OUT/debian-oci: python's two layers and a
+                           third of Debian's procps, coreutils, util-linux's lscpu and the
+                           libraries they link (see DEBIAN_ROOTS), over busybox's applets
     build.py synthetic OUT a larger OCI image for bench/import.sh: about 200 MB in 20,000
                            files over two layers (not part of `all`)
 
@@ -25,6 +28,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -265,9 +269,10 @@ PYTHON_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libc6", "libg
 PYTHON_PARTS = {"libpython3.11-stdlib": ("usr/lib/python3.11/ctypes/", "usr/lib/python3.11/lib-dynload/_ctypes.")}
 
 
-def debs(packages):
+def debs(packages, sub="python"):
+    """The packages' .deb files, downloaded into $PODRUN_FIXTURE_CACHE/SUB on first use."""
     cache = os.environ.get("PODRUN_FIXTURE_CACHE") or os.path.expanduser("~/.cache/podrun-fixtures")
-    dest = os.path.join(cache, "python")
+    dest = os.path.join(cache, sub)
     os.makedirs(dest, exist_ok=True)
     have = {n.split("_")[0]: n for n in os.listdir(dest) if n.endswith(".deb")}
     missing = [p for p in packages if p not in have]
@@ -279,29 +284,45 @@ def debs(packages):
     return [os.path.join(dest, have[p]) for p in packages]
 
 
+def deb_entries(deb, seen, keep=lambda name, m: True, rename=lambda name: name):
+    """A package's files as layer entries, owned by root, skipping names in `seen` (the
+    first package to bring a path wins) and those `keep` refuses; `rename` may move a path
+    (hard link targets move with it)."""
+    entries = []
+    fs = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(fs)) as tf:
+        for m in tf.getmembers():
+            name = os.path.normpath(m.name).lstrip("/")
+            if name in (".", "") or not keep(name, m):
+                continue
+            name = rename(name)
+            if name in seen:
+                continue
+            seen.add(name)
+            if m.isdir():
+                entries.append(d(name, m.mode))
+            elif m.issym():
+                entries.append(sym(name, m.linkname))
+            elif m.islnk():
+                entries.append(hard(name, rename(os.path.normpath(m.linkname).lstrip("/"))))
+            elif m.isfile():
+                entries.append(f(name, tf.extractfile(m).read(), m.mode))
+    return entries
+
+
 def python_layer():
     """The packages' files as one layer (documentation left out), owned by root."""
     seen, entries = set(), []
     wanted = PYTHON_PACKAGES + list(PYTHON_PARTS)
     for pkg, deb in zip(wanted, debs(wanted)):
         parts = PYTHON_PARTS.get(pkg)
-        fs = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(fs)) as tf:
-            for m in tf.getmembers():
-                name = os.path.normpath(m.name).lstrip("/")
-                if name in (".", "") or name in seen or name.startswith(("usr/share/doc", "usr/share/man", "usr/share/lintian")):
-                    continue
-                if parts and not (name.startswith(parts) or m.isdir() and any(p.startswith(name + "/") for p in parts)):
-                    continue
-                seen.add(name)
-                if m.isdir():
-                    entries.append(d(name, m.mode))
-                elif m.issym():
-                    entries.append(sym(name, m.linkname))
-                elif m.islnk():
-                    entries.append(hard(name, os.path.normpath(m.linkname).lstrip("/")))
-                elif m.isfile():
-                    entries.append(f(name, tf.extractfile(m).read(), m.mode))
+
+        def keep(name, m):
+            if name.startswith(("usr/share/doc", "usr/share/man", "usr/share/lintian")):
+                return False
+            return not parts or name.startswith(parts) or m.isdir() and any(p.startswith(name + "/") for p in parts)
+
+        entries += deb_entries(deb, seen, keep)
     entries.append(sym("usr/bin/python3", "python3.11"))
     return make_tar(entries)
 
@@ -313,6 +334,146 @@ def build_python(out):
     layers = [busybox_layer(tmp), python_layer()]
     os.unlink(os.path.join(tmp, "busybox"))
     oci_layout(os.path.join(tmp, "python-oci"), layers, "python")
+    return tmp
+
+
+# Real Debian programs for looking at a container's resources, for the procview tests and
+# demos: procps (free, top, ps, vmstat, uptime, w, pgrep, ...), GNU coreutils (nproc, df, ...)
+# and util-linux's lscpu, with every library they link that the python layer below does not
+# already have: the closure of the packages' Depends and Pre-Depends, taken from the .debs
+# themselves (the first of alternatives), at the candidate versions as for python. Also
+# dash as /bin/sh, as in Debian: busybox's ash runs its own applet for any name it has one
+# for (ps, top, free, df, nproc, ...) whatever PATH says, so under it these programs would
+# only ever run by their full path. And ncurses-base's terminfo, without which top stops
+# ("terminals database is inaccessible"), also with -b.
+DEBIAN_ROOTS = ["procps", "coreutils", "libsmartcols1", "dash", "ncurses-base"]
+# Of util-linux (5 MB, linking PAM, systemd, udev, blkid, mount, ...) only lscpu, which links
+# libsmartcols1 (a root above) and libc6; util-linux's own Depends are not followed.
+DEBIAN_PARTS = {"util-linux": ("usr/bin/lscpu",)}
+# Dependencies that carry no file these programs load, only what maintainer scripts use,
+# or documentation. check_needed() proves that no library in them is missed.
+DEBIAN_SKIP = {
+    "init-system-helpers",  # procps's: its init script and postinst (no init system here)
+    "debianutils",  # dash's: add-shell for its postinst
+    "dpkg",  # dash's: dpkg-divert for its postinst
+    "gcc-12-base",  # libgcc-s1's: only /usr/share/doc
+}
+DEBIAN_DROP = ("usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info", "usr/share/lintian",
+               "usr/share/bug", "etc/init.d")
+LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib")
+
+
+def dep_names(deb):
+    """The packages a .deb Pre-Depends and Depends on: names only, the first of alternatives."""
+    r = subprocess.run(["dpkg-deb", "-f", deb, "Pre-Depends", "Depends"], capture_output=True, text=True, check=True)
+    out = []
+    for line in r.stdout.splitlines():
+        if ":" in line.split(" ", 1)[0]:
+            line = line.split(":", 1)[1]
+        for dep in line.split(","):
+            name = dep.split("|")[0].split("(")[0].strip().split(":")[0]
+            if name:
+                out.append(name)
+    return out
+
+
+def debian_packages():
+    """DEBIAN_ROOTS and the closure of their dependencies, less DEBIAN_SKIP and the python
+    layer's packages, sorted."""
+    have = set(PYTHON_PACKAGES) | set(DEBIAN_SKIP)
+    found, todo = set(), list(DEBIAN_ROOTS)
+    while todo:
+        todo = sorted(set(todo) - found - have)
+        found |= set(todo)
+        todo = [dep for deb in debs(todo, "debian") for dep in dep_names(deb)]
+    return sorted(found)
+
+
+def elf_needed(data):
+    """DT_NEEDED of an ELF64 little-endian file (from its section headers), None if not ELF."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    secs = [struct.unpack_from("<IIQQQQII", data, shoff + i * shentsize) for i in range(shnum)]
+    needed = []
+    for _, typ, _, _, off, size, link, _ in secs:
+        if typ != 6:  # SHT_DYNAMIC
+            continue
+        strtab = secs[link][4]
+        for j in range(off, off + size, 16):
+            tag, val = struct.unpack_from("<qQ", data, j)
+            if tag == 0:
+                break
+            if tag == 1:  # DT_NEEDED
+                needed.append(data[strtab + val:data.index(b"\0", strtab + val)].decode())
+    return needed
+
+
+def check_needed(entries, lower):
+    """Dies unless every DT_NEEDED of every ELF file in `entries` is a file or link in a
+    library directory of `entries` or of the `lower` layer tars (how ld.so finds them
+    without /etc/ld.so.cache). Returns how many ELF files it looked at."""
+    libs = set()
+    for t in lower:
+        with tarfile.open(fileobj=io.BytesIO(t)) as tf:
+            libs |= {m.name for m in tf.getmembers() if not m.isdir()}
+    libs |= {t.name for t, _ in entries if not t.isdir()}
+    libs = {os.path.basename(n) for n in libs if os.path.dirname(n) in LIB_DIRS}
+    missing, elves = [], 0
+    for t, data in entries:
+        needed = elf_needed(data) if data else None
+        if needed is None:
+            continue
+        elves += 1
+        missing += [f"{t.name}: {n}" for n in needed if n not in libs]
+    if missing:
+        die("the debian layer misses libraries:\n  " + "\n  ".join(missing))
+    return elves
+
+
+def merged_usr(name):
+    """bin/X and sbin/X as usr/bin/X and usr/sbin/X: Debian bookworm's merged /usr, where
+    /bin is a link to usr/bin. (The busybox layer has real /bin and /usr/bin directories.)"""
+    return "usr/" + name if name.startswith(("bin/", "sbin/")) else name
+
+
+def debian_layer(lower):
+    """The packages' files as one layer (documentation, translations and init scripts left
+    out), owned by root, commands in /usr/bin and /usr/sbin with a link to each from /bin
+    and /sbin: so every path to a command, /bin/df or /usr/bin/df, /usr/bin/nproc or
+    /bin/nproc, is the Debian program and no longer a busybox applet link of the layer
+    below (a layer's entry replaces the one of the same path beneath it)."""
+    seen, entries = set(), []
+    wanted = debian_packages() + list(DEBIAN_PARTS)
+    for pkg, deb in zip(wanted, debs(wanted, "debian")):
+        parts = DEBIAN_PARTS.get(pkg)
+
+        def keep(name, m):
+            if name.startswith(DEBIAN_DROP):
+                return False
+            return not parts or name.startswith(parts) or m.isdir() and any(p.startswith(name + "/") for p in parts)
+
+        entries += deb_entries(deb, seen, keep, merged_usr)
+    links = []
+    for t, _ in entries:
+        top, _, rest = t.name.partition("/")
+        if top == "usr" and rest.startswith(("bin/", "sbin/")) and not t.isdir():
+            links.append(sym(rest, "/" + t.name))
+    entries += [d(x) for x in ("bin", "sbin") if x not in seen] + sorted(links, key=lambda e: e[0].name)
+    elves = check_needed(entries, lower)
+    print(f"build.py: debian layer: {', '.join(wanted)}; {elves} ELF files, every DT_NEEDED present")
+    return make_tar(entries)
+
+
+def build_debian(out):
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    layers = [busybox_layer(tmp), python_layer()]
+    layers.append(debian_layer(layers))
+    os.unlink(os.path.join(tmp, "busybox"))
+    oci_layout(os.path.join(tmp, "debian-oci"), layers, "debian")
     return tmp
 
 
@@ -428,11 +589,11 @@ def build_synthetic(out):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("busybox", "hostile", "python", "all", "synthetic"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("busybox", "hostile", "python", "debian", "all", "synthetic"):
         die(__doc__)
     what, out = sys.argv[1], os.path.abspath(sys.argv[2])
     os.makedirs(out, exist_ok=True)
-    builders = {"busybox": build_busybox, "hostile": build_hostile, "python": build_python, "synthetic": build_synthetic}
+    builders = {"busybox": build_busybox, "hostile": build_hostile, "python": build_python, "debian": build_debian, "synthetic": build_synthetic}
     for name, build in builders.items():
         if what != name and (what != "all" or name == "synthetic"):
             continue

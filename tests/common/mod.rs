@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The fixtures built by rootfs-fixtures/build.py (busybox from Debian's package, hostile
-/// layers), built once per test binary into target/.
+/// layers, python and debian from Debian's packages), built once per test binary into
+/// target/ by `build.py all`.
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -32,6 +33,13 @@ pub fn busybox_oci() -> PathBuf {
 /// busybox plus Debian's python3.11-minimal, from its packages.
 pub fn python_oci() -> PathBuf {
     fixtures().join("python/python-oci")
+}
+
+/// python_oci plus real Debian programs that look at resources, from their packages:
+/// procps (free, top, ps, vmstat, uptime, w, pgrep), GNU coreutils (nproc, df: /usr/bin's
+/// and /bin's are GNU's, not busybox's), util-linux's lscpu, and the libraries they link.
+pub fn debian_oci() -> PathBuf {
+    fixtures().join("debian/debian-oci")
 }
 
 pub fn hostile(name: &str) -> PathBuf {
