@@ -308,8 +308,12 @@ fn tty_gives_the_workload_a_terminal_of_its_own() {
     assert_eq!(o.status.code(), Some(3));
     // exec -t into a running container gets a pty from the same devpts.
     t.ok(["run", "-d", "--name", "bg", "busybox", "sleep", "3600"]);
-    let o = run(&format!("{podrun} exec -it bg sh -c 'tty; ps -o comm | grep -c sleep'"), b"");
-    assert_eq!(String::from_utf8_lossy(&o.stdout).replace('\r', "").replace("^@", ""), "/dev/pts/0\n1\n");
+    let o = run(&format!("{podrun} exec -it bg sh -c 'tty; ps -o comm | grep -c sleep; echo $TERM'"), b"");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).replace('\r', "").replace("^@", ""), "/dev/pts/0\n1\nxterm\n");
+    // As docker: TERM=xterm with a terminal (Debian's top exits without it), none without.
+    let o = run(&format!("{podrun} run -it --rm busybox sh -c 'echo $TERM'"), b"");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).replace('\r', "").replace("^@", ""), "xterm\n");
+    assert_eq!(t.ok(["exec", "bg", "sh", "-c", "echo ${TERM-unset}"]), "unset\n");
     let pids = t.known_pids();
     t.ok(["rm", "-f", "bg"]);
     t.assert_clean(&pids);

@@ -782,6 +782,9 @@ pub fn exec_in(
         full_env.retain(|x| x.split('=').next() != Some(key.as_str()));
         full_env.push(e);
     }
+    if tty && !full_env.iter().any(|e| e.starts_with("TERM=")) {
+        full_env.push(crate::spec::TERM.to_owned());
+    }
     process.set_args(Some(command));
     process.set_env(Some(full_env));
     let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;

@@ -208,13 +208,18 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .build()?)
 }
 
+/// What docker sets TERM to for a container with a terminal.
+pub const TERM: &str = "TERM=xterm";
+
 /// Environment: the image's, then -e values, replacing by key; PATH, HOSTNAME and HOME
-/// filled in as docker does.
+/// filled in as docker does, and TERM=xterm with a terminal (without it Debian's top exits
+/// with no word, and less and vi guess).
 fn environment(
     image_env: &[String],
     extra: &[String],
     hostname: &str,
     home: Option<&str>,
+    tty: bool,
 ) -> Result<Vec<String>, SpecError> {
     let mut env: Vec<String> = Vec::new();
     let mut set = |kv: &str| {
@@ -240,6 +245,9 @@ fn environment(
     }
     if !has(&env, "HOME") {
         env.push(format!("HOME={}", home.unwrap_or("/")));
+    }
+    if tty && !has(&env, "TERM") {
+        env.push(TERM.to_owned());
     }
     Ok(env)
 }
@@ -328,7 +336,7 @@ pub fn build(
     let process = ProcessBuilder::default()
         .terminal(opts.tty)
         .args(args)
-        .env(environment(&cfg.env, &opts.env, &opts.hostname, who.home.as_deref())?)
+        .env(environment(&cfg.env, &opts.env, &opts.hostname, who.home.as_deref(), opts.tty)?)
         .cwd(cwd)
         .user(UserBuilder::default().uid(who.uid).gid(who.gid).additional_gids(who.groups.clone()).build()?)
         .capabilities(
@@ -487,10 +495,15 @@ mod tests {
 
     #[test]
     fn environment_overrides_by_key_and_fills_defaults() {
-        let env = environment(&["A=1".into(), "PATH=/bin".into()], &["A=2".into()], "pod", Some("/root")).unwrap();
+        let env =
+            environment(&["A=1".into(), "PATH=/bin".into()], &["A=2".into()], "pod", Some("/root"), false).unwrap();
         assert_eq!(env, vec!["PATH=/bin", "A=2", "HOSTNAME=pod", "HOME=/root"]);
-        let env = environment(&[], &[], "h", None).unwrap();
+        let env = environment(&[], &[], "h", None, false).unwrap();
         assert_eq!(env[0], DEFAULT_PATH);
-        assert!(environment(&[], &["NOVALUE".into()], "h", None).is_err());
+        assert!(environment(&[], &["NOVALUE".into()], "h", None, false).is_err());
+        let env = environment(&[], &[], "h", None, true).unwrap();
+        assert_eq!(env.last().map(String::as_str), Some(TERM), "a terminal's type, as docker sets it");
+        let env = environment(&[], &["TERM=vt100".into()], "h", None, true).unwrap();
+        assert!(env.contains(&"TERM=vt100".to_owned()) && !env.contains(&TERM.to_owned()), "-e wins");
     }
 }
