@@ -15,7 +15,7 @@ echo "nproc $(nproc)"
 python3 -c 'import os; print("python", os.cpu_count(), os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20)'
 top -bn1 | awk '/^MiB Mem/{print "top_mem", $4} /^%Cpu/{print "top_cpu_lines", NR}'
 vmstat | tail -1 | awk '{print "vmstat", $4, $11, $12}'
-lscpu | awk -F: '/^CPU\(s\)/{gsub(/ /, "", $2); print "lscpu", $2}'
+lscpu | awk -F: '/^CPU\(s\)/{gsub(/ /, "", $2); print "lscpu", $2} /^NUMA node0 CPU/{gsub(/ /, "", $2); print "numa0", $2}'
 uptime | sed -n 's/.* up \([^,]*\),.*/uptime \1/p' | tr -s ' ' | sed 's/ min/min/'
 echo "ps_pid1_age $(ps -o etimes= -p 1 | tr -d ' ')"
 echo "proc_uptime $(cut -d' ' -f1 /proc/uptime)"
@@ -48,6 +48,10 @@ fn assert_limited(out: &str, what: &str) {
     assert_eq!((num(&f, "python", 0), num(&f, "python", 1)), (1.0, 256.0), "{what}: Python\n{out}");
     assert_eq!(num(&f, "top_mem", 0), 256.0, "{what}: top's MiB Mem total\n{out}");
     assert_eq!(num(&f, "lscpu", 0), 1.0, "{what}: lscpu's CPU(s)\n{out}");
+    // Where the host has NUMA nodes, node 0 holds the container's CPUs, not the host's.
+    if std::path::Path::new("/sys/devices/system/node/node0/cpumap").exists() {
+        assert_eq!(num(&f, "numa0", 0), 0.0, "{what}: lscpu's NUMA node0 CPU(s)\n{out}");
+    }
     // vmstat's free memory is free's (the same moment, give or take a MiB); interrupts and
     // context switches are no cgroup's, so 0, not the host's totals.
     assert!((num(&f, "vmstat", 0) - num(&f, "free", 1)).abs() < 1024.0, "{what}: vmstat free against free\n{out}");

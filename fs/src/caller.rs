@@ -213,10 +213,12 @@ pub enum ViewFile {
     CpuPresent,
     CpuPossible,
     Vmstat,
+    NodeCpumap,
+    NodeCpulist,
 }
 
 impl ViewFile {
-    pub const ALL: [ViewFile; 14] = [
+    pub const ALL: [ViewFile; 16] = [
         ViewFile::Meminfo,
         ViewFile::Cpuinfo,
         ViewFile::Uptime,
@@ -231,6 +233,8 @@ impl ViewFile {
         ViewFile::CpuPresent,
         ViewFile::CpuPossible,
         ViewFile::Vmstat,
+        ViewFile::NodeCpumap,
+        ViewFile::NodeCpulist,
     ];
 
     pub fn name(self) -> &'static str {
@@ -249,6 +253,8 @@ impl ViewFile {
             ViewFile::CpuPresent => "present",
             ViewFile::CpuPossible => "possible",
             ViewFile::Vmstat => "vmstat",
+            ViewFile::NodeCpumap => "node0-cpumap",
+            ViewFile::NodeCpulist => "node0-cpulist",
         }
     }
 
@@ -269,6 +275,8 @@ impl ViewFile {
             ViewFile::CpuPresent => "/sys/devices/system/cpu/present",
             ViewFile::CpuPossible => "/sys/devices/system/cpu/possible",
             ViewFile::Vmstat => "/proc/vmstat",
+            ViewFile::NodeCpumap => NODE0_CPUMAP,
+            ViewFile::NodeCpulist => "/sys/devices/system/node/node0/cpulist",
         }
     }
 }
@@ -284,10 +292,14 @@ impl ViewFile {
             ViewFile::PressureCpu | ViewFile::PressureMemory | ViewFile::PressureIo => {
                 roots.pressure().is_some() && std::path::Path::new("/proc/pressure/cpu").exists()
             }
+            // lscpu's "NUMA node0 CPU(s)". Other nodes of a NUMA host keep theirs.
+            ViewFile::NodeCpumap | ViewFile::NodeCpulist => std::path::Path::new(NODE0_CPUMAP).exists(),
             _ => true,
         }
     }
 }
+
+const NODE0_CPUMAP: &str = "/sys/devices/system/node/node0/cpumap";
 
 /// Clock ticks per second of /proc/<pid>/stat's times.
 fn ticks_per_second() -> u64 {
@@ -432,7 +444,10 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
     match file {
         ViewFile::Meminfo => meminfo::render_meminfo(&host_file("/proc/meminfo"), &mem()),
         ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo"), cpus()),
-        ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible => cpu::render_online(cpus()),
+        ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible | ViewFile::NodeCpulist => {
+            cpu::render_online(cpus())
+        }
+        ViewFile::NodeCpumap => cpu::render_cpumap(&host_file(NODE0_CPUMAP), cpus()),
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
         ViewFile::Diskstats => {
             let host = crate::read_kernel_file("/proc/diskstats").unwrap_or_default();

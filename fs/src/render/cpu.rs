@@ -10,6 +10,30 @@ pub fn render_online(count: usize) -> String {
     }
 }
 
+/// A CPU mask as the kernel prints one (node0/cpumap): the host's text's shape (its hex
+/// digits, in comma-separated groups) with the low `count` bits set: "3" for 2 of 2
+/// CPUs, "00000000,00000003" for 2 of 64.
+pub fn render_cpumap(host: &str, count: usize) -> String {
+    let host = host.trim();
+    let digits = host.chars().filter(|c| *c != ',').count().max(1);
+    // The mask's hex digits, lowest last: full 'f's, then the partial one.
+    let mut hex: Vec<char> = vec!['0'; digits];
+    for (i, d) in hex.iter_mut().rev().enumerate() {
+        let bits = count.saturating_sub(i * 4).min(4);
+        *d = char::from_digit((1u32 << bits) - 1, 16).unwrap_or('0');
+    }
+    let mut out = String::with_capacity(host.len() + 1);
+    let mut it = hex.into_iter();
+    for c in host.chars() {
+        match c {
+            ',' => out.push(','),
+            _ => out.extend(it.next()),
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// Keeps the first `count` processor blocks of the host's /proc/cpuinfo, numbered 0..count.
 pub fn render_cpuinfo(host: &str, count: usize) -> String {
     let mut out = String::with_capacity(host.len());
@@ -30,6 +54,15 @@ pub fn render_cpuinfo(host: &str, count: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpumap_has_the_view_cpus_in_the_hosts_shape() {
+        assert_eq!(render_cpumap("3\n", 1), "1\n");
+        assert_eq!(render_cpumap("3\n", 2), "3\n");
+        assert_eq!(render_cpumap("ff\n", 5), "1f\n");
+        assert_eq!(render_cpumap("ffffffff,ffffffff\n", 2), "00000000,00000003\n");
+        assert_eq!(render_cpumap("ffffffff,ffffffff\n", 36), "0000000f,ffffffff\n");
+    }
 
     #[test]
     fn online_lists_the_view_cpus() {
