@@ -171,9 +171,9 @@ fn io_stat(roots: &CgroupRoots, groups: &Cgroups) -> String {
 }
 
 /// The cgroup's threads by state, counted at most once per FRESH (each is a file read).
-fn tasks(list: &crate::load::TaskList) -> uptime::Tasks {
-    static TASKS: Recent<uptime::Tasks> = Recent::new();
-    TASKS.get(&list.dir.to_string_lossy(), || crate::load::tasks_now(list))
+fn tasks(list: &crate::load::TaskList, reader: u32) -> uptime::Tasks {
+    static STATES: Recent<std::sync::Arc<crate::load::States>> = Recent::new();
+    STATES.get(&list.dir.to_string_lossy(), || std::sync::Arc::new(crate::load::States::of(list))).seen_by(reader)
 }
 
 /// CPU time used by the cgroup (and its descendants): (user, system) in microseconds.
@@ -471,7 +471,7 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
         ViewFile::Loadavg => {
             let host = host_file("/proc/loadavg");
             let list = task_list(roots, &groups);
-            let now = list.as_ref().map(tasks).unwrap_or_default();
+            let now = list.as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
             let load = list.map(|l| loads.read(l)).unwrap_or_default();
             crate::load::render_loadavg(&host, &load, now)
         }
@@ -481,7 +481,7 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
             let key = format!("{:?}{:?}", groups.v2, groups.v1_path("cpuacct"));
             let (user, system) = USAGE.get(&key, || cpu_usage(roots, &groups));
             let up = container_uptime(pid);
-            let now = task_list(roots, &groups).as_ref().map(tasks).unwrap_or_default();
+            let now = task_list(roots, &groups).as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
             uptime::render_stat(&host, cpus(), user, system, up, ticks_per_second(), now)
         }
         ViewFile::Swaps => meminfo::render_swaps(&host_file("/proc/swaps"), &mem()),

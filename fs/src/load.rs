@@ -7,7 +7,7 @@
 //! from 0.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -128,7 +128,7 @@ impl Loads {
             map.keys().cloned().collect()
         };
         for list in lists {
-            let (active, running, total) = count(&list.dir, list.file);
+            let (active, running, total) = States::of(&list).counts();
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(t) = map.get_mut(&list) {
                 t.load = next(t.load, active, running, total);
@@ -146,7 +146,7 @@ impl Loads {
     pub fn read(&self, list: TaskList) -> Load {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let t = map.entry(list.clone()).or_insert_with(|| {
-            let (_, running, total) = count(&list.dir, list.file);
+            let (_, running, total) = States::of(&list).counts();
             let avg = self.kept.and_then(|k| k.get(&list)).unwrap_or_default();
             Tracked { load: Load { avg, running, total }, read: Instant::now() }
         });
@@ -169,38 +169,52 @@ pub fn next(prev: Load, active: usize, running: usize, total: usize) -> Load {
     Load { avg, running, total }
 }
 
-/// The threads of `list` now (its descendants included), with the reader counted as
-/// running: the kernel's own files count the process that reads them, which is running as
-/// it reads, while the view's reader sleeps in its request meanwhile.
-pub fn tasks_now(list: &TaskList) -> Tasks {
-    let (active, running, total) = count(&list.dir, list.file);
-    Tasks { running: running + 1, blocked: active - running, total: total.max(1) }
+/// The threads of a cgroup and its descendants: those running, those blocked (D), and
+/// how many there are.
+#[derive(Clone, Debug, Default)]
+pub struct States {
+    running: Vec<u32>,
+    blocked: Vec<u32>,
+    total: usize,
 }
 
-/// (runnable or uninterruptible, running, all) threads of the cgroup and its descendants.
-fn count(dir: &Path, file: &str) -> (usize, usize, usize) {
-    let (mut active, mut running, mut total) = (0, 0, 0);
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(d) = dirs.pop() {
-        for tid in crate::read_kernel_file(d.join(file)).unwrap_or_default().lines() {
-            total += 1;
-            let stat = crate::read_kernel_file(format!("/proc/{}/stat", tid.trim())).unwrap_or_default();
-            match stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()) {
-                Some('R') => {
-                    running += 1;
-                    active += 1;
+impl States {
+    /// The threads of `list` now.
+    pub fn of(list: &TaskList) -> States {
+        let mut s = States::default();
+        let mut dirs = vec![list.dir.clone()];
+        while let Some(d) = dirs.pop() {
+            for tid in crate::read_kernel_file(d.join(list.file)).unwrap_or_default().lines() {
+                let Ok(tid) = tid.trim().parse::<u32>() else { continue };
+                s.total += 1;
+                let stat = crate::read_kernel_file(format!("/proc/{tid}/stat")).unwrap_or_default();
+                match stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()) {
+                    Some('R') => s.running.push(tid),
+                    Some('D') => s.blocked.push(tid),
+                    _ => {}
                 }
-                Some('D') => active += 1,
-                _ => {}
+            }
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
             }
         }
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(e.path());
-            }
-        }
+        s
     }
-    (active, running, total)
+
+    /// The counts as the kernel's own files give them to `reader` (a thread id): it runs as
+    /// it reads. The view's reader waits in its request meanwhile, asleep, or caught
+    /// running on its way there: either way it is counted once, as running.
+    pub fn seen_by(&self, reader: u32) -> Tasks {
+        let others = |v: &[u32]| v.iter().filter(|&&t| t != reader).count();
+        Tasks { running: others(&self.running) + 1, blocked: others(&self.blocked), total: self.total.max(1) }
+    }
+
+    /// (runnable or uninterruptible, running, all), as calc_load counts them.
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.running.len() + self.blocked.len(), self.running.len(), self.total)
+    }
 }
 
 /// /proc/loadavg: the averages, running/total tasks, and the host's last pid field.
@@ -236,6 +250,14 @@ mod tests {
             kept.put(&list(&format!("/c{i}")), [1.0; 3]);
         }
         assert_eq!(kept.get(&list("/b")), Some([2.0, 1.0, 0.5]));
+    }
+
+    #[test]
+    fn the_reader_counts_once_as_running_whatever_state_it_was_seen_in() {
+        let s = States { running: vec![7, 9], blocked: vec![8], total: 5 };
+        assert_eq!(s.seen_by(9), Tasks { running: 2, blocked: 1, total: 5 }, "caught running on its way");
+        assert_eq!(s.seen_by(8), Tasks { running: 3, blocked: 0, total: 5 }, "waiting in its request");
+        assert_eq!(s.seen_by(1), Tasks { running: 3, blocked: 1, total: 5 }, "asleep, not listed");
     }
 
     #[test]
