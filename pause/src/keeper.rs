@@ -134,6 +134,9 @@ struct Agent {
     standby: i32,
     standby_pid: i32,
     orphan: i32,
+    /// At a takeover: the process group of the view's processes before this keeper, to
+    /// kill once this keeper has its standby (succession::end_orphan).
+    old_group: usize,
 }
 
 #[repr(C)]
@@ -202,6 +205,7 @@ unsafe fn main(sp: *const usize) -> ! {
         (*a).standby = -1;
         (*a).standby_pid = 0;
         (*a).orphan = -1;
+        (*a).old_group = 0;
         &mut *a
     };
     if succession::adopt(agent) {

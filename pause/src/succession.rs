@@ -84,20 +84,23 @@ fn record() {
 }
 
 /// A keeper that takes over ends every process of the view before it: it moves to a
-/// process group of its own and kills the old one (the view's processes are alone in
-/// theirs: podrun's setsid). So no earlier server serves beside the one it starts, whose
-/// stores and answers would then disagree with its own: also one the dead keeper started
-/// and did not yet tell its standby of, and one left serving without keepers. (The
-/// standby and every server hold what the new keeper needs, so nothing is lost by it.)
-fn end_old_group() {
-    // SAFETY: getpgid, setpgid and kill with integer arguments.
-    unsafe {
+/// process group of its own, and (end_orphan) kills the old one (the view's processes are
+/// alone in theirs: podrun's setsid). So no earlier server serves beside the one it
+/// starts, whose stores and answers would then disagree with its own: also one the dead
+/// keeper started and did not yet tell its standby of, and one left serving without
+/// keepers. (The standby and every server hold what the new keeper needs, so nothing is
+/// lost by it.) Returns the old group, 0 if this process could not leave it.
+fn leave_old_group() -> usize {
+    // SAFETY: getpgid and setpgid with integer arguments.
+    let old = unsafe {
         let old = syscall4(SYS_GETPGID, 0, 0, 0, 0);
-        if old > 0 && syscall4(SYS_SETPGID, 0, 0, 0, 0) == 0 {
-            syscall4(SYS_KILL, (-old) as usize, SIGKILL, 0, 0);
+        match old > 0 && syscall4(SYS_SETPGID, 0, 0, 0, 0) == 0 {
+            true => old as usize,
+            false => 0,
         }
-    }
+    };
     record();
+    old
 }
 
 /// take_lock, tried for 100 ms: podrun looks whether a keeper holds the lock by taking it
@@ -181,7 +184,7 @@ pub fn adopt(agent: &mut Agent) -> bool {
         reserve();
         return false;
     }
-    end_old_group();
+    agent.old_group = leave_old_group();
     // SAFETY: the copy above the reserved places is ours, close-on-exec.
     agent.orphan = unsafe { syscall4(SYS_FCNTL, ENDS, F_DUPFD_CLOEXEC, KEEPER_EXE + 2, 0) } as i32;
     close(ENDS as i32);
@@ -189,10 +192,16 @@ pub fn adopt(agent: &mut Agent) -> bool {
     true
 }
 
-/// Ends the server an earlier keeper left (adopt), once this keeper has its standby: until
-/// then that server is the only other holder of the view. Its exit is then awaited (the
-/// orphan's pidfd in Agent::wait) to have the kernel resend what it had read.
+/// Ends the view's processes before this keeper (adopt), once this keeper has its standby,
+/// forked in its new group: until then they are the only other holders of the view (a
+/// keeper killed with the old server before its standby existed ended the view, seen under
+/// a loaded CI run). The orphan server's exit is then awaited (its pidfd in Agent::wait)
+/// to have the kernel resend what it had read.
 pub fn end_orphan(agent: &Agent) {
+    if agent.old_group > 0 {
+        // SAFETY: kill of a process group, with integer arguments.
+        unsafe { syscall4(SYS_KILL, (agent.old_group as isize).wrapping_neg() as usize, SIGKILL, 0, 0) };
+    }
     if agent.orphan >= 0 {
         // SAFETY: pidfd_send_signal on a pidfd we hold.
         unsafe { syscall4(SYS_PIDFD_SEND_SIGNAL, agent.orphan as usize, SIGKILL, 0, 0) };
