@@ -358,9 +358,10 @@ impl ProcView {
         self.handles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Puts a reader's fresh `text` into `node`'s page cache, unless a store is under way
-    /// or another descriptor than the reader's reads through the cache (a store under a
-    /// reader could change the text it is copying).
+    /// Puts a reader's fresh `text` into `node`'s page cache, unless a store is under way,
+    /// another descriptor than the reader's is open on the inode (a store under a reader
+    /// could change the text it is copying), or the text is longer and the cached one
+    /// younger than REFRESH_AFTER (the asker may be at its end: Node::stored).
     fn refresh(&self, fd: RawFd, node: u64, text: &[u8]) {
         let shrinks = {
             let mut nodes = self.nodes();
@@ -429,9 +430,10 @@ fn node_file(node: u64) -> Option<ViewFile> {
 const STORE_WAIT: Duration = Duration::from_secs(1);
 
 /// How old a cached text must be before a reader that asks for its size gets a fresh one
-/// that is longer (Node::stored). A reader takes a few milliseconds from its open to its last read (up
-/// to 62 ms measured under 9 readers in the single-CPU guest); procps reads again after
-/// a second by default (top -d 0.1 at the least, which then sees a text up to this old).
+/// that is longer (Node::stored). A reader takes a few milliseconds from its open to its
+/// last read (up to 62 ms measured under 9 readers in the single-CPU guest); procps reads
+/// again after a second by default (top -d 0.1 at the least, which then sees a text up to
+/// this old).
 const REFRESH_AFTER: Duration = Duration::from_millis(250);
 
 /// Seconds the kernel may keep the root directory's attributes: they never change.
