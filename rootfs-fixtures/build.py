@@ -327,13 +327,17 @@ def python_layer():
     return make_tar(entries)
 
 
-def build_python(out):
+def build_python(out, name="python", more=None):
+    """busybox and python's layers, and the layer `more` makes over them if given, as an
+    OCI image layout at OUT/NAME-oci."""
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     layers = [busybox_layer(tmp), python_layer()]
+    if more:
+        layers.append(more(layers))
     os.unlink(os.path.join(tmp, "busybox"))
-    oci_layout(os.path.join(tmp, "python-oci"), layers, "python")
+    oci_layout(os.path.join(tmp, f"{name}-oci"), layers, name)
     return tmp
 
 
@@ -467,14 +471,7 @@ def debian_layer(lower):
 
 
 def build_debian(out):
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    layers = [busybox_layer(tmp), python_layer()]
-    layers.append(debian_layer(layers))
-    os.unlink(os.path.join(tmp, "busybox"))
-    oci_layout(os.path.join(tmp, "debian-oci"), layers, "debian")
-    return tmp
+    return build_python(out, "debian", debian_layer)
 
 
 def build_busybox(out):

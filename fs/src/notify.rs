@@ -74,9 +74,8 @@ fn reply(listener: RawFd, id: u64, pid: u32, addr: u64, info: &libc::sysinfo) {
 /// that call received and never answered, and nothing names it (its id is known to none).
 /// A caller waits interruptibly; ptrace's interrupt wakes it, and the kernel restarts the
 /// call when it resumes. Waking a caller whose call was not lost costs it one notification
-/// more; one traced by someone else is left alone. Returns how many were woken.
-pub fn restart_waiting_calls() -> usize {
-    let mut woken = 0;
+/// more; one traced by someone else is left alone.
+pub fn restart_waiting_calls() {
     for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         if !p.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit) {
             continue;
@@ -89,19 +88,18 @@ pub fn restart_waiting_calls() -> usize {
                 continue;
             }
             let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<libc::pid_t>().ok()) else { continue };
-            woken += usize::from(restart_call(tid));
+            restart_call(tid);
         }
     }
-    woken
 }
 
 /// Interrupts thread `tid` in its system call and lets it go on (the kernel restarts the
 /// call): seize, interrupt, wait for the stop, detach.
-fn restart_call(tid: libc::pid_t) -> bool {
+fn restart_call(tid: libc::pid_t) {
     let null = std::ptr::null_mut::<libc::c_void>();
     // SAFETY: ptrace requests on a thread id, with no memory passed.
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid, null, null) } != 0 {
-        return false;
+        return;
     }
     // SAFETY: as above; the thread is this thread's tracee now.
     unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid, null, null) };
@@ -109,7 +107,7 @@ fn restart_call(tid: libc::pid_t) -> bool {
     // SAFETY: waits for this thread's tracee to stop (or end).
     unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
     // SAFETY: detaching a stopped tracee resumes it; its interrupted call starts again.
-    unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, null, null) == 0 }
+    unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, null, null) };
 }
 
 /// Lets notification `id` go on to the kernel as if there were no filter.
@@ -260,13 +258,9 @@ pub fn serve(
         if chan.is_none() && listeners.is_empty() {
             return;
         }
-        let until = |t: std::time::Instant| t.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
-        let wait = match (left.is_empty(), restart_again) {
-            (true, None) => -1,
-            (true, Some(t)) => until(t),
-            (false, None) => until(started + LEFT_FOR),
-            (false, Some(t)) => until(t).min(until(started + LEFT_FOR)),
-        };
+        // Until the next of: the second look for waiting calls, the end of the left calls.
+        let next = [restart_again, (!left.is_empty()).then_some(started + LEFT_FOR)].into_iter().flatten().min();
+        let wait = next.map_or(-1, |t| t.saturating_duration_since(std::time::Instant::now()).as_millis() as i32);
         // SAFETY: fds is a live array of fds.len() pollfds.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) } < 0 {
             continue;
