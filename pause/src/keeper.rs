@@ -19,7 +19,8 @@
 //!   listeners to (the agent); fd 5: the memory servers share (a memfd); fd 6: the server's
 //!   binary; fd 7: the view's lock file (`<root>/procview.active`), open read-write;
 //! - when it takes over from keepers that died (succession.rs): fd 8, a pidfd of the
-//!   server to end, and the listeners, open at any other places.
+//!   server to end, and the listeners, open at any other places; and when its standby
+//!   forked it, fd 10, the channel to that standby.
 //!
 //! A server is started with fd 3 and fd 5 as they are, its channel from the keeper at fd 4
 //! (every listener held is sent there at once, later ones as they come), fd 6, fd 7 (a lock
@@ -28,9 +29,9 @@
 //! (the new one has the kernel resend what the dead one had read).
 //!
 //! No process of the view is a single point of failure (succession.rs): this keeper, a
-//! standby keeper it forks (`podrun:[backup]`) and the server each hold the connection
-//! and every listener, and whichever of them is left when the others are killed starts
-//! the rest again.
+//! standby keeper (`podrun:[backup]`) and the server each hold the connection and every
+//! listener, and whichever of them is left when the others are killed starts the rest
+//! again.
 
 #![no_std]
 #![no_main]
@@ -62,6 +63,8 @@ const LOCK: usize = 7;
 const ENDS: usize = 8;
 /// The keeper's own binary, for a standby to exec and for the server to start a keeper.
 const KEEPER_EXE: usize = 9;
+/// At start, in a keeper its standby forked: the channel to that standby.
+const STANDBY: usize = 10;
 /// In the server: the agent's socket (for a keeper it starts).
 const SERVER_AGENT: usize = 10;
 
@@ -134,9 +137,6 @@ struct Agent {
     standby: i32,
     standby_pid: i32,
     orphan: i32,
-    /// At a takeover: the process group of the view's processes before this keeper, to
-    /// kill once this keeper has its standby (succession::end_orphan).
-    old_group: usize,
 }
 
 #[repr(C)]
@@ -191,6 +191,7 @@ unsafe fn main(sp: *const usize) -> ! {
     if !succession::take_lock() {
         exit(0);
     }
+    succession::record();
     succession::open_own_binary();
     // Not zeroed (that would call memset, which we do not have): only entries below `len`
     // are read.
@@ -205,7 +206,6 @@ unsafe fn main(sp: *const usize) -> ! {
         (*a).standby = -1;
         (*a).standby_pid = 0;
         (*a).orphan = -1;
-        (*a).old_group = 0;
         &mut *a
     };
     if succession::adopt(agent) {
@@ -239,10 +239,14 @@ unsafe fn main(sp: *const usize) -> ! {
         }
         agent.to_server = pair[0];
         agent.server = pid as i32;
+        // The standby learns of the server before it may run (start_server waits for GO):
+        // a server this keeper dies before telling of never runs, so a standby taking over
+        // ends every server there is.
+        agent.tell_standby_server();
+        send_byte(pair[0], GO);
         for i in 0..agent.listeners.len {
             send_fd(pair[0], agent.listeners.fd[i], 0);
         }
-        agent.tell_standby_server();
         let end = watch(pid as i32, agent, argv, envp);
         close(pair[0]);
         agent.to_server = -1;
@@ -268,12 +272,22 @@ unsafe fn main(sp: *const usize) -> ! {
     }
 }
 
-/// In the forked child: the channel at fd 4, the connection and shared memory kept, then
-/// the server's binary.
+/// The keeper's first message to a server it forked: run (the standby knows of it).
+const GO: u8 = b'G';
+
+/// In the forked child: once the keeper says GO on `chan` (its death first: this child
+/// ends), the channel at fd 4, the connection and shared memory kept, then the server's
+/// binary.
 ///
 /// # Safety
 /// `argv` and `envp` are NULL-terminated vectors of NUL-terminated strings.
 unsafe fn start_server(chan: i32, argv: *const *const u8, envp: *const *const u8) -> ! {
+    let mut go = 0u8;
+    // SAFETY: read of one byte of a message into a live byte.
+    if unsafe { syscall4(SYS_READ, chan as usize, &mut go as *mut u8 as usize, 1, 0) } != 1 || go != GO {
+        // (Never seen by a live keeper, which would try again.)
+        exit(CANNOT_EXEC as usize);
+    }
     // SAFETY: dup2 and fcntl on descriptors; execveat with the vectors given.
     unsafe {
         // The agent's socket moves up first: the channel takes its place.
@@ -466,6 +480,14 @@ fn send_fd(chan: i32, fd: i32, tag: u8) {
     control[2] = fd as u32 as u64;
     // msghdr: name, namelen, iov, iovlen, control, controllen, flags.
     let msg: [usize; 7] = [0, 0, iov.as_ptr() as usize, 1, control.as_ptr() as usize, 24, 0];
+    // SAFETY: msg and what it points at live across the call.
+    unsafe { syscall4(SYS_SENDMSG, chan as usize, msg.as_ptr() as usize, MSG_NOSIGNAL, 0) };
+}
+
+/// Sends a message of one byte, `tag`, and no descriptor.
+fn send_byte(chan: i32, tag: u8) {
+    let iov = [&tag as *const u8 as usize, 1];
+    let msg: [usize; 7] = [0, 0, iov.as_ptr() as usize, 1, 0, 0, 0];
     // SAFETY: msg and what it points at live across the call.
     unsafe { syscall4(SYS_SENDMSG, chan as usize, msg.as_ptr() as usize, MSG_NOSIGNAL, 0) };
 }

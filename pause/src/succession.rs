@@ -2,33 +2,46 @@
 //! Part of podrun-keeper (keeper.rs); no std, no libc.
 //!
 //! ```text
-//! podrun:[keeper]     active: holds the lock (flock of <root>/procview.active)
-//!   ├─ podrun:[backup] a fork: the same connection, listeners, sockets; told each new
-//!   │                   listener and the server's pidfd; becomes the active keeper
-//!   │                   when the keeper dies
-//!   └─ podrun:[view]    the server: also holds the connection and every listener; starts
-//!                       a keeper when both keepers are gone (podrun_procfs::server)
+//! podrun:[backup]      the standby: holds the same connection, listeners, sockets; told
+//!   │                   each new listener and the server's pidfd; when the keeper dies,
+//!   │                   forks the next keeper, and stays the standby
+//!   └─ podrun:[keeper]  active: holds the lock (flock of <root>/procview.active)
+//!        └─ podrun:[view] the server: also holds the connection and every listener;
+//!                         starts a keeper when both keepers are gone (podrun_procfs::server)
 //! ```
-//! Each of the three holds everything a container's view needs (the /dev/fuse connection,
-//! every container's seccomp listener, the agent's socket, the shared memory), so killing
-//! any one or two of them, in any order, loses nothing:
+//! (The first keeper, which podrun starts, is the parent of its first standby; from the
+//! first takeover on, the standby is the parent of the keepers.) Each of the three holds
+//! everything a container's view needs (the /dev/fuse connection, every container's
+//! seccomp listener, the agent's socket, the shared memory), so killing any one or two of
+//! them, in any order, loses nothing:
 //! - the server dies: the active keeper starts another (keeper.rs);
-//! - the keeper dies: its standby sees the channel hang up, takes the lock and execs
-//!   itself as the active keeper (a fresh stack, however many times this happens), which
-//!   forks a standby, ends the old server (a pidfd the keeper sent) and starts its own;
+//! - the keeper dies: its standby sees the channel hang up, takes the lock, forks the next
+//!   keeper (which execs the keeper's binary afresh, with the lock and a channel back to
+//!   this standby), and ends the old server (a pidfd the keeper sent); the new keeper
+//!   starts its own. The standby never stops being the standby, so killing the keeper and
+//!   the server, again and again and however fast, never leaves a single holder that a
+//!   next kill of "the keeper and the server" would take (a loaded CI run did that when
+//!   the standby became the keeper itself and forked a standby of its own only later);
 //! - the standby dies: the keeper forks another;
 //! - both keepers die: the server, left without a channel, starts a keeper (with its
 //!   listeners, its fork's copies), which forks a standby, ends it and starts its own.
 //!
-//! Between a death and its successor's start, one process holds everything for a few
-//! milliseconds (an exec, a fork); a kill of it then, too, ends the view.
+//! Between a death and its successor's start, the two left hold everything for a few
+//! milliseconds (a fork, an exec: longer on a loaded machine); killing both of them then
+//! ends the view.
+//!
+//! A keeper tells its standby of each server before the server may run (keeper.rs,
+//! start_server), so no server the standby does not know of serves beside the next
+//! keeper's, whose stores and answers would disagree with its own.
 //!
 //! Which keeper is active is the kernel's word: the holder of the lock, which it loses
-//! only by dying. The lock file says who holds it (`PID PGID`), for podrun.
+//! only by dying. The lock file says who holds it (`PID PGID`), for podrun. Every process
+//! of the view stays in the process group podrun's setsid made, which podrun kills to
+//! stop the view.
 
 use crate::rt::*;
 use crate::{close, is_listener, path, receive_tagged, Agent, PollFd};
-use crate::{AGENT, ENDS, FUSE, KEEPER_EXE, LOCK, POLLERR, POLLHUP, POLLIN, POLLNVAL, SERVER_EXE, SHARED};
+use crate::{AGENT, ENDS, FUSE, KEEPER_EXE, LOCK, POLLERR, POLLHUP, POLLIN, POLLNVAL, SERVER_EXE, SHARED, STANDBY};
 // The numbers keeper.rs defines too.
 use crate::{AF_UNIX, O_CLOEXEC, SOCK_CLOEXEC, SOCK_SEQPACKET, SYS_DUP2, SYS_FORK, SYS_OPEN, SYS_POLL, SYS_SOCKETPAIR};
 
@@ -41,8 +54,6 @@ const SYS_GETPID: usize = 39;
 const SYS_FLOCK: usize = 73;
 const SYS_FTRUNCATE: usize = 77;
 const SYS_GETPGID: usize = 121;
-const SYS_SETPGID: usize = 109;
-const SYS_KILL: usize = 62;
 const SYS_DUP3: usize = 292;
 const SYS_PIDFD_SEND_SIGNAL: usize = 424;
 const SYS_PIDFD_OPEN: usize = 434;
@@ -57,50 +68,29 @@ const SIGKILL: usize = 9;
 /// LISTENERS_MAX of them, above its own few and the connections waiting.
 const FD_SCAN: usize = 1200;
 
-/// Takes the view's lock if no other keeper holds it, and records this process in it.
+/// Takes the view's lock (on this process's description) if no other keeper holds it.
 pub fn take_lock() -> bool {
     // SAFETY: flock of our descriptor.
-    if unsafe { syscall4(SYS_FLOCK, LOCK, LOCK_EX | LOCK_NB, 0, 0) } != 0 {
-        return false;
-    }
-    record();
-    true
+    unsafe { syscall4(SYS_FLOCK, LOCK, LOCK_EX | LOCK_NB, 0, 0) == 0 }
 }
 
-/// Writes `PID PGID` of this process into the lock file (the keeper holds the lock).
-fn record() {
-    let mut text = [0u8; 48];
+/// Writes `PID PGID` of this process into the lock file (the active keeper, which holds
+/// the lock), padded to a fixed length: written over the last record, never truncated
+/// first, so a reader never sees an empty file.
+pub fn record() {
+    const LEN: usize = 32;
+    let mut text = [b' '; LEN];
     // SAFETY: getpid and getpgid(0) have no pointer arguments.
     let (pid, pgid) = unsafe { (syscall4(SYS_GETPID, 0, 0, 0, 0), syscall4(SYS_GETPGID, 0, 0, 0, 0)) };
-    let mut at = crate::put_number(&mut text, 0, pid as u64);
-    text[at] = b' ';
-    at = crate::put_number(&mut text, at + 1, pgid as u64);
-    text[at] = b'\n';
-    // SAFETY: ftruncate and pwrite of our descriptor, from a live buffer.
+    let at = crate::put_number(&mut text, 0, pid as u64);
+    crate::put_number(&mut text, at + 1, pgid as u64);
+    text[LEN - 1] = b'\n';
+    // SAFETY: pwrite of our descriptor from a live buffer, then ftruncate to its length
+    // (podrun's first record may be longer than nothing, never longer than LEN).
     unsafe {
-        syscall4(SYS_FTRUNCATE, LOCK, 0, 0, 0);
-        syscall4(SYS_PWRITE64, LOCK, text.as_ptr() as usize, at + 1, 0);
+        syscall4(SYS_PWRITE64, LOCK, text.as_ptr() as usize, LEN, 0);
+        syscall4(SYS_FTRUNCATE, LOCK, LEN, 0, 0);
     }
-}
-
-/// A keeper that takes over ends every process of the view before it: it moves to a
-/// process group of its own, and (end_orphan) kills the old one (the view's processes are
-/// alone in theirs: podrun's setsid). So no earlier server serves beside the one it
-/// starts, whose stores and answers would then disagree with its own: also one the dead
-/// keeper started and did not yet tell its standby of, and one left serving without
-/// keepers. (The standby and every server hold what the new keeper needs, so nothing is
-/// lost by it.) Returns the old group, 0 if this process could not leave it.
-fn leave_old_group() -> usize {
-    // SAFETY: getpgid and setpgid with integer arguments.
-    let old = unsafe {
-        let old = syscall4(SYS_GETPGID, 0, 0, 0, 0);
-        match old > 0 && syscall4(SYS_SETPGID, 0, 0, 0, 0) == 0 {
-            true => old as usize,
-            false => 0,
-        }
-    };
-    record();
-    old
 }
 
 /// take_lock, tried for 100 ms: podrun looks whether a keeper holds the lock by taking it
@@ -153,11 +143,14 @@ fn fuse_gone() -> bool {
     p.revents & POLLERR != 0
 }
 
-/// Holds ENDS in every keeper (a copy of stdin, /dev/null), so that no listener received
-/// later takes that number, which a takeover writes over.
+/// Holds ENDS and STANDBY in every keeper (copies of stdin, /dev/null), so that no
+/// listener received later takes those numbers, which a takeover writes over.
 fn reserve() {
-    // SAFETY: dup3 of stdin onto the reserved place, close-on-exec.
-    unsafe { syscall4(SYS_DUP3, 0, ENDS, O_CLOEXEC, 0) };
+    // SAFETY: dup3 of stdin onto the reserved places, close-on-exec.
+    unsafe {
+        syscall4(SYS_DUP3, 0, ENDS, O_CLOEXEC, 0);
+        syscall4(SYS_DUP3, 0, STANDBY, O_CLOEXEC, 0);
+    }
 }
 
 fn is_open(fd: usize) -> bool {
@@ -165,11 +158,20 @@ fn is_open(fd: usize) -> bool {
     unsafe { syscall4(SYS_FCNTL, fd, F_GETFD, 0, 0) >= 0 }
 }
 
+/// Moves a descriptor found at a reserved place above them, close-on-exec.
+fn move_up(fd: usize) -> i32 {
+    // SAFETY: the copy above the reserved places is ours, close-on-exec; the original closed.
+    let up = unsafe { syscall4(SYS_FCNTL, fd, F_DUPFD_CLOEXEC, KEEPER_EXE + 2, 0) } as i32;
+    close(fd as i32);
+    up
+}
+
 /// At a keeper's start: what an earlier one left. The listeners it was started with: a
 /// standby's, kept open across its exec, or those of a server left without keepers (its
 /// fork's copy of its descriptors, taken at one instant, so a server killed as it starts
-/// the keeper loses none); and the server to end (ENDS), kept as `agent.orphan` for
-/// `end_orphan`. True if this keeper takes over (a server ran).
+/// the keeper loses none); the channel to the standby that forked it (STANDBY: its
+/// parent, already the standby); and the server to end (ENDS), kept as `agent.orphan`
+/// for `end_orphan`. True if this keeper takes over (a server ran).
 pub fn adopt(agent: &mut Agent) -> bool {
     for fd in 3..FD_SCAN {
         if is_listener(fd as i32) {
@@ -180,28 +182,22 @@ pub fn adopt(agent: &mut Agent) -> bool {
             }
         }
     }
-    if !is_open(ENDS) {
-        reserve();
-        return false;
+    if is_open(STANDBY) {
+        // Its pid stays 0: it is our parent, not a child to reap.
+        agent.standby = move_up(STANDBY);
     }
-    agent.old_group = leave_old_group();
-    // SAFETY: the copy above the reserved places is ours, close-on-exec.
-    agent.orphan = unsafe { syscall4(SYS_FCNTL, ENDS, F_DUPFD_CLOEXEC, KEEPER_EXE + 2, 0) } as i32;
-    close(ENDS as i32);
+    let takes_over = is_open(ENDS);
+    if takes_over {
+        agent.orphan = move_up(ENDS);
+    }
     reserve();
-    true
+    takes_over
 }
 
-/// Ends the view's processes before this keeper (adopt), once this keeper has its standby,
-/// forked in its new group: until then they are the only other holders of the view (a
-/// keeper killed with the old server before its standby existed ended the view, seen under
-/// a loaded CI run). The orphan server's exit is then awaited (its pidfd in Agent::wait)
-/// to have the kernel resend what it had read.
+/// Ends the server before this keeper (adopt), once this keeper has its standby: until
+/// then that server is the only other holder of the view. Its exit is then awaited (its
+/// pidfd in Agent::wait) to have the kernel resend what it had read.
 pub fn end_orphan(agent: &Agent) {
-    if agent.old_group > 0 {
-        // SAFETY: kill of a process group, with integer arguments.
-        unsafe { syscall4(SYS_KILL, (agent.old_group as isize).wrapping_neg() as usize, SIGKILL, 0, 0) };
-    }
     if agent.orphan >= 0 {
         // SAFETY: pidfd_send_signal on a pidfd we hold.
         unsafe { syscall4(SYS_PIDFD_SEND_SIGNAL, agent.orphan as usize, SIGKILL, 0, 0) };
@@ -253,16 +249,19 @@ impl Agent {
     pub fn lost_standby(&mut self) {
         close(self.standby);
         self.standby = -1;
-        let mut status = 0i32;
-        // SAFETY: wait4 of our child (already reaped: ECHILD at once) into a live int.
-        unsafe { syscall4(SYS_WAIT4, self.standby_pid as usize, &mut status as *mut i32 as usize, 0, 0) };
+        if self.standby_pid > 0 {
+            let mut status = 0i32;
+            // SAFETY: wait4 of our child (already reaped: ECHILD at once) into a live int.
+            unsafe { syscall4(SYS_WAIT4, self.standby_pid as usize, &mut status as *mut i32 as usize, 0, 0) };
+        }
         self.standby_pid = 0;
     }
 }
 
 /// The standby (in the keeper's fork): holds everything, learns each new listener and
-/// server from the keeper, and takes over when the keeper's end of `chan` closes.
-fn standby(agent: &mut Agent, chan: i32, argv: *const *const u8, envp: *const *const u8) -> ! {
+/// server from the keeper, and when the keeper's end of `chan` closes, forks the next
+/// keeper and goes on as its standby.
+fn standby(agent: &mut Agent, mut chan: i32, argv: *const *const u8, envp: *const *const u8) -> ! {
     // SAFETY: prctl with a NUL-terminated name.
     unsafe { syscall4(SYS_PRCTL, PR_SET_NAME, c"podrun:[backup]".as_ptr() as usize, 0, 0) };
     reopen_lock();
@@ -331,18 +330,67 @@ fn standby(agent: &mut Agent, chan: i32, argv: *const *const u8, envp: *const *c
         } else if revents(0) == 0 {
             continue;
         }
-        // The keeper is gone.
+        // The keeper is gone (a keeper this standby forked is reaped here).
+        reap();
         if fuse_gone() || !take_lock_soon() {
             exit(0);
         }
-        take_over(agent, server, argv, envp)
+        match fork_keeper(agent, server, argv, envp) {
+            Some(next) => {
+                close(chan);
+                chan = next;
+            }
+            // No fork: this process becomes the keeper, which forks a standby.
+            None => take_over(agent, server, argv, envp),
+        }
+        if server >= 0 {
+            // SAFETY: pidfd_send_signal on a pidfd we hold.
+            unsafe { syscall4(SYS_PIDFD_SEND_SIGNAL, server as usize, SIGKILL, 0, 0) };
+            close(server);
+            server = -1;
+        }
     }
 }
 
-/// Becomes the active keeper: execs the keeper's binary afresh (a new stack, whatever the
-/// number of takeovers before), with the listeners kept open for it to find, the server to
-/// end at ENDS, and the last argument 1 (the connection has been initialised, or INIT is
-/// still to come, which a resumed server answers as well).
+/// Reaps the keepers this standby forked that have ended.
+fn reap() {
+    let mut status = 0i32;
+    // SAFETY: wait4 of any child, not waiting, into a live int.
+    while unsafe { syscall4(SYS_WAIT4, usize::MAX, &mut status as *mut i32 as usize, WNOHANG, 0) } > 0 {}
+}
+
+/// Forks the next active keeper, which execs the keeper's binary (take_over) with the
+/// lock this standby took, the server to end, and a channel back to this standby at
+/// STANDBY. Returns this standby's end of that channel, once this standby has a lock
+/// description of its own again (the keeper's must be released by its death alone).
+fn fork_keeper(agent: &Agent, server: i32, argv: *const *const u8, envp: *const *const u8) -> Option<i32> {
+    let mut pair = [-1i32; 2];
+    // SAFETY: socketpair fills two ints; fork has no arguments.
+    let pid = unsafe {
+        if syscall4(SYS_SOCKETPAIR, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair.as_mut_ptr() as usize) != 0 {
+            return None;
+        }
+        syscall4(SYS_FORK, 0, 0, 0, 0)
+    };
+    if pid == 0 {
+        close(pair[0]);
+        // SAFETY: dup2 of our descriptor onto the reserved place (not close-on-exec).
+        unsafe { syscall4(SYS_DUP2, pair[1] as usize, STANDBY, 0, 0) };
+        take_over(agent, server, argv, envp)
+    }
+    close(pair[1]);
+    if pid < 0 {
+        close(pair[0]);
+        return None;
+    }
+    reopen_lock();
+    Some(pair[0])
+}
+
+/// Becomes the active keeper (a standby's fork, or the standby itself if it cannot fork):
+/// execs the keeper's binary afresh, with the listeners kept open for it to find, the
+/// server to end at ENDS, and the last argument 1 (the connection has been initialised,
+/// or INIT is still to come, which a resumed server answers as well).
 fn take_over(agent: &Agent, server: i32, argv: *const *const u8, envp: *const *const u8) -> ! {
     // SAFETY: fcntl and dup2 of descriptors we hold; argv's last string is ours to write
     // (the initial stack); execveat with the vectors the keeper was started with.
