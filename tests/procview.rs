@@ -332,9 +332,10 @@ fn rounds(log: &str) -> u64 {
 }
 
 /// Which of the view's processes a round of the chaos test kills, by the round: the
-/// server, the keeper, and both (issue 19). Killing the backup too, alone and with either,
-/// still fails about 1 run in 8 (a sysinfo listener lost, or a /proc/stat text one byte
-/// off): PODRUN_TEST_KILL_BACKUP=1 adds those rounds.
+/// server, the keeper, and both (issue 19). PODRUN_TEST_KILL_BACKUP=1 adds rounds that kill
+/// the backup too, alone and with either: each kill of two may then take the two left
+/// while the third is being replaced (a fork and an exec, which a loaded machine stretches
+/// past 50 ms), which ends the view; so not by default.
 fn victims() -> Vec<&'static [&'static str]> {
     let mut v: Vec<&'static [&'static str]> = vec![&["server"], &["keeper"], &["keeper", "server"]];
     if std::env::var_os("PODRUN_TEST_KILL_BACKUP").is_some() {
@@ -431,6 +432,39 @@ fn readers_never_see_an_empty_short_or_host_text_while_the_views_processes_are_k
     for name in &names {
         t.ok(["rm", "-f", name]);
     }
+    t.assert_clean(&pids);
+    view_gone(&t);
+}
+
+/// The keeper and the server killed together, again and again, each keeper the moment it
+/// holds the lock (before it has started anything): the standby, which is never killed
+/// here, forks each next keeper and stays the same process, and the view goes on. (A
+/// standby that became the keeper itself, as the last CI failure showed, was then the
+/// only holder left: killed with the server, it ended the view for good.)
+#[test]
+fn the_keeper_and_the_server_killed_as_each_keeper_starts_never_end_the_view() {
+    if !need_root("the_keeper_and_the_server_killed_as_each_keeper_starts_never_end_the_view") {
+        return;
+    }
+    let t = common::TestRoot::with_busybox();
+    t.ok(["run", "-d", "--name", "c", "--memory", "64m", "busybox", "sleep", "600"]);
+    assert!(t.ok(["exec", "c", "head", "-1", "/proc/meminfo"]).contains(" 65536 kB"));
+    let standby = view_standby(&t).expect("a standby keeper");
+    let mut keeper = view_keeper(&t);
+    for round in 0..10 {
+        for pid in [Some(keeper), view_server(&t)].into_iter().flatten() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let killed = keeper;
+        common::eventually(5, &format!("round {round}: no keeper after {killed}"), || {
+            keeper = view_keeper(&t);
+            keeper != killed && std::path::Path::new(&format!("/proc/{keeper}")).exists()
+        });
+    }
+    assert_eq!(view_standby(&t), Some(standby), "the standby is the one there was");
+    assert!(t.ok(["exec", "c", "head", "-1", "/proc/meminfo"]).contains(" 65536 kB"));
+    let pids = t.known_pids();
+    t.ok(["rm", "-f", "c"]);
     t.assert_clean(&pids);
     view_gone(&t);
 }
