@@ -10,7 +10,7 @@
                            their packages (a real program no one wrote for podrun),
                            with ctypes for raw system calls
     build.py debian OUT    OCI image layout at OUT/debian-oci: python's two layers and a
-                           third of Debian's procps, coreutils, util-linux's lscpu and the
+                           third of Debian's procps, coreutils, util-linux's lscpu and taskset, and the
                            libraries they link (see DEBIAN_ROOTS), over busybox's applets
     build.py synthetic OUT a larger OCI image for bench/import.sh: about 200 MB in 20,000
                            files over two layers (not part of `all`)
@@ -343,7 +343,7 @@ def build_python(out, name="python", more=None):
 
 # Real Debian programs for looking at a container's resources, for the procview tests and
 # demos: procps (free, top, ps, vmstat, uptime, w, pgrep, ...), GNU coreutils (nproc, df, ...)
-# and util-linux's lscpu, with every library they link that the python layer below does not
+# and util-linux's lscpu and taskset, with every library they link that the python layer below does not
 # already have: the closure of the packages' Depends and Pre-Depends, taken from the .debs
 # themselves (the first of alternatives), at the candidate versions as for python. Also
 # dash as /bin/sh, as in Debian: busybox's ash runs its own applet for any name it has one
@@ -351,9 +351,9 @@ def build_python(out, name="python", more=None):
 # only ever run by their full path. And ncurses-base's terminfo, without which top stops
 # ("terminals database is inaccessible"), also with -b.
 DEBIAN_ROOTS = ["procps", "coreutils", "libsmartcols1", "dash", "ncurses-base"]
-# Of util-linux (5 MB, linking PAM, systemd, udev, blkid, mount, ...) only lscpu, which links
-# libsmartcols1 (a root above) and libc6; util-linux's own Depends are not followed.
-DEBIAN_PARTS = {"util-linux": ("usr/bin/lscpu",)}
+# Of util-linux (5 MB, linking PAM, systemd, udev, blkid, mount, ...) only lscpu and taskset,
+# which link libsmartcols1 (a root above) and libc6; util-linux's own Depends are not followed.
+DEBIAN_PARTS = {"util-linux": ("usr/bin/lscpu", "usr/bin/taskset")}
 # Dependencies that carry no file these programs load, only what maintainer scripts use,
 # or documentation. check_needed() proves that no library in them is missed.
 DEBIAN_SKIP = {

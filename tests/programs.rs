@@ -19,6 +19,7 @@ lscpu | awk -F: '/^CPU\(s\)/{gsub(/ /, "", $2); print "lscpu", $2} /^NUMA node0 
 uptime | sed -n 's/.* up \([^,]*\),.*/uptime \1/p' | tr -s ' ' | sed 's/ min/min/'
 echo "ps_pid1_age $(ps -o etimes= -p 1 | tr -d ' ')"
 echo "proc_uptime $(cut -d' ' -f1 /proc/uptime)"
+echo "online $(cat /sys/devices/system/cpu/online)"
 "#;
 
 /// The figures LOOK printed, by key.
@@ -48,9 +49,9 @@ fn assert_limited(out: &str, what: &str) {
     assert_eq!((num(&f, "python", 0), num(&f, "python", 1)), (1.0, 256.0), "{what}: Python\n{out}");
     assert_eq!(num(&f, "top_mem", 0), 256.0, "{what}: top's MiB Mem total\n{out}");
     assert_eq!(num(&f, "lscpu", 0), 1.0, "{what}: lscpu's CPU(s)\n{out}");
-    // Where the host has NUMA nodes, node 0 holds the container's CPUs, not the host's.
+    // Where the host has NUMA nodes, node 0 holds the container's CPU, not the host's.
     if std::path::Path::new("/sys/devices/system/node/node0/cpumap").exists() {
-        assert_eq!(num(&f, "numa0", 0), 0.0, "{what}: lscpu's NUMA node0 CPU(s)\n{out}");
+        assert_eq!(f.get("numa0"), f.get("online"), "{what}: lscpu's NUMA node0 CPU(s)\n{out}");
     }
     // vmstat's free memory is free's (the same moment, give or take a MiB); interrupts and
     // context switches are no cgroup's, so 0, not the host's totals.
@@ -97,4 +98,78 @@ fn procps_coreutils_lscpu_and_python_agree_with_the_limits_in_run_exec_and_a_pod
     t.ok(["rm", "-f", "c"]);
     t.ok(["sandbox", "rm", "-f", "pod"]);
     t.assert_clean(&pids);
+}
+
+/// Where the view says the container's CPUs are, what the kernel lets it use, and whether a
+/// program pinning itself to the CPUs the view lists (taskset, as thread pools do) can.
+const CPUS: &str = r#"
+echo "online $(cat /sys/devices/system/cpu/online)"
+echo "node0 $(cat /sys/devices/system/node/node0/cpulist 2>/dev/null || cat /sys/devices/system/cpu/online)"
+echo "allowed $(grep Cpus_allowed_list /proc/self/status | cut -f2)"
+echo "cpuinfo $(grep ^processor /proc/cpuinfo | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')"
+echo "stat $(grep -o '^cpu[0-9][0-9]*' /proc/stat | tr '\n' ' ')"
+taskset -c "$(cat /sys/devices/system/cpu/online)" true && echo "taskset ok"
+"#;
+
+/// The CPUs a cpulist names ("0-2,5").
+fn cpulist(s: &str) -> Vec<u32> {
+    s.trim()
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| match p.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<u32>>(),
+            None => vec![p.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// The cpuset controller is there for podrun to pin containers with (a v2 host may not
+/// offer it: the uml guest does not).
+fn has_cpuset() -> bool {
+    match podrun::cgroup::Hierarchy::host().unwrap() {
+        podrun::cgroup::Hierarchy::V2 { mount } => {
+            std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap().split_whitespace().any(|c| c == "cpuset")
+        }
+        _ => true,
+    }
+}
+
+#[test]
+fn the_views_cpus_are_the_kernels_numbers_and_a_program_can_pin_itself_to_them() {
+    if !need_root("the_views_cpus_are_the_kernels_numbers_and_a_program_can_pin_itself_to_them") {
+        return;
+    }
+    let t = TestRoot::new();
+    t.import(&common::debian_oci(), &[]);
+    let look = |flags: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend(flags);
+        args.extend(["debian", "sh", "-c", CPUS]);
+        let out = t.ok(args);
+        let f = figures(&out);
+        let list = |key: &str| f.get(key).map(|v| v.join(" ")).unwrap_or_else(|| panic!("no {key}: {out}"));
+        let online = cpulist(&list("online"));
+        assert_eq!(cpulist(&list("node0")), online, "{flags:?}: node0's CPUs are the online ones\n{out}");
+        let allowed = cpulist(&list("allowed"));
+        assert!(online.iter().all(|c| allowed.contains(c)), "{flags:?}: every CPU listed may be used\n{out}");
+        let numbers = |key: &str| list(key).split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let names = |prefix: &str| online.iter().map(|c| format!("{prefix}{c}")).collect::<Vec<_>>();
+        assert_eq!(numbers("cpuinfo"), names(""), "{flags:?}: cpuinfo's processors\n{out}");
+        assert_eq!(numbers("stat"), names("cpu"), "{flags:?}: /proc/stat's CPUs\n{out}");
+        assert!(out.contains("taskset ok"), "{flags:?}: taskset -c of the CPUs listed\n{out}");
+        online
+    };
+    // Half a CPU: one CPU, one the container may run on.
+    assert_eq!(look(&["--cpus", "0.5"]).len(), 1);
+    // Pinned to the host's last CPU (CPU 1 of 2 here): the view says CPU 1, as the kernel
+    // does, not CPU 0, which the container may not use (taskset -c 0 would fail).
+    if has_cpuset() {
+        let host = cpulist(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap());
+        let last = host.last().unwrap().to_string();
+        assert_eq!(look(&["--cpuset-cpus", &last]), [host[host.len() - 1]]);
+    } else {
+        let err = t.fails(["run", "--rm", "--cpuset-cpus", "0", "debian", "true"]);
+        assert!(err.contains("offer no cpuset.cpus"), "{err}");
+    }
+    t.assert_clean(&[]);
 }

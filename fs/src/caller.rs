@@ -354,25 +354,52 @@ fn container_start_checked(pid: u32) -> Option<u64> {
     Some(start)
 }
 
-/// The view's CPU count for a cgroup, kept for a second: it takes a dozen file reads (each
-/// ancestor's quota, the cpuset), and limits change rarely (podrun sets them at creation).
-fn cpu_count_cached(roots: &CgroupRoots, c: &Cgroups) -> usize {
+/// A cgroup's CPU limits, kept for a second: they take a dozen file reads (each ancestor's
+/// quota, the cpuset), and limits change rarely (podrun sets them at creation).
+fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapshot {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     use std::time::{Duration, Instant};
-    static COUNTS: OnceLock<Mutex<HashMap<String, (usize, Instant)>>> = OnceLock::new();
+    static SNAPSHOTS: OnceLock<Mutex<HashMap<String, (snapshot::CpuSnapshot, Instant)>>> = OnceLock::new();
     let key = format!("{:?}{:?}{:?}", c.v2, c.v1_path("cpu"), c.v1_path("cpuset"));
-    let cache = COUNTS.get_or_init(Mutex::default);
-    if let Some(&(n, at)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    let cache = SNAPSHOTS.get_or_init(Mutex::default);
+    if let Some((snap, at)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         if at.elapsed() < Duration::from_secs(1) {
-            return n;
+            return snap.clone();
         }
     }
-    let n = snapshot::cpu_count(&cpu_snapshot(roots, c), host_cpus());
+    let snap = cpu_snapshot(roots, c);
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
     map.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(1));
-    map.insert(key, (n, Instant::now()));
-    n
+    map.insert(key, (snap.clone(), Instant::now()));
+    snap
+}
+
+/// The view's CPUs for the thread `tid` (snapshot::cpu_ids): of the host's online CPUs,
+/// those its affinity allows (which the kernel keeps within its cpuset; podrun sets it to
+/// the view's count of them, spread over the CPUs by pod).
+fn cpu_ids(roots: &CgroupRoots, c: &Cgroups, tid: u32) -> Vec<u32> {
+    let online = host_cpus();
+    let allowed: Vec<u32> = match affinity(tid) {
+        Some(mask) => online.iter().copied().filter(|c| mask.contains(c)).collect(),
+        None => online.clone(),
+    };
+    let allowed = if allowed.is_empty() { online } else { allowed };
+    snapshot::cpu_ids(&cpu_snapshot_cached(roots, c), &allowed)
+}
+
+/// The CPUs thread `tid` may run on (sched_getaffinity).
+fn affinity(tid: u32) -> Option<Vec<u32>> {
+    // SAFETY: cpu_set_t is plain data, zeroed; sched_getaffinity fills at most its size.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(tid as libc::pid_t, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        set
+    };
+    // SAFETY: CPU_ISSET reads the set within its size (CPU_SETSIZE bits).
+    Some((0..libc::CPU_SETSIZE as u32).filter(|&c| unsafe { libc::CPU_ISSET(c as usize, &set) }).collect())
 }
 
 /// A file of the reader's cgroup2 cgroup (on a hybrid host, in the controller-less mount;
@@ -432,23 +459,40 @@ fn parse_boottime_offset(text: &str) -> Option<f64> {
     })
 }
 
-fn host_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The host's online CPUs (as many as the server may run on, numbered from 0, if that
+/// file cannot be read), looked at again after a second: CPUs go on and off line rarely.
+fn host_cpus() -> Vec<u32> {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+    static ONLINE: OnceLock<Mutex<Option<(Vec<u32>, Instant)>>> = OnceLock::new();
+    let mut cached = ONLINE.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((cpus, at)) = cached.as_ref() {
+        if at.elapsed() < Duration::from_secs(1) {
+            return cpus.clone();
+        }
+    }
+    let cpus = crate::read_kernel_file("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|t| snapshot::parse_cpulist(&t))
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| (0..std::thread::available_parallelism().map_or(1, |n| n.get()) as u32).collect());
+    *cached = Some((cpus.clone(), Instant::now()));
+    cpus
 }
 
 /// Renders `file` for the process `pid`.
 pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, file: ViewFile) -> String {
     let groups = Cgroups::of_pid(pid);
     let mem = || memory_recent(roots, &groups);
-    let cpus = || cpu_count_cached(roots, &groups);
+    let cpus = || cpu_ids(roots, &groups, pid);
     match file {
         ViewFile::Meminfo => meminfo::render_meminfo(&host_file("/proc/meminfo"), &mem()),
-        ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo"), cpus()),
+        ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo"), &cpus()),
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible | ViewFile::NodeCpulist => {
-            cpu::render_online(cpus())
+            cpu::render_online(&cpus())
         }
-        ViewFile::NodeCpumap => cpu::render_cpumap(&host_file(NODE0_CPUMAP), cpus()),
-        ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()),
+        ViewFile::NodeCpumap => cpu::render_cpumap(&host_file(NODE0_CPUMAP), &cpus()),
+        ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus().len()),
         ViewFile::Diskstats => {
             let host = crate::read_kernel_file("/proc/diskstats").unwrap_or_default();
             crate::render::io::render_diskstats(&host, &io_stat(roots, &groups))
@@ -482,7 +526,7 @@ pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, fil
             let (user, system) = USAGE.get(&key, || cpu_usage(roots, &groups));
             let up = container_uptime(pid);
             let now = task_list(roots, &groups).as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
-            uptime::render_stat(&host, cpus(), user, system, up, ticks_per_second(), now)
+            uptime::render_stat(&host, &cpus(), user, system, up, ticks_per_second(), now)
         }
         ViewFile::Swaps => meminfo::render_swaps(&host_file("/proc/swaps"), &mem()),
     }

@@ -92,6 +92,18 @@ mod tests {
     }
 
     #[test]
+    fn the_view_cpus_are_the_first_the_reader_may_use_by_their_host_numbers() {
+        let half = Some((50_000, 100_000));
+        let none = CpuSnapshot::default();
+        assert_eq!(cpu_ids(&CpuSnapshot { quota: None, cpuset: Some(vec![1]) }, &[1]), [1], "pinned to CPU 1: CPU 1");
+        assert_eq!(cpu_ids(&CpuSnapshot { quota: half, cpuset: None }, &[2, 5, 6]), [2]);
+        assert_eq!(cpu_ids(&CpuSnapshot { quota: Some((150_000, 100_000)), cpuset: None }, &[0, 1, 2]), [0, 1]);
+        assert_eq!(cpu_ids(&none, &[0, 1]), [0, 1], "no limits: every CPU it may use");
+        assert_eq!(cpu_ids(&none, &[0, 2, 3]), [0, 2, 3], "an offline CPU is not shown");
+        assert_eq!(cpu_ids(&none, &[]), [0], "nothing known: one CPU");
+    }
+
+    #[test]
     fn v1_reads_each_controller_at_its_own_path() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();

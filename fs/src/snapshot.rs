@@ -199,3 +199,16 @@ pub fn cpu_count(cpu: &CpuSnapshot, host_cpus: usize) -> usize {
     let by_set = cpu.cpuset.as_ref().map_or(usize::MAX, |s| s.len());
     by_quota.min(by_set).min(host_cpus).max(1)
 }
+
+/// The CPUs a view shows, by their host numbers: the first `cpu_count` of those the reader
+/// may run on (`allowed`: its affinity, within its cpuset, of the host's online CPUs).
+/// Numbered as the kernel numbers them, so that a CPU the view lists is one the reader may
+/// use: `taskset -c` of a listed CPU, and a thread pool pinning a thread to each, work; and
+/// counted as `nproc` (affinity) counts them.
+pub fn cpu_ids(cpu: &CpuSnapshot, allowed: &[u32]) -> Vec<u32> {
+    if allowed.is_empty() {
+        return vec![0];
+    }
+    let n = cpu_count(cpu, allowed.len());
+    allowed.iter().copied().take(n).collect()
+}

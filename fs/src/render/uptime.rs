@@ -16,22 +16,22 @@ pub fn render_uptime(up: f64, cpus: usize) -> String {
     format!("{:.2} {:.2}\n", up, up * cpus as f64)
 }
 
-/// /proc/stat for `cpus` CPUs: the cgroup's user and system time (microseconds), split
-/// evenly over them, idle the rest of `up` seconds on each, in clock ticks; `btime` moved to
+/// /proc/stat for the view's CPUs (by their host numbers): the cgroup's user and system time
+/// (microseconds), split evenly over them, idle the rest of `up` seconds on each, in clock ticks; `btime` moved to
 /// the container's start; `processes` (forks since boot) the tasks it has now, and
 /// procs_running and procs_blocked its own. Interrupts, context switches and softirqs are
 /// counted by no cgroup: zeros, so vmstat's `in` and `cs` are 0 rather than the host's
 /// totals over the container's uptime.
-pub fn render_stat(host: &str, cpus: usize, user_us: u64, system_us: u64, up: f64, hz: u64, tasks: Tasks) -> String {
-    let cpus = cpus.max(1) as u64;
+pub fn render_stat(host: &str, ids: &[u32], user_us: u64, system_us: u64, up: f64, hz: u64, tasks: Tasks) -> String {
+    let cpus = ids.len().max(1) as u64;
     let ticks = |us: u64| us * hz / 1_000_000;
     let (user, system) = (ticks(user_us), ticks(system_us));
     let total_idle = ((up * hz as f64) as u64 * cpus).saturating_sub(user + system);
     let line = |name: &str, u: u64, s: u64, i: u64| format!("{name} {u} 0 {s} {i} 0 0 0 0 0 0\n");
     let share = |v: u64, n: u64| v / cpus + u64::from(n < v % cpus);
     let mut out = line("cpu ", user, system, total_idle);
-    for n in 0..cpus {
-        out.push_str(&line(&format!("cpu{n}"), share(user, n), share(system, n), share(total_idle, n)));
+    for (n, id) in (0..cpus).zip(ids) {
+        out.push_str(&line(&format!("cpu{id}"), share(user, n), share(system, n), share(total_idle, n)));
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     for l in host.lines().filter(|l| !l.starts_with("cpu")) {
@@ -67,7 +67,7 @@ mod tests {
                     cpu2 1 1 1 1 1 1 1 1 1 1\nintr 5 1\nctxt 77\nbtime 100\nprocesses 9\n";
         // 2 CPUs, 3.01 s user and 1 s system, up 10 s, 100 Hz.
         let tasks = Tasks { running: 2, blocked: 1, total: 5 };
-        let out = render_stat(host, 2, 3_010_000, 1_000_000, 10.0, 100, tasks);
+        let out = render_stat(host, &[0, 1], 3_010_000, 1_000_000, 10.0, 100, tasks);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "cpu  301 0 100 1599 0 0 0 0 0 0");
         assert_eq!(lines[1], "cpu0 151 0 50 800 0 0 0 0 0 0");
@@ -76,5 +76,7 @@ mod tests {
         assert!(out.contains("intr 0\nctxt 0\n"), "no cgroup counts interrupts or switches: {out}");
         assert!(out.contains("processes 5\n"), "the container's tasks: {out}");
         assert!(!out.contains("btime 100"), "btime is the container's start");
+        let pinned = render_stat(host, &[2], 3_010_000, 1_000_000, 10.0, 100, tasks);
+        assert!(pinned.contains("\ncpu2 301 0 100 599 ") && !pinned.contains("cpu0"), "by its host number: {pinned}");
     }
 }
