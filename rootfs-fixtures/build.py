@@ -343,14 +343,15 @@ def build_python(out, name="python", more=None):
 
 # Real Debian programs for looking at a container's resources, for the procview tests and
 # demos: procps (free, top, ps, vmstat, uptime, w, pgrep, ...), GNU coreutils (nproc, df, ...)
-# and util-linux's lscpu and taskset, with every library they link that the python layer below does not
-# already have: the closure of the packages' Depends and Pre-Depends, taken from the .debs
+# and util-linux's lscpu and taskset, with every library they link that the python layer
+# below does not already have: the closure of the packages' Depends and Pre-Depends, taken from the .debs
 # themselves (the first of alternatives), at the candidate versions as for python. Also
 # dash as /bin/sh, as in Debian: busybox's ash runs its own applet for any name it has one
 # for (ps, top, free, df, nproc, ...) whatever PATH says, so under it these programs would
 # only ever run by their full path. And ncurses-base's terminfo, without which top stops
-# ("terminals database is inaccessible"), also with -b.
-DEBIAN_ROOTS = ["procps", "coreutils", "libsmartcols1", "dash", "ncurses-base"]
+# ("terminals database is inaccessible"), also with -b. And libstdc++6, which the host's
+# JVM (bound in by tests/programs.rs, where the host has one) links.
+DEBIAN_ROOTS = ["procps", "coreutils", "libsmartcols1", "dash", "ncurses-base", "libstdc++6"]
 # Of util-linux (5 MB, linking PAM, systemd, udev, blkid, mount, ...) only lscpu and taskset,
 # which link libsmartcols1 (a root above) and libc6; util-linux's own Depends are not followed.
 DEBIAN_PARTS = {"util-linux": ("usr/bin/lscpu", "usr/bin/taskset")}

@@ -1,8 +1,8 @@
 //! Real programs a user runs to see a machine's resources, from Debian's packages (procps:
-//! free, top, ps, vmstat, uptime, w; GNU coreutils' nproc; util-linux's lscpu; Python), in a
-//! 256 MiB / 0.5 CPU container: every figure is the container's, they agree with each
-//! other, in `run`, in `exec` and in a pod sharing its pid namespace; with `--procview off`
-//! they are the host's. Runs on both cgroup worlds.
+//! free, top, ps, vmstat, uptime, w; GNU coreutils' nproc; util-linux's lscpu and taskset;
+//! Python; the host's JDK 17, bound in), in a 256 MiB / 0.5 CPU container: every figure is
+//! the container's, they agree with each other, in `run`, in `exec` and in a pod sharing its
+//! pid namespace; with `--procview off` they are the host's. Runs on both cgroup worlds.
 
 mod common;
 
@@ -171,5 +171,74 @@ fn the_views_cpus_are_the_kernels_numbers_and_a_program_can_pin_itself_to_them()
         let err = t.fails(["run", "--rm", "--cpuset-cpus", "0", "debian", "true"]);
         assert!(err.contains("offer no cpuset.cpus"), "{err}");
     }
+    t.assert_clean(&[]);
+}
+
+/// Debian's JDK 17 on this machine (.ci/run installs openjdk-17-jdk-headless): its home and
+/// the configuration its lib/ links into /etc. Without it the test fails when
+/// PODRUN_TEST_REQUIRE_ALL is set, and is reported as skipped otherwise.
+fn need_jdk(test: &str) -> Option<(&'static str, &'static str)> {
+    const HOME: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
+    const ETC: &str = "/etc/java-17-openjdk";
+    if std::path::Path::new(HOME).join("bin/javac").exists() && std::path::Path::new(ETC).is_dir() {
+        return Some((HOME, ETC));
+    }
+    if std::env::var_os("PODRUN_TEST_REQUIRE_ALL").is_some() {
+        panic!("{test}: needs Debian's openjdk-17-jdk-headless (.ci/run installs it)");
+    }
+    eprintln!("SKIPPED {test}: needs Debian's openjdk-17-jdk-headless");
+    None
+}
+
+/// What a Java program sizes itself by (java.lang.Runtime), and what the JVM says of its
+/// container (-XshowSettings:system).
+const PROBE: &str = r#"
+public class Probe {
+    public static void main(String[] a) {
+        Runtime r = Runtime.getRuntime();
+        System.out.println("cpus " + r.availableProcessors());
+        System.out.println("heap_mb " + (r.maxMemory() >> 20));
+        var os = (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        System.out.println("total_mb " + (os.getTotalMemorySize() >> 20));
+    }
+}
+"#;
+
+#[test]
+fn a_jvm_sizes_its_heap_and_threads_by_the_containers_limits() {
+    if !need_root("a_jvm_sizes_its_heap_and_threads_by_the_containers_limits") {
+        return;
+    }
+    let Some((home, etc)) = need_jdk("a_jvm_sizes_its_heap_and_threads_by_the_containers_limits") else { return };
+    let t = TestRoot::new();
+    t.import(&common::debian_oci(), &[]);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("Probe.java"), PROBE).unwrap();
+    let (jdk, conf, probe) =
+        (format!("{home}:{home}:ro"), format!("{etc}:{etc}:ro"), format!("{}:/probe:ro", src.path().display()));
+    let java = format!("{home}/bin/java");
+    let run = |view: &str| {
+        let base = ["run", "--rm", "--procview", view, "--memory", "256m", "--cpus", "0.5", "-v", &jdk, "-v", &conf];
+        let mut args = base.to_vec();
+        // (-XshowSettings prints on stderr.)
+        let script = r#""$0" -XshowSettings:system /probe/Probe.java 2>&1"#;
+        args.extend(["-v", &probe, "debian", "sh", "-c", script, &java]);
+        let out = t.ok(args);
+        (figures(&out), out)
+    };
+    let (on, out) = run("on");
+    assert_eq!(num(&on, "cpus", 0), 1.0, "availableProcessors\n{out}");
+    assert!(out.contains("Effective CPU Count: 1"), "{out}");
+    // The heap from 256 MiB (HotSpot takes half of so little), not from the host's GiBs;
+    // the machine's memory is the container's.
+    let heap = num(&on, "heap_mb", 0);
+    assert!((64.0..=128.0).contains(&heap), "maxMemory {heap} MiB\n{out}");
+    assert_eq!(num(&on, "total_mb", 0), 256.0, "OperatingSystemMXBean's total memory\n{out}");
+    // Without the view the JVM reads the cgroup itself and reports its limit; whether it
+    // sizes its heap by it depends on whether it takes itself to be in a container (on a
+    // cgroup v2 guest, JDK 17.0.15 takes 25% of the machine's memory: 970 MiB).
+    let (off, out_off) = run("off");
+    assert_eq!(num(&off, "cpus", 0), 1.0, "--procview off\n{out_off}");
+    assert!(out_off.contains("Memory Limit: 256.00M"), "{out_off}");
     t.assert_clean(&[]);
 }
