@@ -842,7 +842,7 @@ impl ProcView {
     fn add_worker<'s, 'e>(&'s self, fd: RawFd, s: &'s std::thread::Scope<'s, 'e>, pool: &'s Pool) {
         pool.add();
         let started = std::thread::Builder::new()
-            .stack_size(crate::server::STACK)
+            .stack_size(crate::THREAD_STACK)
             .spawn_scoped(s, move || self.worker(fd, s, pool));
         if started.is_err() {
             pool.idle.fetch_sub(1, Ordering::SeqCst);

@@ -37,7 +37,12 @@ pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<St
     String::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData.into())
 }
 
+/// The stack of the view's threads (FUSE workers, the sysinfo agent, the rescue): requests
+/// need little (rendering allocates on the heap).
+pub const THREAD_STACK: usize = 128 * 1024;
+
 pub mod caller;
+pub mod fds;
 pub mod fuse;
 pub mod load;
 pub mod memory;

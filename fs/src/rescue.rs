@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::server::{AGENT_FD, FUSE_FD, KEEPER_EXE_FD, LISTEN_FD, LOCK_FD, SERVER_EXE_FD, SHARED_FD};
+use crate::fds::{AGENT_FD, FUSE_FD, KEEPER_EXE_FD, LISTEN_FD, LOCK_FD, SERVER_EXE_FD, SHARED_FD};
 
 static ORPHANED: AtomicBool = AtomicBool::new(false);
 
@@ -40,7 +40,7 @@ pub fn reserve() {
 /// lock within microseconds; if this server's keeper gets it first, the standby ends.)
 /// Not in the sysinfo thread, which may first wait for a dying predecessor.
 pub fn watch_keepers(chan: OwnedFd) {
-    let _ = std::thread::Builder::new().name("rescue".into()).stack_size(crate::server::STACK).spawn(move || {
+    let _ = std::thread::Builder::new().name("rescue".into()).stack_size(crate::THREAD_STACK).spawn(move || {
         let mut p = libc::pollfd { fd: chan.as_raw_fd(), events: 0, revents: 0 };
         // SAFETY: poll of one live pollfd; a hang-up is reported whatever the events.
         while unsafe { libc::poll(&mut p, 1, -1) } <= 0 {}

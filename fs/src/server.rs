@@ -25,22 +25,8 @@ use crate::caller::CgroupRoots;
 use crate::fuse::ProcView;
 use crate::{notify, rescue};
 
-/// Where the keeper is given, and gives each server, the FUSE connection.
-pub const FUSE_FD: RawFd = 3;
-/// The keeper's: the agent's socket, where container processes hand over their seccomp
-/// listeners. A server's: its channel from the keeper, which sends it those listeners.
-pub const AGENT_FD: RawFd = 4;
-/// The memory servers share (`Shared`), a memfd.
-pub const SHARED_FD: RawFd = 5;
-/// The server's binary, podrun-view (for a keeper to start servers from).
-pub const SERVER_EXE_FD: RawFd = 6;
-/// The view's lock file (`<root>/procview.active`): the active keeper holds it; the server
-/// has a description of its own, to look whether a keeper does.
-pub const LOCK_FD: RawFd = 7;
-/// The server's: the keeper's binary, to start a keeper when none is left.
-pub const KEEPER_EXE_FD: RawFd = 9;
-/// The server's: the agent's socket, for that keeper.
-pub const LISTEN_FD: RawFd = 10;
+// Here too, where podrun's procview.rs names them.
+pub use crate::fds::{AGENT_FD, FUSE_FD, KEEPER_EXE_FD, LISTEN_FD, LOCK_FD, SERVER_EXE_FD, SHARED_FD};
 
 /// A server's command line: `podrun-view --root ROOT` and, for each cgroup mount the view
 /// reads, `--v2 DIR`, `--memory DIR`, `--cpu DIR`, `--cpuacct DIR`, `--cpuset DIR`,
@@ -259,7 +245,7 @@ pub fn run(args: Args) -> i32 {
         Ok(watch) => rescue::watch_keepers(watch),
         Err(e) => eprintln!("podrun-view: cannot watch the keepers ({e}): this server cannot start one"),
     }
-    let _ = std::thread::Builder::new().name("sysinfo".into()).stack_size(STACK).spawn(move || {
+    let _ = std::thread::Builder::new().name("sysinfo".into()).stack_size(crate::THREAD_STACK).spawn(move || {
         // The call a killed predecessor was answering is in the slot once it has
         // exited: a dying server's thread may still receive a call and record it after
         // this one looked (a Python sysinfo loop waited for ever, 1 run in 17).
@@ -297,9 +283,6 @@ fn idle_limit() -> Option<Duration> {
     let secs = std::env::var("PODRUN_VIEW_IDLE").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
     (secs > 0).then(|| Duration::from_secs(secs))
 }
-
-/// The stack of the view's threads: requests need little (rendering allocates on the heap).
-pub const STACK: usize = 128 * 1024;
 
 #[cfg(test)]
 mod tests {
