@@ -77,6 +77,8 @@ pub enum ContainerError {
     NoVolumeSource(String),
     #[error(transparent)]
     Child(#[from] ChildError),
+    #[error("cannot start container {id}: {source}")]
+    Start { id: String, source: crate::lifecycle::fifo::StartError },
     #[error("{op}")]
     Io { op: String, source: std::io::Error },
 }
@@ -276,6 +278,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             next_try_ms: None,
             monitor: None,
             stopped: false,
+            dir: Some(rootfs.dir.clone()),
         };
         // config.json is read only once state.json exists, so it needs no rename.
         fs::write(rootfs.dir.join("config.json"), serde_json::to_vec(&spec).unwrap_or_default())
@@ -394,17 +397,31 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
     })
 }
 
-/// Spawns the container's init; returns once the workload has exec'd.
+/// Creates the container (its init waits for `start`), then starts it.
 pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
-    let spawned = spawn(p);
-    // The child's binds of the view's files are done (or failed) once spawn returns.
+    let created = create(p);
+    // The child's binds of the view's files are done (or failed) once create returns.
     if let Some(l) = &p.view_lock {
         l.unlock();
     }
-    spawned
+    let spawned = created?;
+    let started = match ProcRef::of(spawned.pid.as_raw()) {
+        Some(init) => crate::lifecycle::fifo::start(&p.rootfs.dir, &init),
+        None => Err(crate::lifecycle::fifo::StartError::InitGone),
+    };
+    match started {
+        Ok(()) => Ok(spawned),
+        Err(source) => {
+            let _ = nix::sys::signal::kill(spawned.pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(spawned.pid, None);
+            Err(ContainerError::Start { id: p.state.id.clone(), source })
+        }
+    }
 }
 
-fn spawn(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
+/// Spawns the container's init, which does everything but its exec and waits for `start`
+/// (lifecycle/fifo.rs); returns once it waits, its pid recorded in the state.
+fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     let pause_fd: Option<OwnedFd> = match &p.join {
         Some((pause, _)) => {
             Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
@@ -418,6 +435,7 @@ fn spawn(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     let clock = p.view.is_some();
     // Connected to its agent here, while the host's paths are in reach.
     let seccomp = crate::seccomp::Filter::prepare(&p.spec, &p.state.id, &p.rootfs.dir)?;
+    let fifo = crate::lifecycle::fifo::make(&p.rootfs.dir).map_err(io("make the exec fifo"))?;
     let merged = std::cell::OnceCell::new();
     let pid = clone::spawn(
         p.entry.clone_into(),
@@ -452,7 +470,7 @@ fn spawn(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             }
             Ok(())
         },
-        |sync| init_stage(p, standalone, merged.get(), seccomp.as_ref(), sync),
+        |sync| init_stage(p, standalone, merged.get(), seccomp.as_ref(), &fifo, sync),
         // Recorded before the workload may run: whatever happens to podrun from here on,
         // the state names the process, so `rm -f` can always stop it.
         |pid| {
@@ -473,6 +491,7 @@ fn init_stage(
     standalone: bool,
     merged: Option<&OwnedFd>,
     seccomp: Option<&crate::seccomp::Filter>,
+    fifo: &OwnedFd,
     sync: &crate::sync::ChildEnd,
 ) -> StageError {
     let run = || -> Result<(), StageError> {
@@ -499,7 +518,7 @@ fn init_stage(
     if let Err(e) = run() {
         return e;
     }
-    exec_process(p.spec.process().as_ref(), seccomp, sync)
+    exec_process(p.spec.process().as_ref(), seccomp, Some(fifo), sync)
 }
 
 fn sandbox_loopback() -> Result<(), StageError> {
@@ -507,9 +526,13 @@ fn sandbox_loopback() -> Result<(), StageError> {
 }
 
 /// Identity, caps, cwd, fds, then execve of the spec's process (returns only on failure).
+/// With an exec fifo (a container's init), it waits for `start` before the exec; an exec
+/// that fails after that is said on the workload's stderr, and ends the init with the
+/// shell's status (127 not found, 126 cannot execute): `create` has returned by then.
 fn exec_process(
     process: Option<&oci_spec::runtime::Process>,
     seccomp: Option<&crate::seccomp::Filter>,
+    fifo: Option<&OwnedFd>,
     sync: &crate::sync::ChildEnd,
 ) -> StageError {
     let Some(process) = process else { return StageError::new("exec", Errno::EINVAL, "the spec has no process") };
@@ -529,7 +552,15 @@ fn exec_process(
     if !sync.wait_go() {
         return StageError::new("exec", Errno::ECANCELED, "podrun went away before the container started");
     }
-    exec::execve(&file, &args, &env)
+    let Some(fifo) = fifo else { return exec::execve(&file, &args, &env) };
+    if let Err(e) = crate::lifecycle::fifo::wait_for_start(fifo, sync) {
+        return e;
+    }
+    let e = exec::execve(&file, &args, &env);
+    eprintln!("podrun: {}", e.message);
+    let code = ChildError::from(e).exit_code().unwrap_or(126);
+    // SAFETY: the init stage ends here, as clone.rs's children do.
+    unsafe { libc::_exit(code as i32) }
 }
 
 /// Docker's OOMKilled: the cgroup's OOM kill count (cumulative, read while the cgroup
@@ -624,34 +655,18 @@ fn run_foreground(paths: &Paths, store: &Store, mut p: Prepared) -> Result<ExitI
 /// The container's state, by name.
 pub fn load(paths: &Paths, id: &str) -> Result<ContainerState, ContainerError> {
     let cid = ContainerId::parse(id)?;
-    state::read_json(&paths.container(cid.as_str()).join("state.json"))
-        .map_err(|_| ContainerError::NotFound(id.to_owned()))
+    let dir = paths.container(cid.as_str());
+    let mut c: ContainerState =
+        state::read_json(&dir.join("state.json")).map_err(|_| ContainerError::NotFound(id.to_owned()))?;
+    c.dir = Some(dir);
+    Ok(c)
 }
 
-/// What `ps` shows as a container's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    /// Ended, and its restart policy starts it again at this time (Unix ms).
-    BackOff {
-        next_try_ms: u64,
-    },
-    /// Ended a moment ago: its monitor has yet to record how (and decide on a restart).
-    Exiting,
-    Exited(Option<ExitInfo>),
-}
+pub use crate::lifecycle::status::Status;
 
-/// Recomputed from liveness on every call: a back-off whose monitor is gone is over (no
-/// one will start it), and a container whose end nobody saw has an unknown exit.
+/// Recomputed from liveness on every call (lifecycle::status).
 pub fn status(c: &ContainerState) -> Status {
-    match (c.init, c.next_try_ms) {
-        (None, _) => Status::Created,
-        (Some(i), _) if i.alive() => Status::Running,
-        (_, Some(t)) if !c.stopped && supervised(c) => Status::BackOff { next_try_ms: t },
-        _ if c.exit.is_none() && supervised(c) => Status::Exiting,
-        _ => Status::Exited(c.exit),
-    }
+    crate::lifecycle::status::Facts::of(c).status()
 }
 
 /// Whether the process that records the container's exits (and applies its restart
@@ -831,7 +846,7 @@ pub fn exec_in(
                     return e;
                 }
             }
-            exec_process(Some(&process), seccomp.as_ref(), sync)
+            exec_process(Some(&process), seccomp.as_ref(), None, sync)
         },
         |_| Ok(()),
     )?;

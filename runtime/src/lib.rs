@@ -11,6 +11,7 @@ pub mod exec;
 pub mod idmap;
 pub mod ids;
 pub mod image;
+pub mod lifecycle;
 pub mod monitor;
 pub mod mount;
 pub mod ns;

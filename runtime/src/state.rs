@@ -116,6 +116,10 @@ pub struct ContainerState {
     /// Stopped by `podrun kill` or `rm`: not started again by its policy (`start` does).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// Where it was read from (its directory, which holds its exec fifo while it is
+    /// created and not started): not stored.
+    #[serde(skip)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl ContainerState {

@@ -7,7 +7,7 @@
 //! | parent | `Go` | podrun has recorded that pid in the state: the init stage may exec the workload. Without it (podrun was killed: end of file) the init stage exits instead, so no workload ever runs that podrun's state does not name |
 //! | init stage | `Terminal` with the pty master fd (SCM_RIGHTS) | `-t`: the container's console; its slave is the workload's stdio |
 //! | any child stage | `Failed { stage, errno, message }` | the stage failed; the parent reports it and cleans up |
-//! | (none) | end of file | every child copy of the socket is closed: the last stage's `execve` succeeded (the socket is close-on-exec), or the children died |
+//! | (none) | end of file | every child copy of the socket is closed: the last stage's `execve` succeeded (the socket is close-on-exec), a created container's init let go of it to wait for `start` (lifecycle/fifo.rs), or the children died |
 //!
 //! Apart from `Go`, the parent never writes: every decision a child needs is made before
 //! the fork.
@@ -128,6 +128,16 @@ impl ChildEnd {
     /// Reports a failure; the caller then `_exit`s.
     pub fn fail(&self, e: &StageError) {
         self.send(&Msg::Failed { stage: e.stage.to_owned(), errno: e.errno as i32, message: e.message.clone() });
+    }
+
+    /// Lets go of the socket (a created container's init, before it waits for `start`):
+    /// /dev/null takes its place, so the parent sees end of file, and a later `fail` or
+    /// `send` writes nowhere rather than into a descriptor that took the number.
+    pub fn let_go(&self) {
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            // SAFETY: dup3 onto our own descriptor's number, close-on-exec kept.
+            unsafe { libc::dup3(null.as_raw_fd(), self.0.as_raw_fd(), libc::O_CLOEXEC) };
+        }
     }
 }
 
