@@ -204,6 +204,9 @@ pub enum SandboxCommand {
     Ls {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Print only sandbox names.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Remove a sandbox and its pause; -f stops and removes its containers first.
     #[command(visible_alias = "remove")]

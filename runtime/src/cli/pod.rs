@@ -310,52 +310,7 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
             let sb = sandbox::create(paths, opts)?;
             println!("{}", sb.name);
         }
-        SandboxCommand::Ls { format } => {
-            let list = sandbox::list(paths);
-            match format {
-                Format::Json => {
-                    let v: Vec<serde_json::Value> = list
-                        .iter()
-                        .map(|s| {
-                            let mut v = serde_json::to_value(s).unwrap_or_default();
-                            v["status"] = if s.pause.alive() { "ready" } else { "notready" }.into();
-                            v["containers"] = sandbox::containers_of(paths, &s.name)
-                                .iter()
-                                .map(|c| c.id.clone())
-                                .collect::<Vec<_>>()
-                                .into();
-                            v
-                        })
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                }
-                Format::Table => {
-                    let now = now();
-                    let mut t = vec![[
-                        "SANDBOX".to_owned(),
-                        "STATUS".into(),
-                        "CREATED".into(),
-                        "PAUSE PID".into(),
-                        "SHARED".into(),
-                        "CONTAINERS".into(),
-                    ]];
-                    for s in &list {
-                        let alive = s.pause.alive();
-                        let shared = sandbox::ns_kinds(s).iter().map(|k| k.name()).collect::<Vec<_>>().join(",");
-                        let n = sandbox::containers_of(paths, &s.name).len();
-                        t.push([
-                            s.name.clone(),
-                            if alive { "Ready" } else { "NotReady" }.into(),
-                            ago(now, s.created),
-                            s.pause.pid.to_string(),
-                            shared,
-                            n.to_string(),
-                        ]);
-                    }
-                    print!("{}", columns(&t));
-                }
-            }
-        }
+        SandboxCommand::Ls { format, quiet } => sandbox_ls(paths, format, quiet)?,
         SandboxCommand::Rm { force, names } => {
             let store = open_store(&paths.root)?;
             let mut failed = false;
@@ -384,6 +339,59 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                 }
                 Format::Table => print!("{}", ns_table(&sb, &rows)),
             }
+        }
+    }
+    Ok(())
+}
+
+/// `sandbox ls`: names only (-q), JSON, or the table.
+fn sandbox_ls(paths: &Paths, format: Format, quiet: bool) -> Result<()> {
+    let list = sandbox::list(paths);
+    if quiet {
+        for s in &list {
+            println!("{}", s.name);
+        }
+        return Ok(());
+    }
+    let shared = |s: &podrun::state::SandboxState| sandbox::ns_kinds(s).iter().map(|k| k.name()).collect::<Vec<_>>();
+    match format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = list
+                .iter()
+                .map(|s| {
+                    let mut v = serde_json::to_value(s).unwrap_or_default();
+                    v["status"] = if s.pause.alive() { "ready" } else { "notready" }.into();
+                    v["shared"] = shared(s).into();
+                    v["containers"] =
+                        sandbox::containers_of(paths, &s.name).iter().map(|c| c.id.clone()).collect::<Vec<_>>().into();
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            let now = now();
+            let mut t = vec![[
+                "SANDBOX".to_owned(),
+                "STATUS".into(),
+                "CREATED".into(),
+                "PAUSE PID".into(),
+                "SHARED".into(),
+                "CONTAINERS".into(),
+            ]];
+            for s in &list {
+                let alive = s.pause.alive();
+                let n = sandbox::containers_of(paths, &s.name).len();
+                t.push([
+                    s.name.clone(),
+                    if alive { "Ready" } else { "NotReady" }.into(),
+                    ago(now, s.created),
+                    s.pause.pid.to_string(),
+                    shared(s).join(","),
+                    n.to_string(),
+                ]);
+            }
+            print!("{}", columns(&t));
         }
     }
     Ok(())
