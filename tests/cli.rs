@@ -1,7 +1,7 @@
 //! The command line as a whole (issue 20): every list command has `-q` (names or ids, one a
 //! line) and `--format json` (an array of objects with the table's fields), with the same
-//! meaning on an empty root and with objects in it; an unknown format exits 125 with the
-//! choices.
+//! meaning on an empty root and with objects in it; `podrun completion SHELL` and
+//! `podrun man DIR` cover every command `--help` lists; bad input exits 125 with the choices.
 
 mod common;
 
@@ -169,4 +169,133 @@ fn an_unknown_format_exits_125_with_the_choices() {
         assert!(err.contains("[possible values: table, json]"), "{cmd:?}: {err}");
     }
     assert!(!t.store().exists());
+}
+
+/// The commands `podrun ARGS --help` lists (two-space indented names under "Commands:"),
+/// `help` aside.
+fn subcommands(t: &TestRoot, args: &[String]) -> Vec<String> {
+    let help = t.ok(args.iter().map(String::as_str).chain(["--help"]));
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix("  ").filter(|l| !l.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| *n != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every command --help shows, as paths: [], ["image"], ["image", "ls"], ...
+fn every_command(t: &TestRoot) -> Vec<Vec<String>> {
+    let mut all = vec![vec![]];
+    let mut i = 0;
+    while i < all.len() {
+        let path = all[i].clone();
+        for sub in subcommands(t, &path) {
+            let mut p = path.clone();
+            p.push(sub);
+            all.push(p);
+        }
+        i += 1;
+    }
+    all
+}
+
+#[test]
+fn completion_scripts_for_bash_zsh_and_fish_name_every_command() {
+    let t = TestRoot::new();
+    let commands = every_command(&t);
+    for must in [&["ps"][..], &["sandbox", "ls"], &["image", "ls"], &["completion"]] {
+        assert!(commands.iter().any(|c| c == must), "--help lists no {must:?}: {commands:?}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let script = t.ok(["completion", shell]);
+        assert!(script.len() > 1000, "{shell}: {script}");
+        for c in commands.iter().filter_map(|c| c.last()) {
+            assert!(script.contains(c.as_str()), "{shell}: no {c}");
+        }
+        // Hidden commands are not offered (clap_complete would: see cli/manual.rs).
+        assert!(!script.contains("monitor-resume"), "{shell}");
+        assert!(
+            !script.contains("podrun__subcmd__man") && !script.contains("'man:") && !script.contains("\"man\""),
+            "{shell}"
+        );
+    }
+    // The bash script parses, and completes what --help lists.
+    let bash = t.ok(["completion", "bash"]);
+    let o = std::process::Command::new("bash").args(["-n", "-c", &bash]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let complete = |words: &str| {
+        let script = format!(
+            "{bash}\nCOMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _podrun podrun \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let o = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().lines().map(str::to_owned).collect::<BTreeSet<_>>()
+    };
+    let top = complete("podrun ''");
+    for c in subcommands(&t, &[]) {
+        assert!(top.contains(&c), "podrun <TAB> offers no {c}: {top:?}");
+    }
+    assert!(!top.contains("man") && !top.contains("monitor-resume"), "hidden commands offered: {top:?}");
+    let subs = complete("podrun sandbox ''");
+    for s in subcommands(&t, &["sandbox".into()]) {
+        assert!(subs.contains(&s), "podrun sandbox <TAB> offers no {s}: {subs:?}");
+    }
+    let flags = complete("podrun sandbox ls -");
+    assert!(flags.contains("-q") && flags.contains("--quiet") && flags.contains("--format"), "{flags:?}");
+    let shells = complete("podrun completion ''");
+    assert!(["bash", "zsh", "fish"].iter().all(|s| shells.contains(*s)), "{shells:?}");
+    assert!(!t.store().exists(), "completion never touches the root");
+}
+
+#[test]
+fn man_writes_one_page_for_every_command() {
+    let t = TestRoot::new();
+    let dir = t.path().join("share/man/man1");
+    let out = t.ok(["man".as_ref(), dir.as_os_str()]);
+    let listed: BTreeSet<String> = out.lines().map(str::to_owned).collect();
+    let written: BTreeSet<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    assert_eq!(listed, written, "it prints the pages it wrote");
+    let want: BTreeSet<String> = every_command(&t)
+        .iter()
+        .map(|c| {
+            dir.join(format!("{}.1", ["podrun".to_owned()].iter().chain(c).cloned().collect::<Vec<_>>().join("-")))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(written, want, "one page per command --help lists, none for hidden ones");
+    for page in &written {
+        let text = std::fs::read_to_string(page).unwrap();
+        let name = page.rsplit('/').next().unwrap().trim_end_matches(".1");
+        assert!(text.contains(&format!(".TH {name} 1 ")), "{page}: {text}");
+        assert!(text.contains(".SH NAME") && text.contains(".SH SYNOPSIS"), "{page}");
+        assert!(text.contains(&format!("\"podrun {}\"", env!("CARGO_PKG_VERSION"))), "{page}: the footer");
+    }
+    let ls = std::fs::read_to_string(dir.join("podrun-sandbox-ls.1")).unwrap();
+    assert!(ls.contains(r"\fB\-\-quiet\fR") && ls.contains("Print only sandbox names"), "{ls}");
+    assert!(ls.contains(r"\fBPODRUN_ROOT\fR"), "the environment variables are named: {ls}");
+    // Again into the same directory: the pages are replaced, not refused.
+    assert_eq!(t.ok(["man".as_ref(), dir.as_os_str()]), out);
+    assert!(!t.store().exists(), "man never touches the root");
+}
+
+#[test]
+fn an_unknown_shell_or_an_unwritable_man_dir_exits_125_with_a_clear_error() {
+    let t = TestRoot::new();
+    let err = t.fails(["completion", "tcsh"]);
+    assert!(err.contains("invalid value 'tcsh'") && err.contains("bash") && err.contains("zsh"), "{err}");
+    assert!(t.fails(["completion"]).contains("<SHELL>"));
+    assert!(t.fails(["man"]).contains("<DIR>"));
+    // A file where the directory should be.
+    let file = t.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let err = t.fails(["man".as_ref(), file.join("man1").as_os_str()]);
+    assert!(err.starts_with("podrun: error: creating ") && err.contains("file/man1"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!t.store().exists(), "completion and man never touch the root");
 }

@@ -1,8 +1,10 @@
 //! The command line: clap definitions and dispatch (this file), the image commands
-//! (image.rs), the pod and container commands (pod.rs), and table formatting (table.rs).
+//! (image.rs), the pod and container commands (pod.rs), table formatting (table.rs), and
+//! completions and man pages generated from these definitions (manual.rs).
 //! Library errors get their context here with anyhow; `main.rs` turns them into exit codes.
 
 mod image;
+mod manual;
 mod pod;
 mod table;
 
@@ -167,6 +169,23 @@ pub enum Command {
         no_stream: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Print a completion script for SHELL, generated from the same definitions as --help;
+    /// docs/install-extras.md says where each shell looks for it.
+    #[command(after_help = "Examples:\n  \
+        podrun completion bash > /usr/local/share/bash-completion/completions/podrun\n  \
+        podrun completion zsh > /usr/local/share/zsh/site-functions/_podrun\n  \
+        podrun completion fish > /usr/local/share/fish/vendor_completions.d/podrun.fish")]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// For packagers: write a man page for each command (podrun.1, podrun-sandbox-ls.1, ...)
+    /// to DIR and print their paths; see docs/install-extras.md.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -513,6 +532,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stats { containers, sandbox, no_stream, format } => {
             stats(&paths, &containers, sandbox.as_deref(), no_stream, format).map(|()| 0)
         }
+        Command::Completion { shell } => manual::completion(shell).map(|()| 0),
+        Command::Man { dir } => manual::man_pages(&dir).map(|()| 0),
         Command::Inspect { container } => {
             let c = container::load(&paths, &container)?;
             let spec: serde_json::Value =
