@@ -17,8 +17,8 @@ use nix::errno::Errno;
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::clone::{self, Signals};
-use crate::container::{self, io, launch, record_exit, ContainerError, Prepared, Status};
 use crate::image::Store;
+use crate::lifecycle::{self as container, io, launch, record_exit, ContainerError, Prepared, Status};
 use crate::proc::ProcRef;
 use crate::restart::{Restart, Steps};
 use crate::state::{self, now, now_ms, ContainerState, ExitInfo, Paths};

@@ -189,3 +189,23 @@ mod tests {
         }
     }
 }
+
+/// Brings up `lo` in the current network namespace (SIOCSIFFLAGS, as `ip link set lo up`).
+pub fn loopback_up() -> Result<(), Errno> {
+    // SAFETY: a plain socket call with integer arguments.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    // SAFETY: socket(2) succeeded (checked by Errno::result), so the fd is new and ours.
+    let s: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(Errno::result(s)?) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value for it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: ioctls on a live socket with a live ifreq.
+    unsafe {
+        Errno::result(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        Errno::result(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+    }
+    Ok(())
+}

@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::clone;
-use crate::container::Status;
+use crate::lifecycle::Status;
 use crate::ids::SandboxId;
 use crate::ns::{self, NsKind};
 use crate::proc::ProcRef;
@@ -70,26 +70,6 @@ pub struct CreateOptions {
 
 const SHM_OPTIONS: &str = "mode=1777,size=65536k";
 
-/// Brings up `lo` in the current network namespace (SIOCSIFFLAGS, as `ip link set lo up`).
-pub fn loopback_up() -> Result<(), Errno> {
-    // SAFETY: a plain socket call with integer arguments.
-    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    // SAFETY: socket(2) succeeded (checked by Errno::result), so the fd is new and ours.
-    let s: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(Errno::result(s)?) };
-    // SAFETY: ifreq is plain data; zeroed is a valid value for it.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, b) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *d = *b as libc::c_char;
-    }
-    // SAFETY: ioctls on a live socket with a live ifreq.
-    unsafe {
-        Errno::result(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        Errno::result(libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
-    }
-    Ok(())
-}
-
 /// The pause-init stage, before exec: a private mount namespace whose root is an empty
 /// read-only tmpfs, stdio on /dev/null, then pause itself from the memfd. `root_dir` was
 /// opened in pause's mount namespace before it became the user namespace's root, which
@@ -98,7 +78,7 @@ fn exec_pause(pause: &OwnedFd, root_dir: &OwnedFd, hostname: &str, sync: &crate:
     let run = || -> Result<(), StageError> {
         const S: &str = "pause";
         nix::unistd::sethostname(hostname).map_err(StageError::at(S, "sethostname"))?;
-        loopback_up().map_err(StageError::at(S, "bring up lo"))?;
+        crate::ns::loopback_up().map_err(StageError::at(S, "bring up lo"))?;
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
             .map_err(StageError::at(S, "make / private"))?;
         let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR, nix::sys::stat::Mode::empty())
@@ -337,7 +317,7 @@ pub fn remove(
     // In back-off counts as running: its monitor would start it again.
     let running: Vec<&ContainerState> = members
         .iter()
-        .filter(|c| matches!(crate::container::status(c), Status::Running | Status::BackOff { .. }))
+        .filter(|c| matches!(crate::lifecycle::status(c), Status::Running | Status::BackOff { .. }))
         .collect();
     if !running.is_empty() && !force {
         let names = running.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ");
@@ -345,7 +325,7 @@ pub fn remove(
     }
     let mut removed = Vec::new();
     for c in &members {
-        if crate::container::remove_state(paths, store, c, true).is_ok() {
+        if crate::lifecycle::remove_state(paths, store, c, true).is_ok() {
             removed.push(c.id.clone());
         }
     }

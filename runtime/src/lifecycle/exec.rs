@@ -1,0 +1,93 @@
+//! exec: a new process in a running container.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+
+use oci_spec::runtime::Spec;
+
+use super::spawn::exec_process;
+use super::*;
+use crate::cgroup;
+use crate::clone::{self, Signals};
+use crate::ns;
+use crate::state::{self, ExitInfo, Paths};
+use crate::sync::StageError;
+
+/// `podrun exec`: a new process in every namespace of a running container, with its root,
+/// cwd, user, capabilities and environment (plus `env`).
+pub fn exec_in(
+    paths: &Paths,
+    id: &str,
+    command: Vec<String>,
+    env: Vec<String>,
+    interactive: bool,
+    tty: bool,
+) -> Result<ExitInfo, ContainerError> {
+    let c = load(paths, id)?;
+    let init = c.init.filter(|i| i.alive()).ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
+    let spec: Spec = state::read_json(&paths.container(id).join("config.json")).map_err(io("read config.json"))?;
+    let mut process = spec.process().clone().ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
+    let mut full_env = process.env().clone().unwrap_or_default();
+    for e in env {
+        let key = e.split('=').next().unwrap_or(&e).to_owned();
+        full_env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        full_env.push(e);
+    }
+    if tty && !full_env.iter().any(|e| e.starts_with("TERM=")) {
+        full_env.push(crate::spec::TERM.to_owned());
+    }
+    process.set_args(Some(command));
+    process.set_env(Some(full_env));
+    let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;
+    // Its user namespace, when it is not ours (setns refuses to re-enter one's own).
+    let userns = ns::inode(init.pid, ns::NsKind::User) != ns::inode(std::process::id() as i32, ns::NsKind::User);
+    // Its clock likewise (a container with the resource view has one of its own).
+    let clock = ns::inode(init.pid, ns::NsKind::Time) != ns::inode(std::process::id() as i32, ns::NsKind::Time);
+    let entry = match &c.cgroup {
+        Some(cg) => Some(cgroup::Entry::open(&cgroup::Hierarchy::host()?, cg)?),
+        None => None,
+    };
+    let seccomp = crate::seccomp::Filter::prepare(&spec, id, &paths.container(id))?;
+    clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+    let mut signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
+    let spawned = clone::spawn(
+        entry.as_ref().and_then(|e| e.clone_into()),
+        |placed| {
+            // The container's cgroup first: the exec'd process counts against its limits.
+            if let Some(e) = &entry {
+                e.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
+            }
+            ns::enter_all(&pidfd, userns, clock).map_err(StageError::at("join", "setns into the container"))
+        },
+        |sync| {
+            clone::reset_signals();
+            if userns {
+                if let Err(e) =
+                    crate::idmap::become_root().map_err(StageError::at("exec", "become root in the user namespace"))
+                {
+                    return e;
+                }
+            }
+            if !interactive {
+                if let Ok(null) = fs::File::open("/dev/null") {
+                    // SAFETY: dup2 onto stdin.
+                    unsafe { libc::dup2(null.as_raw_fd(), 0) };
+                }
+            }
+            if tty {
+                if let Err(e) = nix::unistd::setsid()
+                    .map_err(StageError::at("exec", "setsid"))
+                    .and_then(|_| crate::terminal::attach_console(sync))
+                {
+                    return e;
+                }
+            }
+            exec_process(Some(&process), seccomp.as_ref(), None, sync)
+        },
+        |_| Ok(()),
+    )?;
+    Ok(match spawned.terminal {
+        Some(master) => crate::terminal::proxy(master, &mut signals, spawned.pid),
+        None => signals.wait(spawned.pid),
+    })
+}

@@ -1,0 +1,182 @@
+//! create and start: the init spawned through the join and init stages (clone.rs), waiting
+//! on its exec fifo until `start`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+
+use super::*;
+use crate::clone;
+use crate::exec;
+use crate::mount::rootfs;
+use crate::ns;
+use crate::proc::ProcRef;
+use crate::state;
+use crate::sync::{ChildError, StageError};
+
+/// Creates the container (its init waits for `start`), then starts it.
+pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
+    let created = create(p);
+    // The child's binds of the view's files are done (or failed) once create returns.
+    if let Some(l) = &p.view_lock {
+        l.unlock();
+    }
+    let spawned = created?;
+    let started = match ProcRef::of(spawned.pid.as_raw()) {
+        Some(init) => crate::lifecycle::fifo::start(&p.rootfs.dir, &init),
+        None => Err(crate::lifecycle::fifo::StartError::InitGone),
+    };
+    match started {
+        Ok(()) => Ok(spawned),
+        Err(source) => {
+            let _ = nix::sys::signal::kill(spawned.pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(spawned.pid, None);
+            Err(ContainerError::Start { id: p.state.id.clone(), source })
+        }
+    }
+}
+
+/// Spawns the container's init, which does everything but its exec and waits for `start`
+/// (lifecycle/fifo.rs); returns once it waits, its pid recorded in the state.
+fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
+    let pause_fd: Option<OwnedFd> = match &p.join {
+        Some((pause, _)) => {
+            Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
+        }
+        None => None,
+    };
+    let share_pid = p.join.is_some_and(|(_, s)| s);
+    let standalone = p.join.is_none();
+    // The resource view's files count from the container's (or a shared pid namespace's
+    // pod's) start: so does its clock (ns.rs).
+    let clock = p.view.is_some();
+    // Connected to its agent here, while the host's paths are in reach.
+    let seccomp = crate::seccomp::Filter::prepare(&p.spec, &p.state.id, &p.rootfs.dir)?;
+    let fifo = crate::lifecycle::fifo::make(&p.rootfs.dir).map_err(io("make the exec fifo"))?;
+    let merged = std::cell::OnceCell::new();
+    let pid = clone::spawn(
+        p.entry.clone_into(),
+        |placed| {
+            // Into the container's cgroup first: as the host's root (before any user
+            // namespace), and before unsharing the cgroup namespace, so that cgroup is the
+            // namespace's root.
+            p.entry.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
+            if let Some(fd) = &pause_fd {
+                ns::join(fd, share_pid, p.join_userns, clock)
+                    .map_err(StageError::at("join", "setns into the sandbox"))?;
+            }
+            // A lone container's user namespace before the namespaces it owns.
+            if let Some(u) = &p.userns {
+                crate::idmap::enter(u.as_fd()).map_err(StageError::at("join", "enter the user namespace"))?;
+            }
+            let own = ns::own_flags(share_pid, standalone, clock);
+            if ns::unshare_with_clock(own).map_err(StageError::at("join", "unshare"))? {
+                ns::start_clock().map_err(StageError::at("join", "set the container's clock (timens_offsets)"))?;
+            }
+            if p.premade.userns {
+                // The rootfs's mount point, in the new mount namespace, while still the
+                // host's uid 0 (see idmap::become_root).
+                let dir = nix::fcntl::open(
+                    &p.rootfs.merged,
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(StageError::at("join", format!("open {}", p.rootfs.merged.display())))?;
+                let _ = merged.set(dir);
+                crate::idmap::become_root().map_err(StageError::at("join", "become root in the user namespace"))?;
+            }
+            Ok(())
+        },
+        |sync| init_stage(p, standalone, merged.get(), seccomp.as_ref(), &fifo, sync),
+        // Recorded before the workload may run: whatever happens to podrun from here on,
+        // the state names the process, so `rm -f` can always stop it.
+        |pid| {
+            let mut st = p.state.clone();
+            st.init = ProcRef::of(pid.as_raw());
+            state::write_json(&p.rootfs.dir, "state.json", &st).map_err(|e| ChildError {
+                stage: "state".into(),
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+                message: format!("write {}: {e}", p.rootfs.dir.join("state.json").display()),
+            })
+        },
+    )?;
+    Ok(pid)
+}
+
+fn init_stage(
+    p: &Prepared,
+    standalone: bool,
+    merged: Option<&OwnedFd>,
+    seccomp: Option<&crate::seccomp::Filter>,
+    fifo: &OwnedFd,
+    sync: &crate::sync::ChildEnd,
+) -> StageError {
+    let run = || -> Result<(), StageError> {
+        clone::reset_signals();
+        nix::unistd::setsid().map_err(StageError::at("init", "setsid"))?;
+        if !p.interactive {
+            let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
+                .map_err(StageError::at("init", "open /dev/null"))?;
+            // SAFETY: dup2 onto stdin.
+            Errno::result(unsafe { libc::dup2(null.as_raw_fd(), 0) }).map_err(StageError::at("init", "dup2"))?;
+        }
+        if standalone {
+            let h = p.spec.hostname().clone().unwrap_or_default();
+            nix::unistd::sethostname(&h).map_err(StageError::at("init", "sethostname"))?;
+            sandbox_loopback()?;
+        }
+        let view = p.view.as_ref().map(|(d, f)| (d.as_path(), f.as_path()));
+        rootfs::prepare(&p.rootfs, &p.spec, &p.premade, merged, view)?;
+        if p.spec.process().as_ref().is_some_and(|pr| pr.terminal().unwrap_or(false)) {
+            crate::terminal::attach_console(sync)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        return e;
+    }
+    exec_process(p.spec.process().as_ref(), seccomp, Some(fifo), sync)
+}
+
+fn sandbox_loopback() -> Result<(), StageError> {
+    crate::ns::loopback_up().map_err(StageError::at("init", "bring up lo"))
+}
+
+/// Identity, caps, cwd, fds, then execve of the spec's process (returns only on failure).
+/// With an exec fifo (a container's init), it waits for `start` before the exec; an exec
+/// that fails after that is said on the workload's stderr, and ends the init with the
+/// shell's status (127 not found, 126 cannot execute): `create` has returned by then.
+pub(crate) fn exec_process(
+    process: Option<&oci_spec::runtime::Process>,
+    seccomp: Option<&crate::seccomp::Filter>,
+    fifo: Option<&OwnedFd>,
+    sync: &crate::sync::ChildEnd,
+) -> StageError {
+    let Some(process) = process else { return StageError::new("exec", Errno::EINVAL, "the spec has no process") };
+    if let Err(e) = exec::setup_process(process, seccomp) {
+        return e;
+    }
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let Some(arg0) = args.first() else { return StageError::new("exec", Errno::EINVAL, "the spec has no command") };
+    let file = match exec::find_executable(arg0, &env).and_then(|f| exec::check_executable(&f).map(|()| f)) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    if let Err(e) = exec::close_fds_on_exec() {
+        return e;
+    }
+    if !sync.wait_go() {
+        return StageError::new("exec", Errno::ECANCELED, "podrun went away before the container started");
+    }
+    let Some(fifo) = fifo else { return exec::execve(&file, &args, &env) };
+    if let Err(e) = crate::lifecycle::fifo::wait_for_start(fifo, sync) {
+        return e;
+    }
+    let e = exec::execve(&file, &args, &env);
+    eprintln!("podrun: {}", e.message);
+    let code = ChildError::from(e).exit_code().unwrap_or(126);
+    // SAFETY: the init stage ends here, as clone.rs's children do.
+    unsafe { libc::_exit(code as i32) }
+}
