@@ -493,10 +493,11 @@ pub fn start(paths: &Paths, store: &Store, id: &str) -> Result<(), ContainerErro
     let mut st = container::load(paths, id)?;
     match container::status(&st) {
         Status::Running if !container::supervised(&st) => return adopt(paths, store, st, lock),
-        Status::Running | Status::BackOff { .. } | Status::Exiting => {
+        // (Created: its init waits for a start that is under way.)
+        Status::Created | Status::Running | Status::BackOff { .. } | Status::Exiting => {
             return Err(ContainerError::AlreadyRunning(id.to_owned()))
         }
-        Status::Created | Status::Exited(_) => {}
+        Status::Creating | Status::Exited(_) => {}
     }
     st.stopped = false;
     st.next_try_ms = None;

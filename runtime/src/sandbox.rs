@@ -21,8 +21,8 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::clone;
-use crate::lifecycle::Status;
 use crate::ids::SandboxId;
+use crate::lifecycle::Status;
 use crate::ns::{self, NsKind};
 use crate::proc::ProcRef;
 use crate::state::{self, now, ContainerState, Paths, SandboxState};
@@ -317,7 +317,7 @@ pub fn remove(
     // In back-off counts as running: its monitor would start it again.
     let running: Vec<&ContainerState> = members
         .iter()
-        .filter(|c| matches!(crate::lifecycle::status(c), Status::Running | Status::BackOff { .. }))
+        .filter(|c| matches!(crate::lifecycle::status(c), Status::Created | Status::Running | Status::BackOff { .. }))
         .collect();
     if !running.is_empty() && !force {
         let names = running.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ");

@@ -59,6 +59,7 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
 
 pub(super) fn status_word(c: &ContainerState) -> String {
     match container::status(c) {
+        Status::Creating => "creating".into(),
         Status::Created => "created".into(),
         Status::Running => "running".into(),
         Status::BackOff { .. } => "back-off".into(),
@@ -71,6 +72,7 @@ pub(super) fn status_word(c: &ContainerState) -> String {
 fn status_text(c: &ContainerState, now_ms: u64) -> String {
     let now = now_ms / 1000;
     match container::status(c) {
+        Status::Creating => "Creating".to_owned(),
         Status::Created => "Created".to_owned(),
         Status::Running if c.detached && !container::supervised(c) => "Up (unsupervised)".to_owned(),
         Status::Running => "Up".to_owned(),
@@ -96,13 +98,16 @@ fn last_exit_text(c: &ContainerState, now: u64) -> String {
     }
 }
 
+/// A container with a process, or one its policy will start again: created (its init
+/// waiting for start, as during each start), running, exiting or in back-off.
+fn live(c: &ContainerState) -> bool {
+    matches!(container::status(c), Status::Created | Status::Running | Status::BackOff { .. } | Status::Exiting)
+}
+
 pub(super) fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Result<()> {
     let now_ms = podrun::state::now_ms();
     let now = now_ms / 1000;
-    let rows: Vec<ContainerState> = container::list(paths)
-        .into_iter()
-        .filter(|c| all || matches!(container::status(c), Status::Running | Status::BackOff { .. } | Status::Exiting))
-        .collect();
+    let rows: Vec<ContainerState> = container::list(paths).into_iter().filter(|c| all || live(c)).collect();
     if quiet {
         for c in &rows {
             println!("{}", c.id);
@@ -280,10 +285,7 @@ pub(super) fn logs(paths: &Paths, id: &str, follow: bool) -> Result<()> {
     loop {
         std::io::copy(&mut f, &mut out)?;
         out.flush()?;
-        let going = |c: &ContainerState| {
-            matches!(container::status(c), Status::Running | Status::BackOff { .. } | Status::Exiting)
-        };
-        if !follow || !container::load(paths, id).is_ok_and(|c| going(&c)) {
+        if !follow || !container::load(paths, id).is_ok_and(|c| live(&c)) {
             std::io::copy(&mut f, &mut out)?;
             return Ok(());
         }

@@ -148,7 +148,8 @@ pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<(), ContainerError> 
     let _lock = state::lock(&dir).map_err(|_| ContainerError::NotFound(id.to_owned()))?;
     let mut c = load(paths, id)?;
     match status(&c) {
-        Status::Running => {
+        // A created one's init gets the signal as a running one's workload would (runc's).
+        Status::Created | Status::Running => {
             if c.restart.is_some() && STOP_SIGNALS.contains(&sig) && !c.stopped {
                 c.stopped = true;
                 state::write_json(&dir, "state.json", &c).map_err(io(format!("write the state of {id}")))?;

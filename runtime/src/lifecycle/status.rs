@@ -8,7 +8,9 @@ use crate::state::{ContainerState, ExitInfo};
 /// What `ps` and `state` show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Made, its init waiting for `start` (or not yet spawned: creating).
+    /// Being made: no init spawned yet.
+    Creating,
+    /// Made, its init waiting for `start`.
     Created,
     Running,
     /// Ended, and its restart policy starts it again at this time (Unix ms).
@@ -23,9 +25,9 @@ pub enum Status {
 
 impl Status {
     /// The OCI runtime spec's word: creating, created, running or stopped.
-    pub fn oci(&self, spawned: bool) -> &'static str {
+    pub fn oci(&self) -> &'static str {
         match self {
-            Status::Created if !spawned => "creating",
+            Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
             Status::BackOff { .. } | Status::Exiting | Status::Exited(_) => "stopped",
@@ -65,7 +67,7 @@ impl Facts {
     /// whose end nobody saw has an unknown exit.
     pub fn status(&self) -> Status {
         match (self.init, self.next_try_ms) {
-            (None, _) => Status::Created,
+            (None, _) => Status::Creating,
             (Some(true), _) if self.waiting => Status::Created,
             (Some(true), _) => Status::Running,
             (_, Some(t)) if !self.stopped && self.supervised => Status::BackOff { next_try_ms: t },
@@ -84,11 +86,11 @@ mod tests {
     #[test]
     fn a_container_is_creating_then_created_then_running() {
         let creating = Facts::default();
-        assert_eq!((creating.status(), creating.status().oci(false)), (Status::Created, "creating"));
+        assert_eq!((creating.status(), creating.status().oci()), (Status::Creating, "creating"));
         let created = Facts { init: Some(true), waiting: true, supervised: true, ..Facts::default() };
-        assert_eq!((created.status(), created.status().oci(true)), (Status::Created, "created"));
+        assert_eq!((created.status(), created.status().oci()), (Status::Created, "created"));
         let running = Facts { waiting: false, ..created };
-        assert_eq!((running.status(), running.status().oci(true)), (Status::Running, "running"));
+        assert_eq!((running.status(), running.status().oci()), (Status::Running, "running"));
     }
 
     #[test]
@@ -96,7 +98,7 @@ mod tests {
         // A created container whose init was killed before start: stopped, not created.
         let killed = Facts { init: Some(false), waiting: true, ..Facts::default() };
         assert_eq!(killed.status(), Status::Exited(None));
-        assert_eq!(killed.status().oci(true), "stopped");
+        assert_eq!(killed.status().oci(), "stopped");
         let recorded = Facts { init: Some(false), exit: Some(EXIT), supervised: true, ..Facts::default() };
         assert_eq!(recorded.status(), Status::Exited(Some(EXIT)));
     }
@@ -113,7 +115,7 @@ mod tests {
         let backing =
             Facts { init: Some(false), next_try_ms: Some(9), supervised: true, exit: Some(EXIT), ..Facts::default() };
         assert_eq!(backing.status(), Status::BackOff { next_try_ms: 9 });
-        assert_eq!(backing.status().oci(true), "stopped");
+        assert_eq!(backing.status().oci(), "stopped");
         assert_eq!(Facts { stopped: true, ..backing }.status(), Status::Exited(Some(EXIT)), "killed in back-off");
         assert_eq!(Facts { supervised: false, ..backing }.status(), Status::Exited(Some(EXIT)), "monitor gone");
         // A restarted one running again is running, whatever its last back-off said.
