@@ -157,8 +157,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             dir: Some(rootfs.dir.clone()),
         };
         // config.json is read only once state.json exists, so it needs no rename.
-        fs::write(rootfs.dir.join("config.json"), serde_json::to_vec(&spec).unwrap_or_default())
-            .map_err(io("write config.json"))?;
+        let config = serde_json::to_vec(&spec).map_err(|e| io("serialize config.json")(e.into()))?;
+        fs::write(rootfs.dir.join("config.json"), config).map_err(io("write config.json"))?;
         Ok::<_, ContainerError>(Prepared {
             state,
             spec,

@@ -49,7 +49,7 @@ pub struct SandboxState {
 }
 
 /// How much of the resource view a container gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ViewMode {
     /// The files, and CPU affinity limited to the view's CPU count (so `nproc` agrees).

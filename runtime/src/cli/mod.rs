@@ -22,7 +22,6 @@ use podrun::container::{self, RunOutcome, RunRequest, Status};
 use podrun::image::progress::human;
 use podrun::sandbox;
 use podrun::spec::{RunOptions, Seccomp, Volume};
-use podrun::state::ViewMode;
 use podrun::state::{now, ContainerState, Paths};
 
 const ABOUT: &str = "podrun builds Kubernetes-style pods from scratch: a pause process holding shared \
@@ -212,8 +211,8 @@ pub enum SandboxCommand {
         limits: Box<LimitArgs>,
         /// The resource view for the pod's containers (each may override it with its own
         /// --procview): on, files or off, as for `run`.
-        #[arg(long, value_enum, default_value_t = ViewMode::On)]
-        procview: ViewMode,
+        #[arg(long, value_enum, default_value_t = Procview::On)]
+        procview: Procview,
         /// The pod's user namespace, shared by all its containers.
         #[command(flatten)]
         userns: UsernsArgs,
@@ -275,7 +274,7 @@ pub struct RunArgs {
     /// container's limits, and CPU affinity cut to the view's CPU count (nproc); files: the
     /// files only; off: the host's files.
     #[arg(long, value_enum)]
-    pub procview: Option<ViewMode>,
+    pub procview: Option<Procview>,
     #[arg(short, long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
     /// USER[:GROUP], names or numbers, resolved in the image.
@@ -585,4 +584,26 @@ fn parse_signal(s: &str) -> Result<Signal> {
     let name = s.to_ascii_uppercase();
     let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
     name.parse::<Signal>().map_err(|_| anyhow::anyhow!("invalid signal {s:?}: use a name (TERM, SIGKILL) or a number"))
+}
+
+/// `--procview`: how much of the resource view a container gets (the library's ViewMode,
+/// which knows nothing of flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Procview {
+    /// The files, and CPU affinity limited to the view's CPU count (so `nproc` agrees).
+    On,
+    /// Only the files.
+    Files,
+    /// Nothing: the host's files.
+    Off,
+}
+
+impl From<Procview> for podrun::state::ViewMode {
+    fn from(p: Procview) -> Self {
+        match p {
+            Procview::On => Self::On,
+            Procview::Files => Self::Files,
+            Procview::Off => Self::Off,
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub(super) fn run_cmd(paths: &Paths, a: RunArgs) -> Result<u8> {
         },
         userns,
         pool,
-        procview: a.procview,
+        procview: a.procview.map(Into::into),
         restart: match (a.restart, a.restart_backoff) {
             (None, None) => None,
             (None, Some(_)) => bail!("--restart-backoff needs --restart always or on-failure"),
@@ -307,8 +307,16 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("invalid label {l:?}: use KEY=VALUE"))?;
                 map.insert(k.to_owned(), v.to_owned());
             }
-            let opts =
-                sandbox::CreateOptions { name, hostname, share_pid, labels: map, limits, procview, userns, pool };
+            let opts = sandbox::CreateOptions {
+                name,
+                hostname,
+                share_pid,
+                labels: map,
+                limits,
+                procview: procview.into(),
+                userns,
+                pool,
+            };
             let sb = sandbox::create(paths, opts)?;
             println!("{}", sb.name);
         }
