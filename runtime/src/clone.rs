@@ -89,13 +89,6 @@ fn exe_mappings(smaps: &str, path: &str) -> Vec<((usize, usize), Option<u64>)> {
     out
 }
 
-/// Not dumpable: no other process of the container can open our /proc/<pid>/exe, memory or
-/// fds while podrun's code runs in its namespaces (CVE-2019-5736).
-pub fn set_non_dumpable() {
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-}
-
 pub fn set_subreaper() -> Result<(), Errno> {
     // SAFETY: prctl with integer arguments.
     Errno::result(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
@@ -133,7 +126,7 @@ pub fn spawn(
         ForkResult::Child => {
             drop(parent);
             set_name("podrun:[join]");
-            set_non_dumpable();
+            crate::proc::set_non_dumpable();
             exit_now(join_stage(|| join(placed), init, &child))
         }
         ForkResult::Parent { child: join_pid } => {

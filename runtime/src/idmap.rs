@@ -254,8 +254,8 @@ pub fn allocate(
         return Ok(None);
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let _lock = crate::state::lock(dir).map_err(io(dir))?;
-    let mut table: Vec<Allocation> = match crate::state::read_json(&dir.join(TABLE)) {
+    let _lock = crate::record::lock(dir).map_err(io(dir))?;
+    let mut table: Vec<Allocation> = match crate::record::read_json(&dir.join(TABLE)) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io(&dir.join(TABLE))(e)),
@@ -300,18 +300,18 @@ pub fn allocate(
         }
     };
     table.push(Allocation { owner: owner.to_owned(), maps: maps.clone() });
-    crate::state::write_json(dir, TABLE, &table).map_err(io(&dir.join(TABLE)))?;
+    crate::record::write_json(dir, TABLE, &table).map_err(io(&dir.join(TABLE)))?;
     Ok(Some(maps))
 }
 
 /// Returns `owner`'s ranges to the pool (nothing to do when it has none).
 pub fn release(dir: &Path, owner: &str) {
-    let Ok(_lock) = crate::state::lock(dir) else { return };
-    let Ok(mut table) = crate::state::read_json::<Vec<Allocation>>(&dir.join(TABLE)) else { return };
+    let Ok(_lock) = crate::record::lock(dir) else { return };
+    let Ok(mut table) = crate::record::read_json::<Vec<Allocation>>(&dir.join(TABLE)) else { return };
     let before = table.len();
     table.retain(|a| a.owner != owner);
     if table.len() != before {
-        let _ = crate::state::write_json(dir, TABLE, &table);
+        let _ = crate::record::write_json(dir, TABLE, &table);
     }
 }
 
@@ -392,7 +392,7 @@ pub fn become_root() -> Result<(), Errno> {
     // A change of ids resets "dumpable" to fs.suid_dumpable, which a host may have set to
     // 1: then the container's root, now the same uid, could ptrace this podrun stage or
     // open its /proc/PID/exe (CVE-2019-5736). Not dumpable again.
-    crate::clone::set_non_dumpable();
+    crate::proc::set_non_dumpable();
     Ok(())
 }
 

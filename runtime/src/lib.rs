@@ -18,6 +18,7 @@ pub mod ns;
 pub mod pause;
 pub mod proc;
 pub mod procview;
+pub mod record;
 pub mod restart;
 pub mod sandbox;
 pub mod seccomp;

@@ -120,17 +120,7 @@ pub struct Removed {
     pub layers_deleted: usize,
 }
 
-/// A container's root filesystem: the image's layers under a private upper and work dir.
-#[derive(Debug, Clone)]
-pub struct Rootfs {
-    pub dir: PathBuf,
-    /// Overlay lowerdirs, top-most first (overlayfs order).
-    pub lowers: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
-    /// Where `mount::overlay::mount_rootfs` mounts it unless told otherwise.
-    pub merged: PathBuf,
-}
+pub use crate::mount::Rootfs;
 
 pub struct Store {
     root: PathBuf,

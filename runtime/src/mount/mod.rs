@@ -1,5 +1,7 @@
 //! Mounts podrun makes: the overlay rootfs (later: /proc, /dev, masks, pivot_root).
 
+use std::path::PathBuf;
+
 pub mod api;
 pub mod overlay;
 pub mod rootfs;
@@ -18,6 +20,19 @@ pub(crate) fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A container's root filesystem: an image's layers (the store unpacks them) under a
+/// private upper and work dir.
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    pub dir: PathBuf,
+    /// Overlay lowerdirs, top-most first (overlayfs order).
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where `mount::overlay::mount_rootfs` mounts it unless told otherwise.
+    pub merged: PathBuf,
 }
 
 #[cfg(test)]

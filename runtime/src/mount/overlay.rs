@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 use super::api::{self, FsContext};
-use crate::image::Rootfs;
+use crate::mount::Rootfs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {

@@ -20,7 +20,7 @@ use oci_spec::runtime::{Mount, Spec};
 
 use super::api::{self, FsContext};
 use super::overlay::mount_rootfs;
-use crate::image::Rootfs;
+use crate::mount::Rootfs;
 use crate::sync::StageError;
 
 const STAGE: &str = "mount";
