@@ -49,8 +49,12 @@ pub struct Device {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid --device {0:?}: use HOSTDEV[:CTRPATH][:PERMS], e.g. /dev/sdb:/dev/xvdb:rw, with a character or block device and PERMS of r, w, m")]
-pub struct DeviceError(String);
+#[error("invalid device {0:?}: {DEVICE_FORMAT}")]
+pub struct DeviceError(pub String);
+
+/// How a device is given.
+pub const DEVICE_FORMAT: &str =
+    "HOSTDEV[:CTRPATH][:PERMS], e.g. /dev/sdb:/dev/xvdb:rw, with a character or block device and PERMS of r, w, m";
 
 impl Device {
     pub fn parse(s: &str) -> Result<Device, DeviceError> {

@@ -31,13 +31,13 @@ pub enum IdMapError {
     Bad(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("--userns={0:?}: use auto or host")]
+    #[error("user namespace mode {0:?} is not auto or host")]
     BadMode(String),
-    #[error("--uidmap/--gidmap cannot be combined with --userns={0}")]
+    #[error("explicit id maps cannot be combined with user namespace mode {0}")]
     Conflict(String),
-    #[error("no free id range of {SLOT} in the pool ({0}); remove a sandbox, or add `podrun:START:COUNT` lines to /etc/subuid and /etc/subgid")]
+    #[error("no free id range of {SLOT} in the pool ({0})")]
     Exhausted(String),
-    #[error("host {kind}s {start}-{end} are in use by {owner}: choose another range, or --userns=auto")]
+    #[error("host {kind}s {start}-{end} are in use by {owner}")]
     Overlap { kind: &'static str, start: u64, end: u64, owner: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if e.downcast_ref::<Reported>().is_none() {
-                eprintln!("podrun: error: {e:#}");
+                eprintln!("podrun: error: {}", cli::report(&e));
             }
             // 126/127 when the workload could not be executed or found, as a shell says.
             let code = e.downcast_ref::<podrun::container::ContainerError>().map_or(EXIT_PODRUN, |c| c.exit_code());

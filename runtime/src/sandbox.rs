@@ -32,11 +32,11 @@ use crate::sync::{ChildError, StageError};
 pub enum SandboxError {
     #[error(transparent)]
     BadName(#[from] crate::ids::BadId),
-    #[error("sandbox {0} already exists (see `podrun sandbox ls`)")]
+    #[error("sandbox {0} already exists")]
     Exists(String),
-    #[error("no such sandbox: {0} (see `podrun sandbox ls`)")]
+    #[error("no such sandbox: {0}")]
     NotFound(String),
-    #[error("sandbox {0} has running containers ({1}); stop them first, or use -f")]
+    #[error("sandbox {0} has running containers ({1})")]
     Busy(String, String),
     #[error("starting pause")]
     Start(#[from] ChildError),

@@ -25,7 +25,7 @@ pub enum SeccompError {
     TooLong(usize),
     #[error("seccomp: the spec asks for SCMP_ACT_NOTIFY but gives no listenerPath")]
     NoListener,
-    #[error("cannot reach the seccomp agent at {path}; if that is the resource view's socket, it is restarted once this root has no containers or sandboxes left; until then use --procview=files")]
+    #[error("cannot reach the seccomp agent at {path}")]
     Agent { path: PathBuf, source: std::io::Error },
 }
 

@@ -66,7 +66,7 @@ pub enum SpecError {
     BadSecurityOpt(String),
     #[error("seccomp profile {path}: {message}")]
     BadProfile { path: String, message: String },
-    #[error("the seccomp profile has SCMP_ACT_NOTIFY rules, and the resource view answers sysinfo(2) through its own listener: use --procview=files (or off) with this profile")]
+    #[error("the seccomp profile has SCMP_ACT_NOTIFY rules, and the resource view answers sysinfo(2) through its own listener")]
     NotifyConflict,
     #[error("building the OCI spec")]
     Build(#[from] oci_spec::OciSpecError),

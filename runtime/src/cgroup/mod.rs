@@ -32,15 +32,15 @@ pub enum Hierarchy {
 pub enum LimitError {
     #[error("invalid size {0:?}: use a number with an optional unit b, k, m or g (e.g. 256m)")]
     Size(String),
-    #[error("invalid --cpus {0:?}: use a positive number of CPUs, e.g. 0.5 or 2")]
+    #[error("invalid CPU count {0:?}: a positive number of CPUs, e.g. 0.5 or 2")]
     Cpus(String),
-    #[error("invalid --cpu-shares {0:?}: use 2 to 262144")]
+    #[error("invalid CPU shares {0:?}: 2 to 262144")]
     Shares(String),
-    #[error("invalid --pids-limit {0:?}: use a positive number, or -1 for no limit")]
+    #[error("invalid pids limit {0:?}: a positive number, or -1 for no limit")]
     Pids(String),
     #[error("no cgroup hierarchy found in /proc/self/mountinfo")]
     NoHierarchy,
-    #[error("invalid --io-weight {0:?}: use 1 to 10000")]
+    #[error("invalid io weight {0:?}: 1 to 10000")]
     IoWeight(String),
     #[error("invalid device rate {0:?}: use DEVICE:RATE, e.g. /dev/sda:1m, with a block device")]
     DeviceRate(String),

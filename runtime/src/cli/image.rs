@@ -1,5 +1,6 @@
 //! The image commands: import, ls, inspect, rm.
 
+use super::advice;
 use super::table::{ago, parse_rfc3339};
 use super::*;
 use podrun::image::progress::Progress;
@@ -76,7 +77,7 @@ pub(super) fn image(root: &Path, cmd: ImageCommand) -> Result<()> {
                         }
                     }
                     Err(e) => {
-                        eprintln!("podrun: error: removing {r}: {e}");
+                        eprintln!("podrun: error: removing {r}: {}", advice::say(&e));
                         failed += 1;
                     }
                 }

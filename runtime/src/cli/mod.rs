@@ -3,6 +3,7 @@
 //! completions and man pages generated from these definitions (manual.rs).
 //! Library errors get their context here with anyhow; `main.rs` turns them into exit codes.
 
+mod advice;
 mod image;
 mod manual;
 mod pod;
@@ -488,7 +489,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 match podrun::monitor::start(&paths, &store, c) {
                     Ok(()) => println!("{c}"),
                     Err(e) => {
-                        eprintln!("podrun: error: starting {c}: {e}");
+                        eprintln!("podrun: error: starting {c}: {}", advice::say(&e));
                         failed = true;
                     }
                 }
@@ -518,7 +519,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 match container::remove(&paths, &store, c, force) {
                     Ok(()) => println!("{c}"),
                     Err(e) => {
-                        eprintln!("podrun: error: removing {c}: {e}");
+                        eprintln!("podrun: error: removing {c}: {}", advice::say(&e));
                         failed = true;
                     }
                 }
@@ -607,3 +608,5 @@ impl From<Procview> for podrun::state::ViewMode {
         }
     }
 }
+
+pub use advice::report;

@@ -1,6 +1,7 @@
 //! The pod and container commands: run, ps, stats, logs, and the sandbox commands with the
 //! namespace table.
 
+use super::advice;
 use super::table::{ago, columns};
 use super::*;
 use podrun::monitor::exit_word;
@@ -328,7 +329,7 @@ pub(super) fn sandbox_cmd(paths: &Paths, cmd: SandboxCommand) -> Result<()> {
                 match sandbox::remove(paths, &store, n, force) {
                     Ok(_) => println!("{n}"),
                     Err(e) => {
-                        eprintln!("podrun: error: removing sandbox {n}: {e}");
+                        eprintln!("podrun: error: removing sandbox {n}: {}", advice::say(&e));
                         failed = true;
                     }
                 }

@@ -29,11 +29,11 @@ pub enum Error {
     DigestMismatch { what: String, expected: Digest, actual: Digest },
     #[error("{what} is larger than {limit} bytes, which podrun accepts for it")]
     TooLarge { what: String, limit: u64 },
-    #[error("the archive holds {} images ({}); choose one with --name", .candidates.len(), .candidates.join(", "))]
+    #[error("the archive holds {} images ({})", .candidates.len(), .candidates.join(", "))]
     AmbiguousManifest { candidates: Vec<String> },
     #[error("no image in the archive matches {wanted} (it holds: {})", .candidates.join(", "))]
     NoMatchingManifest { wanted: String, candidates: Vec<String> },
-    #[error("the image has no name; give it one with --name NAME[:TAG]")]
+    #[error("the image has no name")]
     NoName,
     #[error("layer {index} ({what})")]
     Layer { index: usize, what: String, source: LayerError },
@@ -41,11 +41,11 @@ pub enum Error {
     BadName(#[from] BadName),
     #[error(transparent)]
     BadDigest(#[from] BadDigest),
-    #[error("no such image: {0} (see `podrun image ls`)")]
+    #[error("no such image: {0}")]
     NotFound(String),
     #[error("{reference} matches more than one image id; give more digits")]
     AmbiguousId { reference: String },
-    #[error("image {image} is referenced by several names ({}); remove them by name, or use --force", .names.join(", "))]
+    #[error("image {image} is referenced by several names ({})", .names.join(", "))]
     SeveralNames { image: String, names: Vec<String> },
     #[error("image {image} is in use by container(s) {}; remove them first", .containers.join(", "))]
     InUse { image: String, containers: Vec<String> },

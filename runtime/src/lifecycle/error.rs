@@ -15,7 +15,7 @@ pub enum ContainerError {
     Spec(#[from] spec::SpecError),
     #[error(transparent)]
     User(#[from] exec::UserError),
-    #[error("no such sandbox: {0} (see `podrun sandbox ls`)")]
+    #[error("no such sandbox: {0}")]
     NoSandbox(String),
     #[error(transparent)]
     BadName(#[from] ids::BadId),
@@ -27,29 +27,29 @@ pub enum ContainerError {
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     IdMap(#[from] crate::idmap::IdMapError),
-    #[error("a container that joins a sandbox has the sandbox's user namespace: give --userns, --uidmap or --gidmap to `podrun sandbox create` instead")]
+    #[error("a container that joins a sandbox has the sandbox's user namespace")]
     UsernsWithJoin,
-    #[error("sandbox {0} is not running (its pause process is gone); remove it with `podrun sandbox rm -f {0}`")]
+    #[error("sandbox {0} is not running (its pause process is gone)")]
     SandboxDown(String),
-    #[error("the container name {0} is already in use; remove it with `podrun rm {0}` or choose another --name")]
+    #[error("the container name {0} is already in use")]
     NameInUse(String),
-    #[error("no such container: {0} (see `podrun ps -a`)")]
+    #[error("no such container: {0}")]
     NotFound(String),
     #[error("container {0} is not running")]
     NotRunning(String),
-    #[error("container {0} is running; stop it first, or use -f")]
+    #[error("container {0} is running")]
     Running(String),
-    #[error("container {0} is in back-off, waiting to be started again by its restart policy; stop it first (`podrun kill {0}`), or use -f")]
+    #[error("container {0} is in back-off, waiting to be started again by its restart policy")]
     BackingOff(String),
-    #[error("--restart needs -d: a container that is started again runs in the background, its output in `podrun logs` (without --restart it can run in the foreground)")]
+    #[error("a container with a restart policy runs detached: it is started again in the background")]
     RestartNeedsDetach,
-    #[error("--restart cannot be combined with --rm: a container removed when it exits cannot be started again")]
+    #[error("a container with a restart policy cannot be removed when it exits: it could not be started again")]
     RestartWithRm,
-    #[error("container {0} is already running; `podrun ps` shows its status")]
+    #[error("container {0} is already running")]
     AlreadyRunning(String),
-    #[error("container {0} ran with a terminal (-t); `podrun start` starts only containers without one: run it again with `podrun run -it`")]
+    #[error("container {0} ran with a terminal, and only a container without one is started again")]
     StartTerminal(String),
-    #[error("{0} is the name of the sandbox's own pause process; choose another --name")]
+    #[error("{0} is the name of the sandbox's own pause process")]
     ReservedName(String),
     #[error("volume source {0} does not exist; create it first")]
     NoVolumeSource(String),
