@@ -25,7 +25,23 @@ impl std::fmt::Display for Reported {
 impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    // A detached container's waiter running podrun again once the container has ended: its
+    // request is the monitor's own (monitor.rs), not a command line.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match podrun::monitor::Resume::from_args(&args) {
+        Some(Ok((req, status))) => {
+            if let Ok(store) = podrun::image::Store::open(&req.root) {
+                podrun::monitor::resume(&store, &req, status);
+            }
+            return ExitCode::SUCCESS;
+        }
+        Some(Err(e)) => {
+            eprintln!("podrun: error: {e}");
+            return ExitCode::from(EXIT_PODRUN);
+        }
+        None => {}
+    }
+    let cli = match cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

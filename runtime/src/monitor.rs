@@ -137,11 +137,22 @@ fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i3
     0
 }
 
-/// A run that ended while the monitor was its waiter (`podrun monitor-resume`).
-pub struct Ended {
-    /// Its wait status; -1 if the waiter had no such child.
-    pub status: i32,
-    /// Its cgroup's OOM kills before it began.
+/// The argument with which the waiter runs podrun again (first, after the program's name):
+/// podrun's main looks for it before it parses a command line, and hands the rest to
+/// `Resume::from_args`. Not a command of the CLI: the request is this module's own.
+pub const RESUME: &str = "monitor-resume";
+
+/// What the waiter hands back to podrun once a run has ended: where the container is, and
+/// the run's facts. Written by `become_waiter` as one JSON argument, then `--status` and
+/// the waiter's placeholder for the wait status (-1 if the waiter had no such child).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    pub root: std::path::PathBuf,
+    pub cgroup_parent: Option<String>,
+    pub subuid: std::path::PathBuf,
+    pub subgid: std::path::PathBuf,
+    pub container: String,
+    /// Its cgroup's OOM kills before the run began.
     pub oom_before: u64,
     /// Back-off delays in a row before it.
     pub steps: u32,
@@ -149,24 +160,76 @@ pub struct Ended {
     pub started_ms: u64,
 }
 
+/// The placeholder the waiter writes the status over: as wide as any i32.
+const STATUS_PLACEHOLDER: &str = "XXXXXXXXXXX";
+
+impl Resume {
+    fn of(paths: &Paths, id: &str, oom_before: u64, steps: Steps, started_ms: u64) -> Resume {
+        Resume {
+            root: paths.root.clone(),
+            cgroup_parent: paths.cgroup_parent.clone(),
+            subuid: paths.subuid.clone(),
+            subgid: paths.subgid.clone(),
+            container: id.to_owned(),
+            oom_before,
+            steps: steps.0,
+            started_ms,
+        }
+    }
+
+    pub fn paths(&self) -> Paths {
+        Paths {
+            root: self.root.clone(),
+            cgroup_parent: self.cgroup_parent.clone(),
+            subuid: self.subuid.clone(),
+            subgid: self.subgid.clone(),
+        }
+    }
+
+    /// The arguments after podrun's name: RESUME, the request, `--status`, the placeholder.
+    fn args(&self) -> Vec<String> {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        vec![RESUME.into(), json, "--status".into(), STATUS_PLACEHOLDER.into()]
+    }
+
+    /// The request and the wait status, if `args` (podrun's, its name first) are a resume;
+    /// Err if they are one but malformed.
+    pub fn from_args(args: &[std::ffi::OsString]) -> Option<Result<(Resume, i32), String>> {
+        if args.get(1).map(|a| a.as_os_str()) != Some(std::ffi::OsStr::new(RESUME)) {
+            return None;
+        }
+        let parse = || -> Result<(Resume, i32), String> {
+            let [_, _, json, flag, status] = args else { return Err(format!("{RESUME}: expected REQUEST --status N")) };
+            let req = serde_json::from_str(&json.to_string_lossy()).map_err(|e| format!("{RESUME}: {e}"))?;
+            let status = match flag.to_str() {
+                Some("--status") => status.to_str().and_then(|s| s.trim().parse().ok()),
+                _ => None,
+            };
+            Ok((req, status.ok_or_else(|| format!("{RESUME}: no --status"))?))
+        };
+        Some(parse())
+    }
+}
+
 /// The monitor, run again by its waiter once the container ended: records the exit and,
 /// under a restart policy, goes on supervising (and becomes the waiter again while the
 /// next run runs).
-pub fn resume(paths: &Paths, store: &Store, id: &str, run: Ended) {
+pub fn resume(store: &Store, req: &Resume, status: i32) {
     clone::set_name("podrun:[monitor]");
-    let exit = match run.status {
+    let (paths, id) = (req.paths(), req.container.as_str());
+    let exit = match status {
         s if s < 0 => ExitInfo { code: 255, signal: None, finished: now(), oom_killed: false },
         s => decode_status(s),
     };
-    let Ok(st) = container::load(paths, id) else { return };
+    let Ok(st) = container::load(&paths, id) else { return };
     match st.restart {
         Some(r) => {
             let Ok(mut signals) = Signals::block(false) else { return };
-            let (steps, since) = (Steps(run.steps), run.started_ms);
-            supervise(paths, store, id, r, &mut signals, Run::Ended(exit), run.oom_before, steps, since);
+            let (steps, since) = (Steps(req.steps), req.started_ms);
+            supervise(&paths, store, id, r, &mut signals, Run::Ended(exit), req.oom_before, steps, since);
         }
         None => {
-            record_exit(paths, store, id, exit, false, None, run.oom_before);
+            record_exit(&paths, store, id, exit, false, None, req.oom_before);
         }
     }
 }
@@ -191,18 +254,7 @@ fn become_waiter(paths: &Paths, id: &str, pid: Pid, oom: u64, steps: Steps, star
     };
     let mut args: Vec<Vec<u8>> = vec![b"podrun-wait".to_vec()];
     args.extend([pid.to_string(), exe.as_raw_fd().to_string(), "podrun".into()].map(String::into_bytes));
-    args.extend([b"--root".to_vec(), paths.root.as_os_str().as_bytes().to_vec()]);
-    if let Some(parent) = &paths.cgroup_parent {
-        args.extend([b"--cgroup-parent".to_vec(), parent.clone().into_bytes()]);
-    }
-    args.extend([b"--subuid".to_vec(), paths.subuid.as_os_str().as_bytes().to_vec()]);
-    args.extend([b"--subgid".to_vec(), paths.subgid.as_os_str().as_bytes().to_vec()]);
-    args.extend(["monitor-resume".into(), id.to_owned()].map(String::into_bytes));
-    for (flag, v) in [("--oom-before", oom), ("--steps", u64::from(steps.0)), ("--started-ms", started_ms)] {
-        args.extend([flag.to_owned(), v.to_string()].map(String::into_bytes));
-    }
-    // The waiter writes the status over the X's.
-    args.extend([b"--status".to_vec(), b"XXXXXXXXXXX".to_vec()]);
+    args.extend(Resume::of(paths, id, oom, steps, started_ms).args().into_iter().map(String::into_bytes));
     let env = std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat());
     let cstrings = |v: Vec<Vec<u8>>| v.into_iter().map(std::ffi::CString::new).collect::<Result<Vec<_>, _>>();
     let (Ok(args), Ok(env)) = (cstrings(args), cstrings(env.collect())) else { return };
@@ -510,4 +562,31 @@ pub fn start(paths: &Paths, store: &Store, id: &str) -> Result<(), ContainerErro
     // Before the fork: the monitor must not inherit the lock.
     drop(lock);
     run_detached(paths, store, p).map(drop)
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_request_round_trips_through_the_waiters_argv() {
+        let paths = Paths { cgroup_parent: Some("/kube".into()), ..Paths::new("/var/lib/podrun") };
+        let req = Resume::of(&paths, "web", 3, Steps(2), 1_700_000_000_000);
+        let mut argv: Vec<std::ffi::OsString> = vec!["podrun".into()];
+        argv.extend(req.args().into_iter().map(Into::into));
+        // The waiter writes the status over the placeholder, padded to its width.
+        *argv.last_mut().unwrap() = format!("{:<11}", -1).into();
+        let (back, status) = Resume::from_args(&argv).unwrap().unwrap();
+        assert_eq!((&back, status), (&req, -1));
+        assert_eq!(back.paths().cgroup_top(), paths.cgroup_top());
+    }
+
+    #[test]
+    fn other_command_lines_are_not_a_resume_and_a_broken_one_says_so() {
+        let args = |a: &[&str]| a.iter().map(Into::into).collect::<Vec<std::ffi::OsString>>();
+        assert!(Resume::from_args(&args(&["podrun", "ps", "-a"])).is_none());
+        assert!(Resume::from_args(&args(&["podrun"])).is_none());
+        assert!(Resume::from_args(&args(&["podrun", RESUME, "{}", "--status", "0"])).unwrap().is_err());
+        assert!(Resume::from_args(&args(&["podrun", RESUME])).unwrap().is_err());
+    }
 }

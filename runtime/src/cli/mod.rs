@@ -103,25 +103,6 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// Internal: a detached container's monitor, run again by its waiter
-    /// (`podrun-view --wait`) once the container has ended, to record the exit and apply
-    /// the restart policy.
-    #[command(hide = true)]
-    MonitorResume {
-        container: String,
-        /// The container's wait status (-1: unknown).
-        #[arg(long, allow_hyphen_values = true)]
-        status: i32,
-        /// Its cgroup's OOM kills before the run began.
-        #[arg(long)]
-        oom_before: u64,
-        /// Back-off delays in a row so far.
-        #[arg(long)]
-        steps: u32,
-        /// When the run began (ms since the epoch).
-        #[arg(long)]
-        started_ms: u64,
-    },
     /// List containers (running ones; -a for all).
     Ps {
         #[arg(short, long)]
@@ -497,12 +478,6 @@ pub fn run(cli: Cli) -> Result<u8> {
             if failed {
                 bail!(crate::Reported);
             }
-            Ok(0)
-        }
-        Command::MonitorResume { container, status, oom_before, steps, started_ms } => {
-            let store = open_store(&cli.root)?;
-            let run = podrun::monitor::Ended { status, oom_before, steps, started_ms };
-            podrun::monitor::resume(&paths, &store, &container, run);
             Ok(0)
         }
         Command::Ps { all, format, quiet } => ps(&paths, all, format, quiet).map(|()| 0),
