@@ -2,6 +2,7 @@
 """Start latency of this checkout's podrun against an earlier commit's, in one run (A/B).
 
     bench/ab.py REV [RUNS]     as root; default 40 runs of each, alternating
+    bench/ab.py OLD_BINARY [RUNS]   the same against a podrun built before
 
 Builds REV's podrun (release) in a temporary git worktree and this checkout's, imports the
 busybox fixture into a root of each, and times, alternating old and new:
@@ -48,11 +49,12 @@ def main():
     if not os.path.isdir(FIXTURE):
         sh(sys.executable, os.path.join(ROOT, "rootfs-fixtures/build.py"), "busybox", os.path.join(ROOT, "target/podrun-fixtures"))
     work = tempfile.mkdtemp(prefix="podrun-ab-")
-    old_tree = os.path.join(work, "old")
-    sh("git", "worktree", "add", "--detach", "-q", old_tree, rev, cwd=ROOT)
+    old_tree = None if os.access(rev, os.X_OK) and os.path.isfile(rev) else os.path.join(work, "old")
+    if old_tree:
+        sh("git", "worktree", "add", "--detach", "-q", old_tree, rev, cwd=ROOT)
     sides = {}
     try:
-        sides = {"old": build(old_tree), "new": build(ROOT)}
+        sides = {"old": build(old_tree) if old_tree else rev, "new": build(ROOT)}
         roots = {s: os.path.join(work, f"root-{s}") for s in sides}
         for s, exe in sides.items():
             sh(exe, "--root", roots[s], "image", "import", FIXTURE)
@@ -73,7 +75,7 @@ def main():
                     times[(k, s)].append(timed(cmd(s)))
                     if k == "sandbox":
                         sh(sides[s], "--root", roots[s], "sandbox", "rm", "-f", "ab")
-        print(f"{'':8} {'old ' + rev[:10]:>16} {'new':>10} {'new/old':>8}   ({runs} runs each, medians)")
+        print(f"{'':8} {'old ' + os.path.basename(rev)[:10]:>16} {'new':>10} {'new/old':>8}   ({runs} runs each, medians)")
         for k in cmds:
             o, n = (statistics.median(times[(k, s)]) * 1000 for s in ("old", "new"))
             print(f"{k:8} {o:13.2f} ms {n:7.2f} ms {n / o:8.2f}")
@@ -82,7 +84,8 @@ def main():
             root = os.path.join(work, f"root-{s}")
             subprocess.run([exe, "--root", root, "sandbox", "rm", "-f", "sb", "ab"], capture_output=True)
             subprocess.run([exe, "--root", root, "image", "rm", "busybox"], capture_output=True)
-        subprocess.run(["git", "worktree", "remove", "--force", old_tree], cwd=ROOT, capture_output=True)
+        if old_tree:
+            subprocess.run(["git", "worktree", "remove", "--force", old_tree], cwd=ROOT, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
