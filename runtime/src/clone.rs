@@ -25,7 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::state::{now, ExitInfo};
-use crate::sync::{self, ChildEnd, ChildError, Msg, StageError};
+use crate::sync::{self, ChildEnd, ChildError, Msg, Stage, StageError};
 
 /// Names this process for ps: `podrun:[join]`, `podrun:[init]`.
 pub fn set_name(name: &str) {
@@ -117,8 +117,7 @@ pub fn spawn(
     init: impl FnOnce(&ChildEnd) -> StageError,
     mut started: impl FnMut(Pid) -> Result<(), ChildError>,
 ) -> Result<Spawned, ChildError> {
-    let proto =
-        |e: Errno| ChildError { stage: "spawn".into(), errno: e as i32, message: format!("spawn: {}", e.desc()) };
+    let proto = |e: Errno| ChildError { stage: Stage::Spawn, errno: e as i32, message: format!("spawn: {}", e.desc()) };
     let (parent, child) = sync::pair().map_err(proto)?;
     // SAFETY: podrun is single-threaded here; the child only runs the stages and _exits.
     let (forked, placed) = unsafe { fork_into(into) }.map_err(proto)?;
@@ -169,7 +168,7 @@ pub fn spawn(
                         let _ = waitpid(p, None);
                     }
                     Err(f.unwrap_or(ChildError {
-                        stage: "spawn".into(),
+                        stage: Stage::Spawn,
                         errno: libc::ECHILD,
                         message: "the container's init ended before it could run the command".into(),
                     }))
@@ -235,7 +234,7 @@ fn join_stage(
             0
         }
         Err(e) => {
-            sync.fail(&StageError::new("spawn", e, "fork the init stage"));
+            sync.fail(&StageError::new(Stage::Spawn, e, "fork the init stage"));
             1
         }
     }

@@ -17,6 +17,7 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::Process;
 
 use crate::spec::Identity;
+use crate::sync::Stage;
 use crate::sync::StageError;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -113,7 +114,7 @@ fn caps_of(names: Option<&HashSet<oci_spec::runtime::Capability>>) -> CapsHashSe
 /// Identity, capabilities, seccomp, no_new_privs and cwd for the workload (STYLE: exec.rs
 /// order).
 pub fn setup_process(p: &Process, seccomp: Option<&crate::seccomp::Filter>) -> Result<(), StageError> {
-    const STAGE: &str = "process";
+    const STAGE: Stage = Stage::Process;
     if let Some(list) = p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().as_deref()) {
         let mut set = nix::sched::CpuSet::new();
         for cpu in podrun_procfs::snapshot::parse_cpulist(list).unwrap_or_default() {
@@ -203,7 +204,7 @@ pub fn setup_process(p: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
 /// regular file in the container's PATH.
 pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, StageError> {
     let not_found = || StageError {
-        stage: "exec",
+        stage: Stage::Exec,
         errno: Errno::ENOENT,
         message: format!("exec: \"{arg0}\": executable file not found in $PATH"),
     };
@@ -212,7 +213,7 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, StageError
             Ok(arg0.into())
         } else {
             Err(StageError {
-                stage: "exec",
+                stage: Stage::Exec,
                 errno: Errno::ENOENT,
                 message: format!("exec: \"{arg0}\": no such file or directory"),
             })
@@ -237,7 +238,7 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, StageError
 pub fn close_fds_on_exec() -> Result<(), StageError> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    Errno::result(rc).map(drop).map_err(StageError::at("process", "close_range"))
+    Errno::result(rc).map(drop).map_err(StageError::at(Stage::Process, "close_range"))
 }
 
 /// Replaces this process with the workload; returns only on failure. The workload is
@@ -252,12 +253,12 @@ pub fn execve(file: &Path, args: &[String], env: &[String]) -> StageError {
     let envp: Vec<CString> = env.iter().map(|e| cs(e.as_bytes())).collect();
     let helper = match crate::pause::pause_memfd() {
         Ok(fd) => fd,
-        Err(e) => return StageError::new("exec", e, "create the exec trampoline"),
+        Err(e) => return StageError::new(Stage::Exec, e, "create the exec trampoline"),
     };
     let errno = nix::unistd::execveat(&helper, c"", &argv, &envp, nix::fcntl::AtFlags::AT_EMPTY_PATH)
         .err()
         .unwrap_or(Errno::EINVAL);
-    StageError { stage: "exec", errno, message: format!("exec: \"{}\": {}", file.display(), errno.desc()) }
+    StageError { stage: Stage::Exec, errno, message: format!("exec: \"{}\": {}", file.display(), errno.desc()) }
 }
 
 /// Checks that `file` can be executed before handing it to the trampoline, so the common
@@ -269,7 +270,7 @@ pub fn check_executable(file: &Path) -> Result<(), StageError> {
     let meta = std::fs::metadata(file);
     if rc != 0 || meta.as_ref().map_or(true, |m| !m.is_file()) {
         return Err(StageError {
-            stage: "exec",
+            stage: Stage::Exec,
             errno: Errno::EACCES,
             message: format!("exec: \"{}\": permission denied", file.display()),
         });

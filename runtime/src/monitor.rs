@@ -23,6 +23,7 @@ use crate::proc::ProcRef;
 use crate::restart::{Restart, Steps};
 use crate::state::{self, now, now_ms, ContainerState, ExitInfo, Paths};
 use crate::sync::ChildError;
+use crate::sync::Stage;
 
 /// Undoes a start that failed: a new container is removed; one started again stays as
 /// it was (its last exit still recorded).
@@ -63,7 +64,7 @@ pub(crate) fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<
                 // It died before it could say: whatever it started goes with the cgroup.
                 undo(paths, store, &p_state, fresh);
                 return Err(ContainerError::Child(ChildError {
-                    stage: "monitor".into(),
+                    stage: Stage::Monitor,
                     errno: libc::ECHILD,
                     message: "the monitor process died".into(),
                 }));
@@ -74,11 +75,9 @@ pub(crate) fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<
                     let _ = nix::sys::wait::waitpid(child, None);
                     Err(ContainerError::Child(e))
                 }
-                Err(_) => Err(ContainerError::Child(ChildError {
-                    stage: "monitor".into(),
-                    errno: libc::EPROTO,
-                    message: msg,
-                })),
+                Err(_) => {
+                    Err(ContainerError::Child(ChildError { stage: Stage::Monitor, errno: libc::EPROTO, message: msg }))
+                }
             }
         }
     }
@@ -115,7 +114,7 @@ fn monitor(paths: &Paths, store: &Store, mut p: Prepared, report: OwnedFd) -> i3
             undo(paths, store, &p.state, p.fresh);
             let ce = match e {
                 ContainerError::Child(c) => c,
-                e => ChildError { stage: "monitor".into(), errno: libc::EIO, message: e.to_string() },
+                e => ChildError { stage: Stage::Monitor, errno: libc::EIO, message: e.to_string() },
             };
             tell(&mut report, Err(ce));
             return 1;

@@ -26,7 +26,7 @@ use crate::lifecycle::Status;
 use crate::ns::{self, NsKind};
 use crate::proc::ProcRef;
 use crate::state::{self, now, ContainerState, Paths, SandboxState};
-use crate::sync::{ChildError, StageError};
+use crate::sync::{ChildError, Stage, StageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -76,7 +76,7 @@ const SHM_OPTIONS: &str = "mode=1777,size=65536k";
 /// could not reach it by path (the sandbox directory is the host root's, mode 0700).
 fn exec_pause(pause: &OwnedFd, root_dir: &OwnedFd, hostname: &str, sync: &crate::sync::ChildEnd) -> StageError {
     let run = || -> Result<(), StageError> {
-        const S: &str = "pause";
+        const S: Stage = Stage::Pause;
         nix::unistd::sethostname(hostname).map_err(StageError::at(S, "sethostname"))?;
         crate::ns::loopback_up().map_err(StageError::at(S, "bring up lo"))?;
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -111,14 +111,14 @@ fn exec_pause(pause: &OwnedFd, root_dir: &OwnedFd, hostname: &str, sync: &crate:
         return e;
     }
     if !sync.wait_go() {
-        return StageError::new("pause", Errno::ECANCELED, "podrun went away before the sandbox was recorded");
+        return StageError::new(Stage::Pause, Errno::ECANCELED, "podrun went away before the sandbox was recorded");
     }
     let argv = [c"podrun-pause"];
     let envp: [&std::ffi::CStr; 0] = [];
     let e = nix::unistd::execveat(pause.as_fd(), c"", &argv, &envp, nix::fcntl::AtFlags::AT_EMPTY_PATH)
         .err()
         .unwrap_or(Errno::EINVAL);
-    StageError::new("pause", e, "exec podrun-pause")
+    StageError::new(Stage::Pause, e, "exec podrun-pause")
 }
 
 pub fn create(paths: &Paths, opts: CreateOptions) -> Result<SandboxState, SandboxError> {
@@ -212,35 +212,36 @@ fn start(
     clone::spawn(
         entry.clone_into(),
         |placed| {
-            entry.join(placed).map_err(StageError::at("pause", "enter the sandbox's cgroup"))?;
+            entry.join(placed).map_err(StageError::at(Stage::Pause, "enter the sandbox's cgroup"))?;
             // The user namespace first: the namespaces unshared next are then its own, so
             // its root may set the hostname, bring up lo and mount pause's root.
             if let Some(u) = &userns {
-                crate::idmap::enter(u.as_fd()).map_err(StageError::at("pause", "enter the user namespace"))?;
+                crate::idmap::enter(u.as_fd()).map_err(StageError::at(Stage::Pause, "enter the user namespace"))?;
             }
-            if ns::unshare_with_clock(flags).map_err(StageError::at("pause", "unshare"))? {
-                ns::start_clock().map_err(StageError::at("pause", "set the pod's clock (timens_offsets)"))?;
+            if ns::unshare_with_clock(flags).map_err(StageError::at(Stage::Pause, "unshare"))? {
+                ns::start_clock().map_err(StageError::at(Stage::Pause, "set the pod's clock (timens_offsets)"))?;
             }
             let dir = nix::fcntl::open(
                 &pause_root,
                 nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::empty(),
             )
-            .map_err(StageError::at("pause", format!("open {}", pause_root.display())))?;
+            .map_err(StageError::at(Stage::Pause, format!("open {}", pause_root.display())))?;
             let _ = root_dir.set(dir);
             if userns.is_some() {
-                crate::idmap::become_root().map_err(StageError::at("pause", "become root in the user namespace"))?;
+                crate::idmap::become_root()
+                    .map_err(StageError::at(Stage::Pause, "become root in the user namespace"))?;
             }
             Ok(())
         },
         |sync| match root_dir.get() {
             Some(dir) => exec_pause(&pause, dir, hostname, sync),
-            None => StageError::new("pause", Errno::EBADF, "pause's root directory"),
+            None => StageError::new(Stage::Pause, Errno::EBADF, "pause's root directory"),
         },
         // Recorded before pause may exec: a podrun killed from here on leaves a sandbox
         // that `sandbox rm -f` finds and stops.
         |pid| {
-            let fail = |errno: i32, message: String| ChildError { stage: "pause".into(), errno, message };
+            let fail = |errno: i32, message: String| ChildError { stage: Stage::Pause, errno, message };
             let pause = ProcRef::of(pid.as_raw())
                 .ok_or_else(|| fail(libc::ESRCH, "pause exited right after it started".into()))?;
             let st = SandboxState {
@@ -263,7 +264,7 @@ fn start(
         },
     )?;
     let st = recorded.ok_or_else(|| ChildError {
-        stage: "pause".into(),
+        stage: Stage::Pause,
         errno: libc::ESRCH,
         message: "pause did not start".into(),
     })?;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSyscall, LinuxSyscallBuilder, Spec};
 
+use crate::sync::Stage;
 use crate::sync::StageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -363,7 +364,7 @@ impl Filter {
     /// cannot name itself in podrun's pid namespace, and podrun's agent takes the caller
     /// from each notification.
     pub fn install(&self) -> Result<(), StageError> {
-        const STAGE: &str = "seccomp";
+        const STAGE: Stage = Stage::Seccomp;
         let prog = libc::sock_fprog { len: self.program.len() as u16, filter: self.program.as_ptr() as *mut _ };
         let flags = if self.agent.is_some() { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
         // SAFETY: prog points at the program, alive for the call.

@@ -27,14 +27,42 @@ pub enum Msg {
     Pid { pid: i32 },
     Go,
     Terminal,
-    Failed { stage: String, errno: i32, message: String },
+    Failed { stage: Stage, errno: i32, message: String },
 }
 
 /// A child stage's failure, as the parent sees it.
+/// Where in a start a failure happened (named in `Failed` messages by its lowercase word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Making the stages (socket, fork) and reading their messages.
+    Spawn,
+    /// Entering the cgroup and namespaces.
+    Join,
+    /// The init stage's setup: mounts, hostname, lo.
+    Init,
+    /// The container's mounts, made host-side for a user namespace.
+    Mount,
+    /// Identity, capabilities, seccomp of the process.
+    Process,
+    /// Waiting for `start` (the exec fifo).
+    Start,
+    /// Finding and running the command: ENOENT is 127, anything else 126.
+    Exec,
+    /// Recording the state.
+    State,
+    /// A sandbox's pause.
+    Pause,
+    Seccomp,
+    Terminal,
+    /// A detached container's monitor.
+    Monitor,
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct ChildError {
-    pub stage: String,
+    pub stage: Stage,
     pub errno: i32,
     pub message: String,
 }
@@ -42,7 +70,7 @@ pub struct ChildError {
 impl ChildError {
     /// The exit status a shell would give: 127 command not found, 126 cannot execute.
     pub fn exit_code(&self) -> Option<u8> {
-        if self.stage != "exec" {
+        if self.stage != Stage::Exec {
             return None;
         }
         match Errno::from_raw(self.errno) {
@@ -55,19 +83,19 @@ impl ChildError {
 /// A failure inside a child stage, before it is sent: what failed, on what, and errno.
 #[derive(Debug)]
 pub struct StageError {
-    pub stage: &'static str,
+    pub stage: Stage,
     pub errno: Errno,
     pub message: String,
 }
 
 impl StageError {
     /// `what` failed with `errno`: the message reads like crun's, "what: strerror".
-    pub fn new(stage: &'static str, errno: Errno, what: impl std::fmt::Display) -> StageError {
+    pub fn new(stage: Stage, errno: Errno, what: impl std::fmt::Display) -> StageError {
         StageError { stage, errno, message: format!("{what}: {}", errno.desc()) }
     }
 
     /// A closure for `map_err`.
-    pub fn at(stage: &'static str, what: impl std::fmt::Display) -> impl FnOnce(Errno) -> StageError {
+    pub fn at(stage: Stage, what: impl std::fmt::Display) -> impl FnOnce(Errno) -> StageError {
         move |errno| StageError::new(stage, errno, what)
     }
 }
@@ -76,7 +104,7 @@ impl StageError {
 /// fails the way the stage would have.
 impl From<StageError> for ChildError {
     fn from(e: StageError) -> ChildError {
-        ChildError { stage: e.stage.to_owned(), errno: e.errno as i32, message: e.message }
+        ChildError { stage: e.stage, errno: e.errno as i32, message: e.message }
     }
 }
 
@@ -127,7 +155,7 @@ impl ChildEnd {
 
     /// Reports a failure; the caller then `_exit`s.
     pub fn fail(&self, e: &StageError) {
-        self.send(&Msg::Failed { stage: e.stage.to_owned(), errno: e.errno as i32, message: e.message.clone() });
+        self.send(&Msg::Failed { stage: e.stage, errno: e.errno as i32, message: e.message.clone() });
     }
 
     /// Lets go of the socket (a created container's init, before it waits for `start`):
@@ -187,14 +215,11 @@ mod tests {
     fn messages_cross_the_socket_and_eof_ends_them() {
         let (p, c) = pair().unwrap();
         c.report_pid(42);
-        c.fail(&StageError { stage: "exec", errno: Errno::ENOENT, message: "not found".into() });
+        c.fail(&StageError { stage: Stage::Exec, errno: Errno::ENOENT, message: "not found".into() });
         drop(c);
         let msg = |p: &ParentEnd| p.recv().unwrap().map(|(m, _)| m);
         assert_eq!(msg(&p), Some(Msg::Pid { pid: 42 }));
-        assert_eq!(
-            msg(&p),
-            Some(Msg::Failed { stage: "exec".into(), errno: libc::ENOENT, message: "not found".into() })
-        );
+        assert_eq!(msg(&p), Some(Msg::Failed { stage: Stage::Exec, errno: libc::ENOENT, message: "not found".into() }));
         assert_eq!(msg(&p), None);
     }
 
@@ -219,9 +244,17 @@ mod tests {
 
     #[test]
     fn exec_failures_map_to_shell_exit_codes() {
-        let e = |stage: &str, errno| ChildError { stage: stage.into(), errno, message: String::new() };
-        assert_eq!(e("exec", libc::ENOENT).exit_code(), Some(127));
-        assert_eq!(e("exec", libc::EACCES).exit_code(), Some(126));
-        assert_eq!(e("mount", libc::ENOENT).exit_code(), None);
+        let e = |stage, errno| ChildError { stage, errno, message: String::new() };
+        assert_eq!(e(Stage::Exec, libc::ENOENT).exit_code(), Some(127));
+        assert_eq!(e(Stage::Exec, libc::EACCES).exit_code(), Some(126));
+        assert_eq!(e(Stage::Mount, libc::ENOENT).exit_code(), None);
+    }
+
+    #[test]
+    fn a_stage_crosses_the_socket_as_its_word() {
+        let m = Msg::Failed { stage: Stage::Join, errno: 1, message: "x".into() };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""stage":"join""#), "{json}");
+        assert_eq!(serde_json::from_str::<Msg>(&json).unwrap(), m);
     }
 }

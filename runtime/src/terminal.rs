@@ -13,12 +13,12 @@ use nix::unistd::Pid;
 
 use crate::clone::{forward, reap, Signals};
 use crate::state::ExitInfo;
-use crate::sync::{ChildEnd, StageError};
+use crate::sync::{ChildEnd, Stage, StageError};
 
 /// In the init stage, after pivot_root: opens /dev/ptmx, makes the slave the controlling
 /// terminal and stdin/stdout/stderr, and sends the master to the parent.
 pub fn attach_console(sync: &ChildEnd) -> Result<(), StageError> {
-    const S: &str = "terminal";
+    const S: Stage = Stage::Terminal;
     let master = nix::fcntl::open(
         "/dev/ptmx",
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -54,7 +54,7 @@ pub fn attach_console(sync: &ChildEnd) -> Result<(), StageError> {
 /// slave (our stdin now) over an empty file in the container's /dev tmpfs. Skipped for
 /// `exec`, whose /dev/console belongs to the container already.
 fn bind_console() -> Result<(), StageError> {
-    const S: &str = "terminal";
+    const S: Stage = Stage::Terminal;
     let console = std::path::Path::new("/dev/console");
     if console.exists() {
         return Ok(());

@@ -11,6 +11,7 @@ use crate::cgroup;
 use crate::clone::{self, Signals};
 use crate::ns;
 use crate::state::{self, ExitInfo, Paths};
+use crate::sync::Stage;
 use crate::sync::StageError;
 
 /// `podrun exec`: a new process in every namespace of a running container, with its root,
@@ -55,15 +56,15 @@ pub fn exec_in(
         |placed| {
             // The container's cgroup first: the exec'd process counts against its limits.
             if let Some(e) = &entry {
-                e.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
+                e.join(placed).map_err(StageError::at(Stage::Join, "enter the container's cgroup"))?;
             }
-            ns::enter_all(&pidfd, userns, clock).map_err(StageError::at("join", "setns into the container"))
+            ns::enter_all(&pidfd, userns, clock).map_err(StageError::at(Stage::Join, "setns into the container"))
         },
         |sync| {
             clone::reset_signals();
             if userns {
-                if let Err(e) =
-                    crate::idmap::become_root().map_err(StageError::at("exec", "become root in the user namespace"))
+                if let Err(e) = crate::idmap::become_root()
+                    .map_err(StageError::at(Stage::Exec, "become root in the user namespace"))
                 {
                     return e;
                 }
@@ -76,7 +77,7 @@ pub fn exec_in(
             }
             if tty {
                 if let Err(e) = nix::unistd::setsid()
-                    .map_err(StageError::at("exec", "setsid"))
+                    .map_err(StageError::at(Stage::Exec, "setsid"))
                     .and_then(|_| crate::terminal::attach_console(sync))
                 {
                     return e;

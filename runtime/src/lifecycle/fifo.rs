@@ -18,6 +18,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::proc::ProcRef;
+use crate::sync::Stage;
 use crate::sync::StageError;
 
 const NAME: &str = "exec.fifo";
@@ -58,12 +59,12 @@ pub fn wait_for_start(fifo: &OwnedFd, sync: &crate::sync::ChildEnd) -> Result<()
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                return Err(StageError::new("start", errno, "open the exec fifo"));
+                return Err(StageError::new(Stage::Start, errno, "open the exec fifo"));
             }
         }
     };
     std::io::Write::write_all(&mut f, b"0").map_err(|e| {
-        StageError::new("start", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)), "write the exec fifo")
+        StageError::new(Stage::Start, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)), "write the exec fifo")
     })
 }
 

@@ -13,7 +13,7 @@ use crate::mount::rootfs;
 use crate::ns;
 use crate::proc::ProcRef;
 use crate::state;
-use crate::sync::{ChildError, StageError};
+use crate::sync::{ChildError, Stage, StageError};
 
 /// Creates the container (its init waits for `start`), then starts it.
 pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
@@ -29,6 +29,9 @@ pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     };
     match started {
         Ok(()) => Ok(spawned),
+        // Killed before it was started (a `kill` of a starting container): its end is the
+        // run's end, which the caller waits for, as for a workload killed a moment later.
+        Err(crate::lifecycle::fifo::StartError::InitGone) => Ok(spawned),
         Err(source) => {
             let _ = nix::sys::signal::kill(spawned.pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(spawned.pid, None);
@@ -61,18 +64,18 @@ fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             // Into the container's cgroup first: as the host's root (before any user
             // namespace), and before unsharing the cgroup namespace, so that cgroup is the
             // namespace's root.
-            p.entry.join(placed).map_err(StageError::at("join", "enter the container's cgroup"))?;
+            p.entry.join(placed).map_err(StageError::at(Stage::Join, "enter the container's cgroup"))?;
             if let Some(fd) = &pause_fd {
                 ns::join(fd, share_pid, p.join_userns, clock)
-                    .map_err(StageError::at("join", "setns into the sandbox"))?;
+                    .map_err(StageError::at(Stage::Join, "setns into the sandbox"))?;
             }
             // A lone container's user namespace before the namespaces it owns.
             if let Some(u) = &p.userns {
-                crate::idmap::enter(u.as_fd()).map_err(StageError::at("join", "enter the user namespace"))?;
+                crate::idmap::enter(u.as_fd()).map_err(StageError::at(Stage::Join, "enter the user namespace"))?;
             }
             let own = ns::own_flags(share_pid, standalone, clock);
-            if ns::unshare_with_clock(own).map_err(StageError::at("join", "unshare"))? {
-                ns::start_clock().map_err(StageError::at("join", "set the container's clock (timens_offsets)"))?;
+            if ns::unshare_with_clock(own).map_err(StageError::at(Stage::Join, "unshare"))? {
+                ns::start_clock().map_err(StageError::at(Stage::Join, "set the container's clock (timens_offsets)"))?;
             }
             if p.premade.userns {
                 // The rootfs's mount point, in the new mount namespace, while still the
@@ -82,9 +85,10 @@ fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
                     nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
                     nix::sys::stat::Mode::empty(),
                 )
-                .map_err(StageError::at("join", format!("open {}", p.rootfs.merged.display())))?;
+                .map_err(StageError::at(Stage::Join, format!("open {}", p.rootfs.merged.display())))?;
                 let _ = merged.set(dir);
-                crate::idmap::become_root().map_err(StageError::at("join", "become root in the user namespace"))?;
+                crate::idmap::become_root()
+                    .map_err(StageError::at(Stage::Join, "become root in the user namespace"))?;
             }
             Ok(())
         },
@@ -95,7 +99,7 @@ fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             let mut st = p.state.clone();
             st.init = ProcRef::of(pid.as_raw());
             state::write_json(&p.rootfs.dir, "state.json", &st).map_err(|e| ChildError {
-                stage: "state".into(),
+                stage: Stage::State,
                 errno: e.raw_os_error().unwrap_or(libc::EIO),
                 message: format!("write {}: {e}", p.rootfs.dir.join("state.json").display()),
             })
@@ -114,16 +118,16 @@ fn init_stage(
 ) -> StageError {
     let run = || -> Result<(), StageError> {
         clone::reset_signals();
-        nix::unistd::setsid().map_err(StageError::at("init", "setsid"))?;
+        nix::unistd::setsid().map_err(StageError::at(Stage::Init, "setsid"))?;
         if !p.interactive {
             let null = nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
-                .map_err(StageError::at("init", "open /dev/null"))?;
+                .map_err(StageError::at(Stage::Init, "open /dev/null"))?;
             // SAFETY: dup2 onto stdin.
-            Errno::result(unsafe { libc::dup2(null.as_raw_fd(), 0) }).map_err(StageError::at("init", "dup2"))?;
+            Errno::result(unsafe { libc::dup2(null.as_raw_fd(), 0) }).map_err(StageError::at(Stage::Init, "dup2"))?;
         }
         if standalone {
             let h = p.spec.hostname().clone().unwrap_or_default();
-            nix::unistd::sethostname(&h).map_err(StageError::at("init", "sethostname"))?;
+            nix::unistd::sethostname(&h).map_err(StageError::at(Stage::Init, "sethostname"))?;
             sandbox_loopback()?;
         }
         let view = p.view.as_ref().map(|(d, f)| (d.as_path(), f.as_path()));
@@ -140,7 +144,7 @@ fn init_stage(
 }
 
 fn sandbox_loopback() -> Result<(), StageError> {
-    crate::ns::loopback_up().map_err(StageError::at("init", "bring up lo"))
+    crate::ns::loopback_up().map_err(StageError::at(Stage::Init, "bring up lo"))
 }
 
 /// Identity, caps, cwd, fds, then execve of the spec's process (returns only on failure).
@@ -153,13 +157,15 @@ pub(crate) fn exec_process(
     fifo: Option<&OwnedFd>,
     sync: &crate::sync::ChildEnd,
 ) -> StageError {
-    let Some(process) = process else { return StageError::new("exec", Errno::EINVAL, "the spec has no process") };
+    let Some(process) = process else { return StageError::new(Stage::Exec, Errno::EINVAL, "the spec has no process") };
     if let Err(e) = exec::setup_process(process, seccomp) {
         return e;
     }
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
-    let Some(arg0) = args.first() else { return StageError::new("exec", Errno::EINVAL, "the spec has no command") };
+    let Some(arg0) = args.first() else {
+        return StageError::new(Stage::Exec, Errno::EINVAL, "the spec has no command");
+    };
     let file = match exec::find_executable(arg0, &env).and_then(|f| exec::check_executable(&f).map(|()| f)) {
         Ok(f) => f,
         Err(e) => return e,
@@ -168,11 +174,14 @@ pub(crate) fn exec_process(
         return e;
     }
     if !sync.wait_go() {
-        return StageError::new("exec", Errno::ECANCELED, "podrun went away before the container started");
+        return StageError::new(Stage::Exec, Errno::ECANCELED, "podrun went away before the container started");
     }
     let Some(fifo) = fifo else { return exec::execve(&file, &args, &env) };
     if let Err(e) = crate::lifecycle::fifo::wait_for_start(fifo, sync) {
-        return e;
+        // `create` has returned: the container's stderr is where this can be said.
+        eprintln!("podrun: {}", e.message);
+        // SAFETY: the init stage ends here, as clone.rs's children do.
+        unsafe { libc::_exit(125) }
     }
     let e = exec::execve(&file, &args, &env);
     eprintln!("podrun: {}", e.message);

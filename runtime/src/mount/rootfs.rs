@@ -21,9 +21,10 @@ use oci_spec::runtime::{Mount, Spec};
 use super::api::{self, FsContext};
 use super::overlay::mount_rootfs;
 use crate::mount::Rootfs;
+use crate::sync::Stage;
 use crate::sync::StageError;
 
-const STAGE: &str = "mount";
+const STAGE: Stage = Stage::Mount;
 
 fn at(what: impl std::fmt::Display) -> impl FnOnce(Errno) -> StageError {
     StageError::at(STAGE, what)
