@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::clock::{container_uptime, ticks_per_second};
+use crate::recent::Recent;
 use crate::render::{cpu, meminfo, uptime};
 use crate::snapshot;
 
@@ -73,40 +75,6 @@ impl Cgroups {
 
     fn v1_path(&self, controller: &str) -> Option<&str> {
         self.v1.iter().find(|(n, _)| n == controller).map(|(_, p)| p.as_str())
-    }
-}
-
-/// How long a cgroup's numbers and the host's files are reused: readers that come in a burst
-/// (8 at once, or a loop) share one look at the kernel, which for a v1 memory.stat is most of
-/// a read's cost. The kernel itself flushes memory statistics lazily (up to 2 s), so 10 ms
-/// adds nothing a reader could notice. Not for diskstats (I/O just done must show) or uptime.
-const FRESH: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Values made within FRESH, by key.
-struct Recent<T>(std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, T)>>>);
-
-impl<T: Clone> Recent<T> {
-    const fn new() -> Self {
-        Recent(std::sync::OnceLock::new())
-    }
-
-    fn get(&self, key: &str, make: impl FnOnce() -> T) -> T {
-        let map = self.0.get_or_init(Default::default);
-        if let Some((at, v)) = map.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
-            if at.elapsed() < FRESH {
-                return v.clone();
-            }
-        }
-        let v = make();
-        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-        // Only what is fresh is of use: pruned early (per-pid keys come and go with every
-        // reading process), and the table's room given back once it has emptied.
-        if m.len() >= 64 {
-            m.retain(|_, (at, _)| at.elapsed() < FRESH);
-            m.shrink_to(128);
-        }
-        m.insert(key.to_owned(), (std::time::Instant::now(), v.clone()));
-        v
     }
 }
 
@@ -301,59 +269,6 @@ impl ViewFile {
 
 const NODE0_CPUMAP: &str = "/sys/devices/system/node/node0/cpumap";
 
-/// Clock ticks per second of /proc/<pid>/stat's times.
-fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1)
-}
-
-/// (parent pid, start time in ticks after boot) from /proc/<pid>/stat.
-fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
-    let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
-    // After the command's closing parenthesis: state, ppid, ... starttime is field 22.
-    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some((rest.get(1)?.parse().ok()?, rest.get(19)?.parse().ok()?))
-}
-
-/// When the reader's container started, in ticks after boot: the start of the first
-/// process of its pid namespace (the container's init, or with a shared pid namespace the
-/// sandbox's pause), found by walking up its parents while they are in the same namespace.
-/// The answer is kept per namespace and checked against that process's start time, so a
-/// namespace is walked once, not on every read; and a reader's answer is kept for FRESH.
-fn container_start(pid: u32) -> Option<u64> {
-    static RECENT: Recent<Option<u64>> = Recent::new();
-    RECENT.get(&pid.to_string(), || container_start_checked(pid))
-}
-
-fn container_start_checked(pid: u32) -> Option<u64> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static FIRST: OnceLock<Mutex<HashMap<std::path::PathBuf, (u32, u64)>>> = OnceLock::new();
-    let ns = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
-    let own = ns(pid)?;
-    let cache = FIRST.get_or_init(Mutex::default);
-    let known = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&own).copied();
-    if let Some((first, start)) = known {
-        if parent_and_start(first).is_some_and(|(_, s)| s == start) {
-            return Some(start);
-        }
-    }
-    let (mut cur, (mut parent, mut start)) = (pid, parent_and_start(pid)?);
-    for _ in 0..64 {
-        if parent <= 1 || ns(parent).as_ref() != Some(&own) {
-            break;
-        }
-        cur = parent;
-        (parent, start) = parent_and_start(cur)?;
-    }
-    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() > 4096 {
-        map.clear();
-    }
-    map.insert(own, (cur, start));
-    Some(start)
-}
-
 /// A cgroup's CPU limits, kept for a second: they take a dozen file reads (each ancestor's
 /// quota, the cpuset), and limits change rarely (podrun sets them at creation).
 fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapshot {
@@ -411,52 +326,6 @@ fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
         }
         _ => String::new(),
     }
-}
-
-/// Seconds since boot, as /proc/uptime counts them.
-fn boottime() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid timespec for clock_gettime to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-/// Seconds since the reader's container started: its clock's boot time. A container with
-/// the view has a clock of its own (a time namespace whose boot is its start, or with a
-/// shared pid namespace the pod's), which the kernel's own counts (process start times,
-/// sysinfo) follow; so the view reads that clock's offset. A reader on the host's clock
-/// (a kernel without time namespaces) is timed from its pid namespace's first process.
-fn container_uptime(pid: u32) -> f64 {
-    // /proc/uptime's first field, without reading it: CLOCK_BOOTTIME.
-    let host_up = boottime();
-    if let Some(offset) = clock_offset(pid) {
-        return (host_up + offset).max(0.0);
-    }
-    let started = container_start(pid).map_or(host_up, |t| t as f64 / ticks_per_second() as f64);
-    (host_up - started).max(0.0)
-}
-
-/// The boot-time offset of `pid`'s clock (negative: it booted later than the host), None
-/// on the host's clock. Kept for FRESH per reader, as `container_start`.
-fn clock_offset(pid: u32) -> Option<f64> {
-    static RECENT: Recent<Option<f64>> = Recent::new();
-    RECENT.get(&pid.to_string(), || {
-        let text = crate::read_kernel_file(format!("/proc/{pid}/timens_offsets")).ok()?;
-        parse_boottime_offset(&text).filter(|&o| o != 0.0)
-    })
-}
-
-/// The boottime line of /proc/PID/timens_offsets (`boottime SECS NANOS`; older kernels
-/// name the clock by number, 7).
-fn parse_boottime_offset(text: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        if !matches!(f.next()?, "boottime" | "7") {
-            return None;
-        }
-        let (secs, nanos): (i64, i64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
-        Some(secs as f64 + nanos as f64 / 1e9)
-    })
 }
 
 /// The host's online CPUs (as many as the server may run on, numbered from 0, if that
@@ -543,17 +412,4 @@ pub fn sysinfo_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32) ->
     let mem = meminfo::mem_view(&host_file("/proc/meminfo"), &memory_recent(roots, &groups));
     let load = task_list(roots, &groups).map(|l| loads.read(l));
     crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_clocks_boottime_offset_is_read_by_name_or_number() {
-        assert_eq!(parse_boottime_offset("monotonic 0 0\nboottime -1234 500000000\n"), Some(-1233.5));
-        assert_eq!(parse_boottime_offset("1 0 0\n7 -10 0\n"), Some(-10.0));
-        assert_eq!(parse_boottime_offset("monotonic 5 0\n"), None);
-        assert_eq!(parse_boottime_offset("boottime x 0\n"), None);
-    }
 }

@@ -42,11 +42,13 @@ pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<St
 pub const THREAD_STACK: usize = 128 * 1024;
 
 pub mod caller;
+mod clock;
 pub mod fds;
 pub mod fuse;
 pub mod load;
 pub mod memory;
 pub mod notify;
+mod recent;
 pub mod render;
 pub mod rescue;
 pub mod server;
