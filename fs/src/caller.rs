@@ -1,13 +1,17 @@
 //! Who is reading: the reader's cgroup in each hierarchy, from /proc/<pid>/cgroup (paths are
 //! relative to the server's cgroup namespace, which is the host's), and the view computed
 //! for it. Each controller is looked up at the reader's own path in its own hierarchy.
+//! A file that cannot be made from what the kernel gives is an error (`render_for`);
+//! sysinfo(2) is answered all the same, from what could be read (`sysinfo_for`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::clock::{container_uptime, ticks_per_second};
+use crate::error::ViewError;
 use crate::recent::Recent;
 use crate::render::{cpu, meminfo, uptime};
-use crate::snapshot;
+use crate::snapshot::{self, Checked};
 
 /// Where the cgroup hierarchies are mounted, as podrun's runtime found them.
 #[derive(Debug, Clone, Default)]
@@ -43,8 +47,8 @@ pub struct Cgroups {
 
 impl Cgroups {
     /// From /proc/<pid>/cgroup (as `cgroup_file` keeps it).
-    pub fn of_pid(pid: u32) -> Cgroups {
-        Cgroups::parse(&cgroup_file(pid))
+    pub fn of_pid(pid: u32) -> Result<Cgroups, ViewError> {
+        cgroup_file(pid).map(|text| Cgroups::parse(&text))
     }
 
     fn parse(text: &str) -> Cgroups {
@@ -81,31 +85,38 @@ impl Cgroups {
 /// /proc/<pid>/cgroup, read at most once per FRESH: a reader's open, its reads from offset 0
 /// and a container start's lookups each need it. A process that moves to another cgroup
 /// is seen there within FRESH; a pid is not reused that soon.
-pub fn cgroup_file(pid: u32) -> std::sync::Arc<String> {
-    static FILES: Recent<std::sync::Arc<String>> = Recent::new();
-    FILES.get(&pid.to_string(), || {
-        std::sync::Arc::new(crate::read_kernel_file(format!("/proc/{pid}/cgroup")).unwrap_or_default())
+/// (A process gone, or not in the pid namespace of the view's mount, has none.)
+pub fn cgroup_file(pid: u32) -> Result<Arc<String>, ViewError> {
+    static FILES: Recent<Result<Arc<String>, ViewError>> = Recent::new();
+    FILES.get(&pid.to_string(), || match crate::read_kernel_file(format!("/proc/{pid}/cgroup")) {
+        Ok(text) => Ok(Arc::new(text)),
+        Err(e) => Err(ViewError::Reader { pid, errno: crate::error::errno_of(&e) }),
     })
 }
 
 /// A host /proc file, read at most once per FRESH.
-fn host_file(path: &str) -> std::sync::Arc<String> {
-    static FILES: Recent<std::sync::Arc<String>> = Recent::new();
-    FILES.get(path, || std::sync::Arc::new(crate::read_kernel_file(path).unwrap_or_default()))
+fn host_file(path: &str) -> Result<Arc<String>, ViewError> {
+    static FILES: Recent<Result<Arc<String>, ViewError>> = Recent::new();
+    FILES.get(path, || host_file_now(path).map(Arc::new))
+}
+
+/// A host file, read now.
+fn host_file_now(path: &str) -> Result<String, ViewError> {
+    crate::read_kernel_file(path).map_err(|e| ViewError::read(Path::new(path), None, &e))
 }
 
 /// The cgroup's memory numbers, looked at most once per FRESH.
-fn memory_recent(roots: &CgroupRoots, c: &Cgroups) -> std::sync::Arc<snapshot::MemorySnapshot> {
-    static MEMORY: Recent<std::sync::Arc<snapshot::MemorySnapshot>> = Recent::new();
+fn memory_recent(roots: &CgroupRoots, c: &Cgroups) -> Arc<Checked<snapshot::MemorySnapshot>> {
+    static MEMORY: Recent<Arc<Checked<snapshot::MemorySnapshot>>> = Recent::new();
     let key = format!("{:?}{:?}", c.v2, c.v1_path("memory"));
-    MEMORY.get(&key, || std::sync::Arc::new(memory_snapshot(roots, c)))
+    MEMORY.get(&key, || Arc::new(memory_snapshot(roots, c)))
 }
 
-pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::MemorySnapshot {
+pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> Checked<snapshot::MemorySnapshot> {
     match (&roots.v2, &roots.memory, &c.v2, c.v1_path("memory")) {
-        (Some(root), _, Some(p), _) => snapshot::memory_v2(root, p),
-        (_, Some(root), _, Some(p)) => snapshot::memory_v1(root, p),
-        _ => snapshot::MemorySnapshot::default(),
+        (Some(root), _, Some(p), _) => snapshot::checked_memory_v2(root, p),
+        (_, Some(root), _, Some(p)) => snapshot::checked_memory_v1(root, p),
+        _ => Checked::default(),
     }
 }
 
@@ -123,18 +134,18 @@ pub fn task_list(roots: &CgroupRoots, c: &Cgroups) -> Option<crate::load::TaskLi
 
 /// The cgroup's I/O as v2's io.stat says it (v1's blkio counters put in that form); empty
 /// where neither is.
-fn io_stat(roots: &CgroupRoots, groups: &Cgroups) -> String {
+fn io_stat(roots: &CgroupRoots, groups: &Cgroups) -> Result<String, ViewError> {
     match (&roots.v2, &roots.blkio, groups.v1_path("blkio")) {
         (Some(_), _, _) => v2_file(roots, groups, "io.stat"),
         (None, Some(root), Some(p)) => {
             let dir = root.join(p.trim_start_matches('/'));
-            let read = |f: &str| crate::read_kernel_file(dir.join(f)).unwrap_or_default();
-            crate::render::io::io_stat_from_blkio(
-                &read("blkio.throttle.io_service_bytes_recursive"),
-                &read("blkio.throttle.io_serviced_recursive"),
-            )
+            let read = |f: &str| crate::read_if_present(&dir.join(f), Some(p)).map(Option::unwrap_or_default);
+            Ok(crate::render::io::io_stat_from_blkio(
+                &read("blkio.throttle.io_service_bytes_recursive")?,
+                &read("blkio.throttle.io_serviced_recursive")?,
+            ))
         }
-        _ => String::new(),
+        _ => Ok(String::new()),
     }
 }
 
@@ -145,20 +156,25 @@ fn tasks(list: &crate::load::TaskList, reader: u32) -> uptime::Tasks {
 }
 
 /// CPU time used by the cgroup (and its descendants): (user, system) in microseconds.
-pub fn cpu_usage(roots: &CgroupRoots, c: &Cgroups) -> (u64, u64) {
+pub fn cpu_usage(roots: &CgroupRoots, c: &Cgroups) -> Result<(u64, u64), ViewError> {
     match (&roots.v2, &c.v2, &roots.cpuacct, c.v1_path("cpuacct")) {
-        (Some(root), Some(p), _, _) => snapshot::cpu_usage_v2(root, p),
-        (_, _, Some(root), Some(p)) => snapshot::cpu_usage_v1(root, p, ticks_per_second()),
-        _ => (0, 0),
+        (Some(root), Some(p), _, _) => snapshot::checked_cpu_usage_v2(root, p).into_result(),
+        (_, _, Some(root), Some(p)) => snapshot::checked_cpu_usage_v1(root, p, ticks_per_second()).into_result(),
+        _ => Ok((0, 0)),
     }
 }
 
+/// The cgroup's CPU limits, as far as its files could be read (the runtime's numbers).
 pub fn cpu_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapshot {
+    checked_cpu_snapshot(roots, c).value
+}
+
+fn checked_cpu_snapshot(roots: &CgroupRoots, c: &Cgroups) -> Checked<snapshot::CpuSnapshot> {
     match (&roots.v2, &c.v2) {
-        (Some(root), Some(p)) => snapshot::cpu_v2(root, p),
+        (Some(root), Some(p)) => snapshot::checked_cpu_v2(root, p),
         _ => match (&roots.cpu, c.v1_path("cpu"), &roots.cpuset, c.v1_path("cpuset")) {
-            (Some(cr), Some(cp), Some(sr), Some(sp)) => snapshot::cpu_v1(cr, cp, sr, sp),
-            _ => snapshot::CpuSnapshot::default(),
+            (Some(cr), Some(cp), Some(sr), Some(sp)) => snapshot::checked_cpu_v1(cr, cp, sr, sp),
+            _ => Checked::default(),
         },
     }
 }
@@ -271,11 +287,12 @@ const NODE0_CPUMAP: &str = "/sys/devices/system/node/node0/cpumap";
 
 /// A cgroup's CPU limits, kept for a second: they take a dozen file reads (each ancestor's
 /// quota, the cpuset), and limits change rarely (podrun sets them at creation).
-fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapshot {
+fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> Checked<snapshot::CpuSnapshot> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     use std::time::{Duration, Instant};
-    static SNAPSHOTS: OnceLock<Mutex<HashMap<String, (snapshot::CpuSnapshot, Instant)>>> = OnceLock::new();
+    type Limits = Checked<snapshot::CpuSnapshot>;
+    static SNAPSHOTS: OnceLock<Mutex<HashMap<String, (Limits, Instant)>>> = OnceLock::new();
     let key = format!("{:?}{:?}{:?}", c.v2, c.v1_path("cpu"), c.v1_path("cpuset"));
     let cache = SNAPSHOTS.get_or_init(Mutex::default);
     if let Some((snap, at)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
@@ -283,7 +300,7 @@ fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapsho
             return snap.clone();
         }
     }
-    let snap = cpu_snapshot(roots, c);
+    let snap = checked_cpu_snapshot(roots, c);
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
     map.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(1));
     map.insert(key, (snap.clone(), Instant::now()));
@@ -293,14 +310,15 @@ fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapsho
 /// The view's CPUs for the thread `tid` (snapshot::cpu_ids): of the host's online CPUs,
 /// those its affinity allows (which the kernel keeps within its cpuset; podrun sets it to
 /// the view's count of them, spread over the CPUs by pod).
-fn cpu_ids(roots: &CgroupRoots, c: &Cgroups, tid: u32) -> Vec<u32> {
+fn cpu_ids(roots: &CgroupRoots, c: &Cgroups, tid: u32) -> Result<Vec<u32>, ViewError> {
+    let limits = cpu_snapshot_cached(roots, c).into_result()?;
     let online = host_cpus();
     let allowed: Vec<u32> = match affinity(tid) {
         Some(mask) => online.iter().copied().filter(|c| mask.contains(c)).collect(),
         None => online.clone(),
     };
     let allowed = if allowed.is_empty() { online } else { allowed };
-    snapshot::cpu_ids(&cpu_snapshot_cached(roots, c), &allowed)
+    Ok(snapshot::cpu_ids(&limits, &allowed))
 }
 
 /// The CPUs thread `tid` may run on (sched_getaffinity).
@@ -319,12 +337,11 @@ fn affinity(tid: u32) -> Option<Vec<u32>> {
 
 /// A file of the reader's cgroup2 cgroup (on a hybrid host, in the controller-less mount;
 /// "" where there is none).
-fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> String {
+fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> Result<String, ViewError> {
     match (roots.pressure(), &c.v2) {
-        (Some(root), Some(p)) => {
-            crate::read_kernel_file(root.join(p.trim_start_matches('/')).join(name)).unwrap_or_default()
-        }
-        _ => String::new(),
+        (Some(root), Some(p)) => crate::read_if_present(&root.join(p.trim_start_matches('/')).join(name), Some(p))
+            .map(Option::unwrap_or_default),
+        _ => Ok(String::new()),
     }
 }
 
@@ -349,67 +366,205 @@ fn host_cpus() -> Vec<u32> {
     cpus
 }
 
-/// Renders `file` for the process `pid`.
-pub fn render_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32, file: ViewFile) -> String {
-    let groups = Cgroups::of_pid(pid);
+/// Renders `file` for the process `pid`: an error where a file it is made from exists
+/// and could not be read, or the reader's cgroups could not be (no text is made up).
+pub fn render_for(
+    roots: &CgroupRoots,
+    loads: &crate::load::Loads,
+    pid: u32,
+    file: ViewFile,
+) -> Result<String, ViewError> {
+    let groups = Cgroups::of_pid(pid)?;
     let mem = || memory_recent(roots, &groups);
     let cpus = || cpu_ids(roots, &groups, pid);
-    match file {
-        ViewFile::Meminfo => meminfo::render_meminfo(&host_file("/proc/meminfo"), &mem()),
-        ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo"), &cpus()),
+    Ok(match file {
+        ViewFile::Meminfo => meminfo::render_meminfo(&host_file("/proc/meminfo")?, mem().result()?),
+        ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo")?, &cpus()?),
         ViewFile::CpuOnline | ViewFile::CpuPresent | ViewFile::CpuPossible | ViewFile::NodeCpulist => {
-            cpu::render_online(&cpus())
+            cpu::render_online(&cpus()?)
         }
-        ViewFile::NodeCpumap => cpu::render_cpumap(&host_file(NODE0_CPUMAP), &cpus()),
-        ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus().len()),
+        ViewFile::NodeCpumap => cpu::render_cpumap(&host_file(NODE0_CPUMAP)?, &cpus()?),
+        ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()?.len()),
         ViewFile::Diskstats => {
-            let host = crate::read_kernel_file("/proc/diskstats").unwrap_or_default();
-            crate::render::io::render_diskstats(&host, &io_stat(roots, &groups))
+            let host = host_file_now("/proc/diskstats")?;
+            crate::render::io::render_diskstats(&host, &io_stat(roots, &groups)?)
         }
         ViewFile::Vmstat => {
             let m = mem();
-            let view = meminfo::mem_view(&host_file("/proc/meminfo"), &m);
+            let m = m.result()?;
+            let host = host_file("/proc/meminfo")?;
+            let view = meminfo::mem_view(&host, m);
             crate::render::vmstat::render_vmstat(
-                &host_file("/proc/vmstat"),
-                &m,
+                &host_file("/proc/vmstat")?,
+                m,
                 view.as_ref(),
-                &io_stat(roots, &groups),
+                &io_stat(roots, &groups)?,
             )
         }
-        ViewFile::PressureCpu => crate::render::io::render_pressure(&v2_file(roots, &groups, "cpu.pressure"), false),
+        ViewFile::PressureCpu => crate::render::io::render_pressure(&v2_file(roots, &groups, "cpu.pressure")?, false),
         ViewFile::PressureMemory => {
-            crate::render::io::render_pressure(&v2_file(roots, &groups, "memory.pressure"), true)
+            crate::render::io::render_pressure(&v2_file(roots, &groups, "memory.pressure")?, true)
         }
-        ViewFile::PressureIo => crate::render::io::render_pressure(&v2_file(roots, &groups, "io.pressure"), true),
+        ViewFile::PressureIo => crate::render::io::render_pressure(&v2_file(roots, &groups, "io.pressure")?, true),
         ViewFile::Loadavg => {
-            let host = host_file("/proc/loadavg");
+            let host = host_file("/proc/loadavg")?;
             let list = task_list(roots, &groups);
             let now = list.as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
             let load = list.map(|l| loads.read(l)).unwrap_or_default();
             crate::load::render_loadavg(&host, &load, now)
         }
         ViewFile::Stat => {
-            let host = host_file("/proc/stat");
-            static USAGE: Recent<(u64, u64)> = Recent::new();
+            let host = host_file("/proc/stat")?;
+            static USAGE: Recent<Result<(u64, u64), ViewError>> = Recent::new();
             let key = format!("{:?}{:?}", groups.v2, groups.v1_path("cpuacct"));
-            let (user, system) = USAGE.get(&key, || cpu_usage(roots, &groups));
+            let (user, system) = USAGE.get(&key, || cpu_usage(roots, &groups))?;
             let up = container_uptime(pid);
             let now = task_list(roots, &groups).as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
-            uptime::render_stat(&host, &cpus(), user, system, up, ticks_per_second(), now)
+            uptime::render_stat(&host, &cpus()?, user, system, up, ticks_per_second(), now)
         }
-        ViewFile::Swaps => meminfo::render_swaps(&host_file("/proc/swaps"), &mem()),
-    }
+        ViewFile::Swaps => meminfo::render_swaps(&host_file("/proc/swaps")?, mem().result()?),
+    })
 }
 
 /// sysinfo(2) for the process `pid`: the same numbers as its meminfo, uptime and loadavg
-/// (see `render::sysinfo`).
+/// (see `render::sysinfo`). A call must be answered: what cannot be read counts as absent
+/// (the host's numbers where the reader's cgroups are unknown).
 pub fn sysinfo_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32) -> libc::sysinfo {
     // SAFETY: an all-zero sysinfo is a valid value; sysinfo(2) fills it.
     let mut host: libc::sysinfo = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to a sysinfo struct.
     unsafe { libc::sysinfo(&mut host) };
-    let groups = Cgroups::of_pid(pid);
-    let mem = meminfo::mem_view(&host_file("/proc/meminfo"), &memory_recent(roots, &groups));
+    let groups = Cgroups::of_pid(pid).unwrap_or_default();
+    let meminfo = host_file("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo::mem_view(&meminfo, &memory_recent(roots, &groups).value);
     let load = task_list(roots, &groups).map(|l| loads.read(l));
     crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    //! A reader's cgroups from /proc/PID/cgroup text, and its numbers from fixture trees of
+    //! both worlds under a temporary root (for each test, its own drawing).
+    use super::*;
+    use crate::error::ToErrno;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn a_readers_cgroups_are_its_path_in_each_hierarchy() {
+        // A hybrid host: v1 controllers (some mounted together), a named hierarchy, and
+        // the controller-less cgroup2 line.
+        let hybrid = "12:memory:/podrun/pod/c1\n11:cpu,cpuacct:/podrun/pod/c1\n5:cpuset:/other\n\
+                      1:name=systemd:/user.slice\n0::/podrun/pod/c1\n";
+        let c = Cgroups::parse(hybrid);
+        assert_eq!(c.v2.as_deref(), Some("/podrun/pod/c1"));
+        assert_eq!(
+            (c.v1_path("memory"), c.v1_path("cpu"), c.v1_path("cpuacct")),
+            (Some("/podrun/pod/c1"), Some("/podrun/pod/c1"), Some("/podrun/pod/c1"))
+        );
+        assert_eq!(c.v1_path("cpuset"), Some("/other"), "each controller at its own path");
+        assert_eq!(c.v1_path("blkio"), None, "a controller the host does not mount");
+        assert_eq!(c.v1_path("name=systemd"), Some("/user.slice"));
+        // Pure v2; a cgroup's name may hold a colon; lines that are not "id:controllers:path" are skipped.
+        let c = Cgroups::parse("garbage\n\n0::/pod/we:ird\n");
+        assert_eq!((c.v2.as_deref(), c.v1.len()), (Some("/pod/we:ird"), 0));
+        let none = Cgroups::parse("");
+        assert_eq!((none.v2, none.v1.len()), (None, 0), "no text: no cgroups (the host's numbers)");
+        let c = Cgroups::at("/podrun/pod/c2");
+        for ctrl in ["memory", "cpu", "cpuacct", "cpuset", "blkio"] {
+            assert_eq!(c.v1_path(ctrl), Some("/podrun/pod/c2"), "{ctrl}");
+        }
+        assert_eq!(c.v2.as_deref(), Some("/podrun/pod/c2"));
+    }
+
+    #[test]
+    fn tasks_are_listed_in_cgroup_threads_on_v2_and_tasks_on_v1() {
+        let c = Cgroups::at("/pod/c1");
+        let v2 = CgroupRoots { v2: Some("/sys/fs/cgroup".into()), cpu: Some("/v1/cpu".into()), ..Default::default() };
+        let l = task_list(&v2, &c).unwrap();
+        assert_eq!((l.dir, l.file), (PathBuf::from("/sys/fs/cgroup/pod/c1"), "cgroup.threads"));
+        let v1 = CgroupRoots { cpu: Some("/v1/cpu".into()), unified: Some("/v1/unified".into()), ..Default::default() };
+        let l = task_list(&v1, &c).unwrap();
+        assert_eq!((l.dir, l.file), (PathBuf::from("/v1/cpu/pod/c1"), "tasks"));
+        assert!(task_list(&CgroupRoots::default(), &c).is_none());
+        assert!(task_list(&v1, &Cgroups::parse("0::/pod/c1\n")).is_none(), "no cpu hierarchy path");
+    }
+
+    #[test]
+    fn a_file_that_exists_and_cannot_be_read_fails_the_snapshot_an_absent_one_does_not() {
+        // ```text
+        // root/pod        memory.max 256M
+        //   c1            memory.max max, memory.current 100M, memory.stat a directory (EISDIR)
+        //   c2            memory.max max, no memory.stat (a controller's file the host lacks)
+        // expected: c1's snapshot failed on memory.stat, its limit still the pod's; c2's did not fail
+        // ```
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "pod/memory.max", "268435456\n");
+        write(r, "pod/c1/memory.max", "max\n");
+        write(r, "pod/c1/memory.current", "104857600\n");
+        fs::create_dir_all(r.join("pod/c1/memory.stat")).unwrap();
+        write(r, "pod/c2/memory.max", "max\n");
+        let roots = CgroupRoots { v2: Some(r.to_owned()), ..Default::default() };
+        let c1 = memory_snapshot(&roots, &Cgroups::at("/pod/c1"));
+        let stat = r.join("pod/c1/memory.stat");
+        let failed = ViewError::Read { path: stat, cgroup: Some("/pod/c1".into()), errno: libc::EISDIR };
+        assert_eq!(c1.failed, Some(failed.clone()));
+        assert_eq!(c1.value.limit, Some(256 << 20), "the numbers that could be read stay (sysinfo's)");
+        assert_eq!(c1.result(), Err(failed));
+        let c2 = memory_snapshot(&roots, &Cgroups::at("/pod/c2"));
+        assert_eq!((c2.failed, c2.value.limit, c2.value.usage), (None, Some(256 << 20), 0));
+        let outside = memory_snapshot(&roots, &Cgroups::default());
+        assert_eq!(outside, Checked::default(), "a reader with no cgroup2 path: the host's");
+    }
+
+    #[test]
+    fn cgroup_files_of_io_and_pressure_are_empty_where_absent_and_errors_where_unreadable() {
+        // ```text
+        // unified/pod/c1  cpu.pressure "some ...", memory.pressure a directory, no io.pressure
+        // blkio/pod/c1    io_service_bytes and io_serviced of 8:0; blkio/pod/c2 none; blkio/pod/c3 unreadable
+        // expected: the cpu text, EISDIR, ""; c1's io.stat line, "" for c2, EISDIR for c3
+        // ```
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "unified/pod/c1/cpu.pressure", "some avg10=1.00 avg60=0.00 avg300=0.00 total=5\n");
+        fs::create_dir_all(r.join("unified/pod/c1/memory.pressure")).unwrap();
+        write(r, "blkio/pod/c1/blkio.throttle.io_service_bytes_recursive", "8:0 Read 4096\n8:0 Write 0\nTotal 4096\n");
+        write(r, "blkio/pod/c1/blkio.throttle.io_serviced_recursive", "8:0 Read 1\n8:0 Write 0\nTotal 1\n");
+        fs::create_dir_all(r.join("blkio/pod/c2")).unwrap();
+        fs::create_dir_all(r.join("blkio/pod/c3/blkio.throttle.io_service_bytes_recursive")).unwrap();
+        let roots =
+            CgroupRoots { unified: Some(r.join("unified")), blkio: Some(r.join("blkio")), ..Default::default() };
+        let c1 = Cgroups::at("/pod/c1");
+        assert!(v2_file(&roots, &c1, "cpu.pressure").unwrap().starts_with("some avg10=1.00"));
+        let e = v2_file(&roots, &c1, "memory.pressure").unwrap_err();
+        assert_eq!((e.to_errno(), e.cgroup()), (libc::EIO, Some("/pod/c1")));
+        assert_eq!(v2_file(&roots, &c1, "io.pressure").unwrap(), "", "no PSI here: nothing stalled");
+        assert_eq!(io_stat(&roots, &c1).unwrap(), "8:0 rbytes=4096 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n");
+        assert_eq!(io_stat(&roots, &Cgroups::at("/pod/c2")).unwrap(), "", "no throttling files: no counts");
+        assert!(matches!(io_stat(&roots, &Cgroups::at("/pod/c3")), Err(ViewError::Read { errno: libc::EISDIR, .. })));
+    }
+
+    #[test]
+    fn a_reader_whose_cgroups_cannot_be_read_gets_no_text() {
+        // pid 0: what the kernel says for a reader outside the view's pid namespace.
+        let loads = crate::load::Loads::new(None);
+        let e = render_for(&CgroupRoots::default(), &loads, 0, ViewFile::Meminfo).unwrap_err();
+        assert_eq!(e, ViewError::Reader { pid: 0, errno: libc::ENOENT });
+        assert_eq!(Cgroups::of_pid(0).unwrap_or_default().v2, None, "sysinfo takes it as the host's");
+    }
+
+    #[test]
+    fn each_view_file_has_a_name_of_its_own_and_a_target_in_proc_or_sys() {
+        let mut names: Vec<&str> = ViewFile::ALL.iter().map(|f| f.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ViewFile::ALL.len());
+        assert!(ViewFile::ALL.iter().all(|f| f.target().starts_with("/proc/") || f.target().starts_with("/sys/")));
+    }
 }

@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::caller::{render_for, CgroupRoots, ViewFile};
+use crate::error::{LogLimit, ToErrno, ViewError};
 
 const FUSE_LOOKUP: u32 = 1;
 const FUSE_FORGET: u32 = 2;
@@ -238,6 +239,8 @@ pub struct ProcView {
     /// The replies to the last OPENs, by request: the same request read again after a
     /// resend gets the same handle (not a second one, which would count its reader twice).
     opened: Mutex<std::collections::VecDeque<(u64, Vec<u8>)>>,
+    /// When each cgroup's failure to render was last logged (`refuse`).
+    logged: Mutex<LogLimit>,
 }
 
 impl ProcView {
@@ -262,6 +265,7 @@ impl ProcView {
             predecessors: Mutex::new((Vec::new(), Instant::now())),
             conn: std::sync::atomic::AtomicI32::new(-1),
             opened: Mutex::default(),
+            logged: Mutex::default(),
         }
     }
 
@@ -335,15 +339,15 @@ impl ProcView {
     /// kernel 0 (or any other length) would cut the page cache to it, and a descriptor
     /// opened under the earlier server would read nothing (Python stats before a read;
     /// busybox cat reads up to the size). So the asker's text is stored first.
-    fn known_size(&self, fd: RawFd, node: u64, pid: u32) -> u64 {
+    fn known_size(&self, fd: RawFd, node: u64, pid: u32) -> Result<u64, ViewError> {
         let unknown = self.nodes().get(&node).is_none_or(|n| n.text.is_none());
         if unknown && self.resumed.load(Ordering::Relaxed) {
             if let Some(file) = node_file(node) {
-                let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                let fresh = self.render(pid, file)?;
                 self.refresh(fd, node, &fresh);
             }
         }
-        self.size_of(node)
+        Ok(self.size_of(node))
     }
 
     fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Node>> {
@@ -413,7 +417,8 @@ impl ProcView {
 /// read through) is never shared between containers. A restarted server needs no table:
 /// the file is in the number.
 fn node_of(file: usize, pid: u32) -> u64 {
-    let h = crate::fnv1a(crate::caller::cgroup_file(pid).as_bytes());
+    // A reader whose cgroups cannot be read (gone) gets the inodes of the empty text's hash.
+    let h = crate::caller::cgroup_file(pid).map_or(crate::fnv1a(b""), |text| crate::fnv1a(text.as_bytes()));
     ((h >> 16) << 8) | (file as u64 + ROOT + 1)
 }
 
@@ -554,7 +559,10 @@ impl ProcView {
                     // of the copy last opened, 0 before the first open.
                     Some(i) if node == ROOT => {
                         let n = node_of(i, pid);
-                        reply(fd, unique, 0, &entry(n, self.known_size(fd, n, pid)))
+                        match self.known_size(fd, n, pid) {
+                            Ok(size) => reply(fd, unique, 0, &entry(n, size)),
+                            Err(e) => self.refuse(fd, unique, &e),
+                        }
                     }
                     _ => reply(fd, unique, libc::ENOENT, &[]),
                 }
@@ -568,11 +576,17 @@ impl ProcView {
                     // Python reading again. The asker's text goes into the cache first, so
                     // that it reads a fresh one, if no other reader reads through it.
                     Some(file) if self.may_read_again(node, body) => {
-                        let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                        let fresh = match self.render(pid, file) {
+                            Ok(text) => text,
+                            Err(e) => return self.refuse(fd, unique, &e),
+                        };
                         self.refresh(fd, node, &fresh);
                         self.size_of(node)
                     }
-                    Some(_) => self.known_size(fd, node, pid),
+                    Some(_) => match self.known_size(fd, node, pid) {
+                        Ok(size) => size,
+                        Err(e) => return self.refuse(fd, unique, &e),
+                    },
                     None if node == ROOT => 0,
                     None => return reply(fd, unique, libc::ENOENT, &[]),
                 };
@@ -593,7 +607,10 @@ impl ProcView {
                 if let Some((_, out)) = self.opened().iter().find(|(u, _)| *u == request) {
                     return reply(fd, unique, 0, out);
                 }
-                let content = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                let content = match self.render(pid, file) {
+                    Ok(text) => text,
+                    Err(e) => return self.refuse(fd, unique, &e),
+                };
                 // Through the cache if it holds this text, or can be given it: no other
                 // reader reads through it, and no store is under way. The count is raised
                 // and the text recorded at once, so no other open stores meanwhile or
@@ -687,7 +704,10 @@ impl ProcView {
                     // Read again from the start, or opened under a server that is gone:
                     // rendered afresh for this reader (and kept for the reads that follow).
                     (None, Some(file)) => {
-                        let fresh = render_for(&self.roots, &self.loads, pid, file).into_bytes();
+                        let fresh = match self.render(pid, file) {
+                            Ok(text) => text,
+                            Err(e) => return self.refuse(fd, unique, &e),
+                        };
                         let d = slice(&fresh);
                         if let Some(Held::Copy(copy, started)) = self.handles().1.get_mut(&fh) {
                             (*copy, *started) = (fresh, true);
@@ -758,6 +778,20 @@ impl ProcView {
             FUSE_INTERRUPT | FUSE_DESTROY => {}
             _ => reply(fd, unique, libc::ENOSYS, &[]),
         }
+    }
+
+    /// Answers with `e`'s errno a request whose text cannot be made, and logs `e` unless a
+    /// failure of the same cgroup was logged within the last minute.
+    fn refuse(&self, fd: RawFd, unique: u64, e: &ViewError) {
+        if self.logged.lock().unwrap_or_else(|p| p.into_inner()).admits(e.cgroup(), Instant::now()) {
+            eprintln!("podrun-view: {e}");
+        }
+        reply(fd, unique, e.to_errno(), &[]);
+    }
+
+    /// `file` rendered for the process `pid`.
+    fn render(&self, pid: u32, file: ViewFile) -> Result<Vec<u8>, ViewError> {
+        render_for(&self.roots, &self.loads, pid, file).map(String::into_bytes)
     }
 
     /// Whether a GETATTR (`body`) may come before a read of `node` through its cache: it

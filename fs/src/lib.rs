@@ -2,6 +2,7 @@
 //! cgroup of either world (snapshot.rs), the files rendered from them (render/), computed
 //! for the reading process (caller.rs) and served over FUSE (fuse.rs, which speaks the
 //! kernel protocol itself so that a restarted server can take over a live connection).
+//! What cannot be made is an error (error.rs), which a reader gets as an errno.
 
 /// FNV-1a: a hash stable across runs and builds (unlike std's), for names and keys.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -37,12 +38,24 @@ pub fn read_kernel_file(path: impl AsRef<std::path::Path>) -> std::io::Result<St
     String::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData.into())
 }
 
+/// A kernel file that may be absent, as text: None if it is (ENOENT: a controller not
+/// enabled on this host, a file of the other cgroup world, one the root cgroup lacks), an
+/// error (of a reader in `cgroup`) if it exists and cannot be read.
+pub fn read_if_present(path: &std::path::Path, cgroup: Option<&str>) -> Result<Option<String>, error::ViewError> {
+    match read_kernel_file(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(error::ViewError::read(path, cgroup, &e)),
+    }
+}
+
 /// The stack of the view's threads (FUSE workers, the sysinfo agent, the rescue): requests
 /// need little (rendering allocates on the heap).
 pub const THREAD_STACK: usize = 128 * 1024;
 
 pub mod caller;
 mod clock;
+pub mod error;
 pub mod fds;
 pub mod fuse;
 pub mod load;
@@ -91,7 +104,7 @@ mod tests {
         assert_eq!(m.limit, Some(256 << 20), "the pod's limit binds the container");
         assert_eq!(m.usage, 100 << 20);
         assert_eq!(m.stat("file"), 40 << 20);
-        let c = cpu_v2(r, "/podrun/pod/c1");
+        let c = checked_cpu_v2(r, "/podrun/pod/c1").into_result().expect("absent files are no failure");
         assert_eq!(c.quota, Some((50_000, 100_000)));
         assert_eq!(cpu_count(&c, 8), 1, "ceil(0.5) = 1");
         assert_eq!(cpu_count(&CpuSnapshot { quota: None, cpuset: c.cpuset.clone() }, 8), 4);
@@ -130,7 +143,9 @@ mod tests {
         assert_eq!(m.limit, Some(256 << 20));
         assert_eq!(m.swap_limit, Some(256 << 20), "memsw minus memory");
         assert_eq!(m.stat("anon"), 60 << 20);
-        let c = cpu_v1(&r.join("cpu"), "/podrun/pod/c1", &r.join("cpuset"), "/other/c1");
+        let c = checked_cpu_v1(&r.join("cpu"), "/podrun/pod/c1", &r.join("cpuset"), "/other/c1")
+            .into_result()
+            .expect("cpuset.effective_cpus is absent here, and cpuset.cpus read");
         assert_eq!(c.quota, Some((150_000, 100_000)));
         assert_eq!(c.cpuset, Some(vec![0, 1]));
         assert_eq!(cpu_count(&c, 8), 2, "min(ceil(1.5)=2, cpuset 2, host 8)");

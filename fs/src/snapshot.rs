@@ -2,9 +2,17 @@
 //! injectable root (the real /sys/fs/cgroup, or a fixture tree in tests). Limits are the
 //! smallest over the cgroup and its ancestors, so a pod's limit shows in a container that has
 //! none of its own. Files are parsed by exact key; nothing here renders.
+//!
+//! An absent file (a controller not enabled, a file the root cgroup lacks) is "no limit"
+//! or 0. So is a file that exists and cannot be read, as the runtime's numbers and
+//! sysinfo(2) have always taken it; but a snapshot says which (`Checked`), and a view's
+//! file is not made from such a snapshot.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use crate::error::ViewError;
 
 /// Memory of one cgroup, in bytes, with memory.stat's keys normalised to v2's names
 /// (`anon`, `file`, `shmem`, `file_mapped`, `active_anon`, `inactive_anon`, `active_file`,
@@ -26,8 +34,51 @@ impl MemorySnapshot {
     }
 }
 
-fn read(p: &Path) -> Option<String> {
-    crate::read_kernel_file(p).ok()
+/// A snapshot, and the first of its files that exists and could not be read (which the
+/// snapshot took as absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked<T> {
+    pub value: T,
+    pub failed: Option<ViewError>,
+}
+
+impl<T> Checked<T> {
+    /// The snapshot if every file it needed was read.
+    pub fn result(&self) -> Result<&T, ViewError> {
+        self.failed.clone().map_or(Ok(&self.value), Err)
+    }
+
+    pub fn into_result(self) -> Result<T, ViewError> {
+        self.failed.map_or(Ok(self.value), Err)
+    }
+}
+
+/// Reads one snapshot's files, for a reader in `cgroup`: a file as text, or None where it
+/// is absent or cannot be read; the first that could not be read is kept.
+struct Files<'c> {
+    cgroup: &'c str,
+    failed: Cell<Option<ViewError>>,
+}
+
+impl<'c> Files<'c> {
+    fn new(cgroup: &'c str) -> Files<'c> {
+        Files { cgroup, failed: Cell::new(None) }
+    }
+
+    fn read(&self, p: &Path) -> Option<String> {
+        match crate::read_if_present(p, Some(self.cgroup)) {
+            Ok(text) => text,
+            Err(e) => {
+                let first = self.failed.take().unwrap_or(e);
+                self.failed.set(Some(first));
+                None
+            }
+        }
+    }
+
+    fn done<T>(self, value: T) -> Checked<T> {
+        Checked { value, failed: self.failed.into_inner() }
+    }
 }
 
 /// A flat-keyed file ("key value" per line) as a map, by exact key.
@@ -63,24 +114,39 @@ fn ancestry(root: &Path, cgroup: &str) -> Vec<PathBuf> {
     (1..=comps.len()).rev().map(|n| root.join(comps[..n].join("/"))).collect()
 }
 
-/// Reads a cgroup v2 memory snapshot; `root` is the cgroup2 mount.
+/// A cgroup v2 memory snapshot, as far as its files could be read (the runtime's numbers).
 pub fn memory_v2(root: &Path, cgroup: &str) -> MemorySnapshot {
+    checked_memory_v2(root, cgroup).value
+}
+
+/// A cgroup v1 memory snapshot, as far as its files could be read (the runtime's numbers).
+pub fn memory_v1(root: &Path, cgroup: &str) -> MemorySnapshot {
+    checked_memory_v1(root, cgroup).value
+}
+
+/// Reads a cgroup v2 memory snapshot; `root` is the cgroup2 mount.
+pub fn checked_memory_v2(root: &Path, cgroup: &str) -> Checked<MemorySnapshot> {
+    let files = Files::new(cgroup);
+    let read = |p: &Path| files.read(p);
     let dirs = ancestry(root, cgroup);
     let min = |file: &str| dirs.iter().filter_map(|d| read(&d.join(file)).and_then(|t| limit(&t))).min();
     let dir = root.join(cgroup.trim_start_matches('/'));
-    MemorySnapshot {
+    let snapshot = MemorySnapshot {
         limit: min("memory.max"),
         usage: read(&dir.join("memory.current")).and_then(|t| t.trim().parse().ok()).unwrap_or(0),
         swap_limit: min("memory.swap.max"),
         swap_usage: read(&dir.join("memory.swap.current")).and_then(|t| t.trim().parse().ok()).unwrap_or(0),
         stat: read(&dir.join("memory.stat")).map(|t| keyed(&t)).unwrap_or_default(),
-    }
+    };
+    files.done(snapshot)
 }
 
 /// Reads a cgroup v1 memory snapshot; `root` is the memory hierarchy's mount. v1 gives the
 /// smallest limit over the ancestors itself (`hierarchical_memory_limit`), and the `total_`
 /// counters cover the cgroup's descendants as v2's do.
-pub fn memory_v1(root: &Path, cgroup: &str) -> MemorySnapshot {
+pub fn checked_memory_v1(root: &Path, cgroup: &str) -> Checked<MemorySnapshot> {
+    let files = Files::new(cgroup);
+    let read = |p: &Path| files.read(p);
     let dir = root.join(cgroup.trim_start_matches('/'));
     let stat = read(&dir.join("memory.stat")).map(|t| keyed(&t)).unwrap_or_default();
     let get = |k: &str| stat.get(k).copied();
@@ -107,7 +173,7 @@ pub fn memory_v1(root: &Path, cgroup: &str) -> MemorySnapshot {
     ] {
         norm.insert(v2.to_owned(), get(v1).unwrap_or(0));
     }
-    MemorySnapshot {
+    let snapshot = MemorySnapshot {
         limit: limit_v1,
         usage,
         // v1 limits memory+swap together; the swap part is what is left over the memory limit.
@@ -118,20 +184,23 @@ pub fn memory_v1(root: &Path, cgroup: &str) -> MemorySnapshot {
         },
         swap_usage: memsw_usage.saturating_sub(usage),
         stat: norm,
-    }
+    };
+    files.done(snapshot)
 }
 
 /// (user, system) CPU time in microseconds from v2's cpu.stat.
-pub fn cpu_usage_v2(root: &Path, cgroup: &str) -> (u64, u64) {
-    let t = read(&root.join(cgroup.trim_start_matches('/')).join("cpu.stat")).unwrap_or_default();
-    (keyed_value(&t, "user_usec").unwrap_or(0), keyed_value(&t, "system_usec").unwrap_or(0))
+pub fn checked_cpu_usage_v2(root: &Path, cgroup: &str) -> Checked<(u64, u64)> {
+    let files = Files::new(cgroup);
+    let t = files.read(&root.join(cgroup.trim_start_matches('/')).join("cpu.stat")).unwrap_or_default();
+    files.done((keyed_value(&t, "user_usec").unwrap_or(0), keyed_value(&t, "system_usec").unwrap_or(0)))
 }
 
 /// (user, system) CPU time in microseconds from v1's cpuacct.stat, which counts clock ticks.
-pub fn cpu_usage_v1(root: &Path, cgroup: &str, ticks_per_second: u64) -> (u64, u64) {
-    let t = read(&root.join(cgroup.trim_start_matches('/')).join("cpuacct.stat")).unwrap_or_default();
+pub fn checked_cpu_usage_v1(root: &Path, cgroup: &str, ticks_per_second: u64) -> Checked<(u64, u64)> {
+    let files = Files::new(cgroup);
+    let t = files.read(&root.join(cgroup.trim_start_matches('/')).join("cpuacct.stat")).unwrap_or_default();
     let us = |k| keyed_value(&t, k).unwrap_or(0) * 1_000_000 / ticks_per_second.max(1);
-    (us("user"), us("system"))
+    files.done((us("user"), us("system")))
 }
 
 /// CPU limits of one cgroup: the tightest quota over its ancestors, and its cpuset.
@@ -165,7 +234,9 @@ fn tightest(quotas: impl Iterator<Item = (u64, u64)>) -> Option<(u64, u64)> {
     quotas.filter(|&(_, p)| p > 0).min_by(|a, b| (a.0 as u128 * b.1 as u128).cmp(&(b.0 as u128 * a.1 as u128)))
 }
 
-pub fn cpu_v2(root: &Path, cgroup: &str) -> CpuSnapshot {
+pub fn checked_cpu_v2(root: &Path, cgroup: &str) -> Checked<CpuSnapshot> {
+    let files = Files::new(cgroup);
+    let read = |p: &Path| files.read(p);
     let dirs = ancestry(root, cgroup);
     let quota = tightest(dirs.iter().filter_map(|d| {
         let t = read(&d.join("cpu.max"))?;
@@ -175,12 +246,19 @@ pub fn cpu_v2(root: &Path, cgroup: &str) -> CpuSnapshot {
     }));
     let cpuset =
         read(&root.join(cgroup.trim_start_matches('/')).join("cpuset.cpus.effective")).and_then(|t| parse_cpulist(&t));
-    CpuSnapshot { quota, cpuset }
+    files.done(CpuSnapshot { quota, cpuset })
 }
 
 /// `cpu_root` and `cpuset_root` are the v1 cpu and cpuset mounts: each controller is read at
 /// the reader's own path in its own hierarchy.
-pub fn cpu_v1(cpu_root: &Path, cpu_cgroup: &str, cpuset_root: &Path, cpuset_cgroup: &str) -> CpuSnapshot {
+pub fn checked_cpu_v1(
+    cpu_root: &Path,
+    cpu_cgroup: &str,
+    cpuset_root: &Path,
+    cpuset_cgroup: &str,
+) -> Checked<CpuSnapshot> {
+    let files = Files::new(cpu_cgroup);
+    let read = |p: &Path| files.read(p);
     let quota = tightest(ancestry(cpu_root, cpu_cgroup).iter().filter_map(|d| {
         let q: i64 = read(&d.join("cpu.cfs_quota_us"))?.trim().parse().ok()?;
         let p: u64 = read(&d.join("cpu.cfs_period_us"))?.trim().parse().ok()?;
@@ -189,7 +267,7 @@ pub fn cpu_v1(cpu_root: &Path, cpu_cgroup: &str, cpuset_root: &Path, cpuset_cgro
     let cpuset = read(&cpuset_root.join(cpuset_cgroup.trim_start_matches('/')).join("cpuset.effective_cpus"))
         .or_else(|| read(&cpuset_root.join(cpuset_cgroup.trim_start_matches('/')).join("cpuset.cpus")))
         .and_then(|t| parse_cpulist(&t));
-    CpuSnapshot { quota, cpuset }
+    files.done(CpuSnapshot { quota, cpuset })
 }
 
 /// The number of CPUs a view shows: min(ceil(quota/period), cpuset size, host CPUs), at
