@@ -16,7 +16,7 @@ pub enum ViewError {
     #[error("cannot read the cgroups of process {pid}: {}", strerror(*errno))]
     Reader { pid: u32, errno: i32 },
     /// A kernel or cgroup file a text is made from exists and could not be read.
-    #[error("cannot read {} for cgroup {}: {}", path.display(), cgroup.as_deref().unwrap_or("(any)"), strerror(*errno))]
+    #[error("cannot read {}{}: {}", path.display(), of_cgroup(cgroup), strerror(*errno))]
     Read {
         path: PathBuf,
         /// The reader's cgroup, where the file is one of its cgroups' (None: a host file).
@@ -62,6 +62,11 @@ pub fn errno_of(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EILSEQ)
 }
 
+/// " of cgroup C" where the file is one of a reader's cgroups.
+fn of_cgroup(cgroup: &Option<String>) -> String {
+    cgroup.as_deref().map_or_else(String::new, |c| format!(" of cgroup {c}"))
+}
+
 fn strerror(errno: i32) -> std::io::Error {
     std::io::Error::from_raw_os_error(errno)
 }
@@ -103,6 +108,8 @@ mod tests {
         let gone = ViewError::Reader { pid: 42, errno: libc::ENOENT };
         assert_eq!((gone.to_errno(), gone.cgroup()), (libc::EIO, None));
         assert!(gone.to_string().contains("process 42"));
+        let host = ViewError::read(Path::new("/proc/meminfo"), None, &denied).to_string();
+        assert!(host.starts_with("cannot read /proc/meminfo: "), "{host}");
         let garbled = std::io::Error::from(std::io::ErrorKind::InvalidData);
         assert_eq!(errno_of(&garbled), libc::EILSEQ, "text that is not UTF-8");
     }
