@@ -34,10 +34,15 @@ pub fn reserve() {
     unsafe { libc::dup3(0, ENDS, libc::O_CLOEXEC) };
 }
 
+/// How long a server left without its keeper leaves the lock to the standby: as long as
+/// the standby tries (pause/src/succession.rs, take_lock_soon).
+const STANDBY_FIRST: Duration = Duration::from_millis(100);
+
 /// Watches `chan` (a copy of the server's channel) from a thread of its own, and once the
 /// keepers have hung up, starts a keeper until one holds the lock. At once: until a
 /// keeper runs, this server is all that holds the view. (A standby taking over holds the
-/// lock within microseconds; if this server's keeper gets it first, the standby ends.)
+/// lock within microseconds, and this server waits STANDBY_FIRST before it tries; if this
+/// server's keeper gets it first, the standby ends.)
 /// Not in the sysinfo thread, which may first wait for a dying predecessor.
 pub fn watch_keepers(chan: OwnedFd) {
     let _ = std::thread::Builder::new().name("rescue".into()).stack_size(crate::THREAD_STACK).spawn(move || {
@@ -45,6 +50,11 @@ pub fn watch_keepers(chan: OwnedFd) {
         // SAFETY: poll of one live pollfd; a hang-up is reported whatever the events.
         while unsafe { libc::poll(&mut p, 1, -1) } <= 0 {}
         ORPHANED.store(true, Ordering::SeqCst);
+        // The standby first, if there is one: it tries the lock for STANDBY_FIRST from the
+        // same hang-up, and a blocked flock of ours would otherwise be granted before its
+        // next try (then the standby ends, and the view loses the process that outlives
+        // every keeper: succession.rs).
+        std::thread::sleep(STANDBY_FIRST);
         loop {
             // Waits while a keeper holds the lock (one taking over ends this server), then
             // hands the lock, taken, to the keeper it starts: no other can come between.
