@@ -230,6 +230,14 @@ unsafe fn main(sp: *const usize) -> ! {
         // SAFETY: fork has no arguments; the child only execs.
         let pid = unsafe { syscall4(SYS_FORK, 0, 0, 0, 0) };
         if pid == 0 {
+            // Only the keeper may hold the other end (its death before GO is this child's
+            // end of file) and the standby's channel (its hang-up is the standby's sign of
+            // that death): a child waiting for GO with copies of them waited for ever, and
+            // kept the keeper's lock.
+            close(pair[0]);
+            if agent.standby >= 0 {
+                close(agent.standby);
+            }
             // SAFETY: see start_server.
             unsafe { start_server(pair[1], argv.add(1), envp) }
         }
@@ -284,6 +292,10 @@ const GO: u8 = b'G';
 /// # Safety
 /// `argv` and `envp` are NULL-terminated vectors of NUL-terminated strings.
 unsafe fn start_server(chan: i32, argv: *const *const u8, envp: *const *const u8) -> ! {
+    // A lock description of the server's own, first: the active keeper's is released only
+    // when every descriptor of it is closed, so none may outlive the keeper elsewhere (nor
+    // in this child while it waits).
+    succession::reopen_lock();
     let mut go = 0u8;
     // SAFETY: read of one byte of a message into a live byte.
     if unsafe { syscall4(SYS_READ, chan as usize, &mut go as *mut u8 as usize, 1, 0) } != 1 || go != GO {
@@ -297,9 +309,6 @@ unsafe fn start_server(chan: i32, argv: *const *const u8, envp: *const *const u8
         if chan as usize != AGENT {
             syscall4(SYS_DUP2, chan as usize, AGENT, 0, 0);
         }
-        // A lock description of the server's own: the active keeper's is released only
-        // when every descriptor of it is closed, so none may outlive the keeper elsewhere.
-        succession::reopen_lock();
         for fd in [FUSE, AGENT, SHARED, SERVER_EXE, LOCK, KEEPER_EXE, SERVER_AGENT] {
             syscall4(SYS_FCNTL, fd, F_SETFD, 0, 0);
         }
