@@ -83,15 +83,27 @@ pub enum StartError {
 /// the init's open return), reads the init's byte, and removes the fifo. Fails, changing
 /// nothing, if there is no fifo (not created, or started already) or the init has ended.
 pub fn start(dir: &Path, init: &ProcRef) -> Result<(), StartError> {
+    finish_start(open_start(dir)?, dir, init)
+}
+
+/// The first half of `start`: the fifo opened to read. The process that creates a container
+/// and starts it at once (`podrun run`) opens it before the init waits, so the init's open
+/// returns at once and it execs without waiting for this process to be scheduled again.
+pub fn open_start(dir: &Path) -> Result<fs::File, StartError> {
+    let p = path(dir);
+    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&p) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StartError::NotCreated(p)),
+        Err(source) => Err(StartError::Io { op: format!("open {}", p.display()), source }),
+    }
+}
+
+/// The second half of `start`: the init's byte (or its end), then the fifo removed.
+pub fn finish_start(mut f: fs::File, dir: &Path, init: &ProcRef) -> Result<(), StartError> {
     let p = path(dir);
     let io = |op: &str| {
         let op = format!("{op} {}", p.display());
         move |source| StartError::Io { op, source }
-    };
-    let mut f = match fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&p) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StartError::NotCreated(p)),
-        Err(e) => return Err(io("open")(e)),
     };
     let pidfd = init.pidfd().map_err(|_| StartError::InitGone)?;
     // The init's byte, or its end (its pidfd becomes readable), whichever comes first.

@@ -15,17 +15,20 @@ use crate::proc::ProcRef;
 use crate::state;
 use crate::sync::{ChildError, Stage, StageError};
 
-/// Creates the container (its init waits for `start`), then starts it.
+/// Creates the container, then starts it: the fifo opened to read before the init waits on
+/// it, so the init goes on to its exec as soon as it is ready, as if create and start were
+/// one step (fifo::open_start).
 pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
-    let created = create(p);
+    let created = create(p, true);
     // The child's binds of the view's files are done (or failed) once create returns.
     if let Some(l) = &p.view_lock {
         l.unlock();
     }
-    let spawned = created?;
-    let started = match ProcRef::of(spawned.pid.as_raw()) {
-        Some(init) => crate::lifecycle::fifo::start(&p.rootfs.dir, &init),
-        None => Err(crate::lifecycle::fifo::StartError::InitGone),
+    let (spawned, reader) = created?;
+    let started = match (ProcRef::of(spawned.pid.as_raw()), reader) {
+        (Some(init), Some(r)) => crate::lifecycle::fifo::finish_start(r, &p.rootfs.dir, &init),
+        (Some(init), None) => crate::lifecycle::fifo::start(&p.rootfs.dir, &init),
+        (None, _) => Err(crate::lifecycle::fifo::StartError::InitGone),
     };
     match started {
         Ok(()) => Ok(spawned),
@@ -41,8 +44,9 @@ pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
 }
 
 /// Spawns the container's init, which does everything but its exec and waits for `start`
-/// (lifecycle/fifo.rs); returns once it waits, its pid recorded in the state.
-fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
+/// (lifecycle/fifo.rs); returns once it waits, its pid recorded in the state. With
+/// `at_once`, also the fifo opened to read (made before the spawn), for `finish_start`.
+fn create(p: &Prepared, at_once: bool) -> Result<(clone::Spawned, Option<std::fs::File>), ContainerError> {
     let pause_fd: Option<OwnedFd> = match &p.join {
         Some((pause, _)) => {
             Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
@@ -57,6 +61,13 @@ fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     // Connected to its agent here, while the host's paths are in reach.
     let seccomp = crate::seccomp::Filter::prepare(&p.spec, &p.state.id, &p.rootfs.dir)?;
     let fifo = crate::lifecycle::fifo::make(&p.rootfs.dir).map_err(io("make the exec fifo"))?;
+    let reader = match at_once {
+        true => Some(
+            crate::lifecycle::fifo::open_start(&p.rootfs.dir)
+                .map_err(|source| ContainerError::Start { id: p.state.id.clone(), source })?,
+        ),
+        false => None,
+    };
     let merged = std::cell::OnceCell::new();
     let pid = clone::spawn(
         p.entry.clone_into(),
@@ -105,7 +116,7 @@ fn create(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
             })
         },
     )?;
-    Ok(pid)
+    Ok((pid, reader))
 }
 
 fn init_stage(
