@@ -1,7 +1,8 @@
 //! /proc/meminfo as a container should see it: MemTotal is its memory limit, and the other
 //! lines are derived from its cgroup's memory.stat so that procps' and busybox's `free` and
-//! `top` add up (total = used + free + buff/cache). Lines podrun cannot attribute to the
-//! cgroup (Slab, PageTables, ...) are the host's, as in LXCFS.
+//! `top` add up (total = used + free + buff/cache). Slab is the cgroup's (0 on v1, which
+//! has no slab counters); lines podrun cannot attribute to the cgroup are the host's, as
+//! in LXCFS.
 
 use crate::snapshot::MemorySnapshot;
 

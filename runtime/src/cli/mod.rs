@@ -251,10 +251,11 @@ pub struct RunArgs {
     pub process: ProcessArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
-    /// The resource view (default: on, or the sandbox's setting). on: /proc/meminfo,
-    /// cpuinfo, uptime, swaps and /sys/devices/system/cpu/online computed from the
-    /// container's limits, and CPU affinity cut to the view's CPU count (nproc); files: the
-    /// files only; off: the host's files.
+    /// The resource view (default: on, or the sandbox's setting). on: /proc files (meminfo,
+    /// cpuinfo, stat, uptime, loadavg, vmstat, diskstats, swaps, pressure) and
+    /// /sys/devices/system/cpu and node0 files computed from the container's limits,
+    /// sysinfo(2) answered likewise, and CPU affinity cut to the view's CPU count (nproc);
+    /// files: the files only; off: the host's files (docs/view.md lists each file).
     #[arg(long, value_enum)]
     pub procview: Option<Procview>,
     #[arg(short, long = "workdir", value_name = "DIR")]
