@@ -15,38 +15,44 @@ use crate::proc::ProcRef;
 use crate::state;
 use crate::sync::{ChildError, Stage, StageError};
 
-/// Creates the container, then starts it: the fifo opened to read before the init waits on
-/// it, so the init goes on to its exec as soon as it is ready, as if create and start were
-/// one step (fifo::open_start).
+/// Creates the container, then starts it. The fifo is made and opened to read before the
+/// init waits on it, so the init goes on to its exec as soon as it is ready, as if create
+/// and start were one step (fifo::open_start); a create of its own (the OCI commands) only
+/// makes it, and the init waits for a start by another process.
 pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
-    let created = create(p, true);
+    use crate::lifecycle::fifo::{self, StartError};
+    let dir = &p.rootfs.dir;
+    let start_err = |source| ContainerError::Start { id: p.state.id.clone(), source };
+    let created = fifo::make(dir)
+        .map_err(io("make the exec fifo"))
+        .and_then(|path| Ok((fifo::open_start(dir).map_err(start_err)?, path)))
+        .and_then(|(reader, path)| Ok((create(p, &path)?, reader)));
     // The child's binds of the view's files are done (or failed) once create returns.
     if let Some(l) = &p.view_lock {
         l.unlock();
     }
     let (spawned, reader) = created?;
-    let started = match (ProcRef::of(spawned.pid.as_raw()), reader) {
-        (Some(init), Some(r)) => crate::lifecycle::fifo::finish_start(r, &p.rootfs.dir, &init),
-        (Some(init), None) => crate::lifecycle::fifo::start(&p.rootfs.dir, &init),
-        (None, _) => Err(crate::lifecycle::fifo::StartError::InitGone),
+    let started = match ProcRef::of(spawned.pid.as_raw()) {
+        Some(init) => fifo::finish_start(reader, dir, &init),
+        None => Err(StartError::InitGone),
     };
     match started {
         Ok(()) => Ok(spawned),
         // Killed before it was started (a `kill` of a starting container): its end is the
         // run's end, which the caller waits for, as for a workload killed a moment later.
-        Err(crate::lifecycle::fifo::StartError::InitGone) => Ok(spawned),
+        Err(StartError::InitGone) => Ok(spawned),
         Err(source) => {
             let _ = nix::sys::signal::kill(spawned.pid, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(spawned.pid, None);
-            Err(ContainerError::Start { id: p.state.id.clone(), source })
+            Err(start_err(source))
         }
     }
 }
 
-/// Spawns the container's init, which does everything but its exec and waits for `start`
-/// (lifecycle/fifo.rs); returns once it waits, its pid recorded in the state. With
-/// `at_once`, also the fifo opened to read (made before the spawn), for `finish_start`.
-fn create(p: &Prepared, at_once: bool) -> Result<(clone::Spawned, Option<std::fs::File>), ContainerError> {
+/// Spawns the container's init, which does everything but its exec and waits on the exec
+/// fifo (`fifo`, an O_PATH descriptor of it: lifecycle/fifo.rs) for `start`; returns once
+/// it waits, its pid recorded in the state.
+fn create(p: &Prepared, fifo: &OwnedFd) -> Result<clone::Spawned, ContainerError> {
     let pause_fd: Option<OwnedFd> = match &p.join {
         Some((pause, _)) => {
             Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
@@ -60,14 +66,6 @@ fn create(p: &Prepared, at_once: bool) -> Result<(clone::Spawned, Option<std::fs
     let clock = p.view.is_some();
     // Connected to its agent here, while the host's paths are in reach.
     let seccomp = crate::seccomp::Filter::prepare(&p.spec, &p.state.id, &p.rootfs.dir)?;
-    let fifo = crate::lifecycle::fifo::make(&p.rootfs.dir).map_err(io("make the exec fifo"))?;
-    let reader = match at_once {
-        true => Some(
-            crate::lifecycle::fifo::open_start(&p.rootfs.dir)
-                .map_err(|source| ContainerError::Start { id: p.state.id.clone(), source })?,
-        ),
-        false => None,
-    };
     let merged = std::cell::OnceCell::new();
     let pid = clone::spawn(
         p.entry.clone_into(),
@@ -103,7 +101,7 @@ fn create(p: &Prepared, at_once: bool) -> Result<(clone::Spawned, Option<std::fs
             }
             Ok(())
         },
-        |sync| init_stage(p, standalone, merged.get(), seccomp.as_ref(), &fifo, sync),
+        |sync| init_stage(p, standalone, merged.get(), seccomp.as_ref(), fifo, sync),
         // Recorded before the workload may run: whatever happens to podrun from here on,
         // the state names the process, so `rm -f` can always stop it.
         |pid| {
@@ -116,7 +114,7 @@ fn create(p: &Prepared, at_once: bool) -> Result<(clone::Spawned, Option<std::fs
             })
         },
     )?;
-    Ok((pid, reader))
+    Ok(pid)
 }
 
 fn init_stage(
