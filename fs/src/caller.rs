@@ -285,26 +285,16 @@ impl ViewFile {
 
 const NODE0_CPUMAP: &str = "/sys/devices/system/node/node0/cpumap";
 
-/// A cgroup's CPU limits, kept for a second: they take a dozen file reads (each ancestor's
-/// quota, the cpuset), and limits change rarely (podrun sets them at creation).
+/// How long a cgroup's CPU limits and the host's online CPUs are reused: they take a
+/// dozen file reads (each ancestor's quota, the cpuset), and change rarely (podrun sets
+/// limits at creation; CPUs go on and off line rarely).
+const CPUS_KEPT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A cgroup's CPU limits, made at most once per CPUS_KEPT.
 fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> Checked<snapshot::CpuSnapshot> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, Instant};
-    type Limits = Checked<snapshot::CpuSnapshot>;
-    static SNAPSHOTS: OnceLock<Mutex<HashMap<String, (Limits, Instant)>>> = OnceLock::new();
+    static SNAPSHOTS: Recent<Checked<snapshot::CpuSnapshot>> = Recent::kept_for(CPUS_KEPT);
     let key = format!("{:?}{:?}{:?}", c.v2, c.v1_path("cpu"), c.v1_path("cpuset"));
-    let cache = SNAPSHOTS.get_or_init(Mutex::default);
-    if let Some((snap, at)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        if at.elapsed() < Duration::from_secs(1) {
-            return snap.clone();
-        }
-    }
-    let snap = checked_cpu_snapshot(roots, c);
-    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-    map.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(1));
-    map.insert(key, (snap.clone(), Instant::now()));
-    snap
+    SNAPSHOTS.get(&key, || checked_cpu_snapshot(roots, c))
 }
 
 /// The view's CPUs for the thread `tid` (snapshot::cpu_ids): of the host's online CPUs,
@@ -346,24 +336,16 @@ fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> Result<String, ViewE
 }
 
 /// The host's online CPUs (as many as the server may run on, numbered from 0, if that
-/// file cannot be read), looked at again after a second: CPUs go on and off line rarely.
+/// file cannot be read), looked at again after CPUS_KEPT.
 fn host_cpus() -> Vec<u32> {
-    use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, Instant};
-    static ONLINE: OnceLock<Mutex<Option<(Vec<u32>, Instant)>>> = OnceLock::new();
-    let mut cached = ONLINE.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((cpus, at)) = cached.as_ref() {
-        if at.elapsed() < Duration::from_secs(1) {
-            return cpus.clone();
-        }
-    }
-    let cpus = crate::read_kernel_file("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|t| snapshot::parse_cpulist(&t))
-        .filter(|l| !l.is_empty())
-        .unwrap_or_else(|| (0..std::thread::available_parallelism().map_or(1, |n| n.get()) as u32).collect());
-    *cached = Some((cpus.clone(), Instant::now()));
-    cpus
+    static ONLINE: Recent<Vec<u32>> = Recent::kept_for(CPUS_KEPT);
+    ONLINE.get("", || {
+        crate::read_kernel_file("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|t| snapshot::parse_cpulist(&t))
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| (0..std::thread::available_parallelism().map_or(1, |n| n.get()) as u32).collect())
+    })
 }
 
 /// Renders `file` for the process `pid`: an error where a file it is made from exists

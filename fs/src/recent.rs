@@ -1,5 +1,6 @@
-//! Values made at most once per FRESH, by key: what many readers in a burst share. Only
-//! reuse here; what is made, and what fails, is the caller's.
+//! Values made at most once per period (FRESH, or longer for what changes rarely), by key:
+//! what many readers in a burst share. Only reuse here; what is made, and what fails, is
+//! the caller's.
 
 /// How long a cgroup's numbers and the host's files are reused: readers that come in a burst
 /// (8 at once, or a loop) share one look at the kernel, which for a v1 memory.stat is most of
@@ -7,20 +8,27 @@
 /// adds nothing a reader could notice. Not for diskstats (I/O just done must show) or uptime.
 pub(crate) const FRESH: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Values made within FRESH, by key.
-pub(crate) struct Recent<T>(
-    std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, T)>>>,
-);
+/// Values made within a period, by key.
+pub(crate) struct Recent<T> {
+    made: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, T)>>>,
+    period: std::time::Duration,
+}
 
 impl<T: Clone> Recent<T> {
+    /// Values reused for FRESH.
     pub(crate) const fn new() -> Self {
-        Recent(std::sync::OnceLock::new())
+        Self::kept_for(FRESH)
+    }
+
+    /// Values reused for `period`.
+    pub(crate) const fn kept_for(period: std::time::Duration) -> Self {
+        Recent { made: std::sync::OnceLock::new(), period }
     }
 
     pub(crate) fn get(&self, key: &str, make: impl FnOnce() -> T) -> T {
-        let map = self.0.get_or_init(Default::default);
+        let map = self.made.get_or_init(Default::default);
         if let Some((at, v)) = map.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
-            if at.elapsed() < FRESH {
+            if at.elapsed() < self.period {
                 return v.clone();
             }
         }
@@ -29,7 +37,7 @@ impl<T: Clone> Recent<T> {
         // Only what is fresh is of use: pruned early (per-pid keys come and go with every
         // reading process), and the table's room given back once it has emptied.
         if m.len() >= 64 {
-            m.retain(|_, (at, _)| at.elapsed() < FRESH);
+            m.retain(|_, (at, _)| at.elapsed() < self.period);
             m.shrink_to(128);
         }
         m.insert(key.to_owned(), (std::time::Instant::now(), v.clone()));
