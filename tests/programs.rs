@@ -123,17 +123,6 @@ fn cpulist(s: &str) -> Vec<u32> {
         .collect()
 }
 
-/// The cpuset controller is there for podrun to pin containers with (a v2 host may not
-/// offer it: the uml guest does not).
-fn has_cpuset() -> bool {
-    match podrun::cgroup::Hierarchy::host().unwrap() {
-        podrun::cgroup::Hierarchy::V2 { mount } => {
-            std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap().split_whitespace().any(|c| c == "cpuset")
-        }
-        _ => true,
-    }
-}
-
 #[test]
 fn the_views_cpus_are_the_kernels_numbers_and_a_program_can_pin_itself_to_them() {
     if !need_root("the_views_cpus_are_the_kernels_numbers_and_a_program_can_pin_itself_to_them") {
@@ -163,7 +152,7 @@ fn the_views_cpus_are_the_kernels_numbers_and_a_program_can_pin_itself_to_them()
     assert_eq!(look(&["--cpus", "0.5"]).len(), 1);
     // Pinned to the host's last CPU (CPU 1 of 2 here): the view says CPU 1, as the kernel
     // does, not CPU 0, which the container may not use (taskset -c 0 would fail).
-    if has_cpuset() {
+    if common::has_cpuset() {
         let host = cpulist(&std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap());
         let last = host.last().unwrap().to_string();
         assert_eq!(look(&["--cpuset-cpus", &last]), [host[host.len() - 1]]);

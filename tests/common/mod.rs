@@ -303,3 +303,14 @@ impl Drop for TestRoot {
         let _ = podrun::mount::overlay::unmount_all_under(self.dir.path());
     }
 }
+
+/// The cpuset controller is there for podrun to pin containers with: always on v1; a v2
+/// host may not offer it (the uml guest does not).
+pub fn has_cpuset() -> bool {
+    match podrun::cgroup::Hierarchy::host().unwrap() {
+        podrun::cgroup::Hierarchy::V2 { mount } => {
+            std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap().split_whitespace().any(|c| c == "cpuset")
+        }
+        _ => true,
+    }
+}
