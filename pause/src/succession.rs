@@ -344,6 +344,8 @@ fn standby(agent: &mut Agent, mut chan: i32, argv: *const *const u8, envp: *cons
             None => take_over(agent, server, argv, envp),
         }
         if server >= 0 {
+            // Here, not only in the new keeper's end_orphan: a keeper killed before it
+            // got that far would leave this server serving beside its successor's.
             // SAFETY: pidfd_send_signal on a pidfd we hold.
             unsafe { syscall4(SYS_PIDFD_SEND_SIGNAL, server as usize, SIGKILL, 0, 0) };
             close(server);
