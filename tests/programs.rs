@@ -210,7 +210,7 @@ fn a_jvm_sizes_its_heap_and_threads_by_the_containers_limits() {
         let base = ["run", "--rm", "--procview", view, "--memory", "256m", "--cpus", "0.5", "-v", &jdk, "-v", &conf];
         let mut args = base.to_vec();
         // (-XshowSettings prints on stderr.)
-        let script = r#""$0" -XshowSettings:system /probe/Probe.java 2>&1"#;
+        let script = r#""$0" -XshowSettings:system /probe/Probe.java 2>&1; free -k | awk '/^Mem:/{print "free", $2}'"#;
         args.extend(["-v", &probe, "debian", "sh", "-c", script, &java]);
         let out = t.ok(args);
         (figures(&out), out)
@@ -223,6 +223,11 @@ fn a_jvm_sizes_its_heap_and_threads_by_the_containers_limits() {
     let heap = num(&on, "heap_mb", 0);
     assert!((64.0..=128.0).contains(&heap), "maxMemory {heap} MiB\n{out}");
     assert_eq!(num(&on, "total_mb", 0), 256.0, "OperatingSystemMXBean's total memory\n{out}");
+    // The JVM reports its limit (HotSpot ignores a limit not below the machine's memory, so
+    // the view tells a JVM of one page more), while free, in the same container, says the
+    // limit exactly.
+    assert!(out.contains("Memory Limit: 256.00M"), "{out}");
+    assert_eq!(num(&on, "free", 0), 262_144.0, "free beside the JVM\n{out}");
     // Without the view the JVM reads the cgroup itself and reports its limit; whether it
     // sizes its heap by it depends on whether it takes itself to be in a container (on a
     // cgroup v2 guest, JDK 17.0.15 takes 25% of the machine's memory: 970 MiB).

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::clock::{container_uptime, ticks_per_second};
 use crate::error::ViewError;
 use crate::recent::Recent;
+use crate::render::sysinfo::Asker;
 use crate::render::{cpu, meminfo, uptime};
 use crate::snapshot::{self, Checked};
 
@@ -420,7 +421,17 @@ pub fn sysinfo_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32) ->
     let meminfo = host_file("/proc/meminfo").unwrap_or_default();
     let mem = meminfo::mem_view(&meminfo, &memory_recent(roots, &groups).value);
     let load = task_list(roots, &groups).map(|l| loads.read(l));
-    crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref())
+    let asker = if maps_jvm(pid) { Asker::Jvm } else { Asker::Any };
+    crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref(), asker)
+}
+
+/// Whether process (or thread) `pid` has a Java virtual machine loaded: its maps name
+/// libjvm.so (every launcher, java, javac, jshell, and a JVM embedded in another program,
+/// load it before the JVM asks for the machine's memory). sysinfo(2) is rare enough for
+/// the read.
+fn maps_jvm(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/maps"))
+        .is_ok_and(|m| m.split(|&b| b == b'\n').any(|l| l.ends_with(b"/libjvm.so")))
 }
 
 #[cfg(test)]
