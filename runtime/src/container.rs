@@ -138,7 +138,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             id: id.to_string(),
             sandbox: sb.as_ref().map(|s| s.name.clone()),
             image: req.image.clone(),
-            image_id: image.id.clone(),
+            image_id: Some(image.id.clone()),
             command: spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default(),
             created: now(),
             init: None,
@@ -154,6 +154,8 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             next_try_ms: None,
             monitor: None,
             stopped: false,
+            bundle: None,
+            annotations: Default::default(),
             dir: Some(rootfs.dir.clone()),
         };
         // config.json is read only once state.json exists, so it needs no rename.
@@ -173,6 +175,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             view_lock,
             fresh: true,
             oom_before: 0,
+            namespaces: None,
         })
     })();
     let p = match prepared {

@@ -41,6 +41,10 @@ fn main() -> ExitCode {
         }
         None => {}
     }
+    // runc's command line, as containerd, conmon and podman call it (cli/oci).
+    if cli::oci::is_oci(&args) {
+        return ExitCode::from(cli::oci::main(args));
+    }
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

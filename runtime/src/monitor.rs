@@ -545,7 +545,7 @@ pub fn start(paths: &Paths, store: &Store, id: &str) -> Result<(), ContainerErro
     match container::status(&st) {
         Status::Running if !container::supervised(&st) => return adopt(paths, store, st, lock),
         // (Created: its init waits for a start that is under way.)
-        Status::Created | Status::Running | Status::BackOff { .. } | Status::Exiting => {
+        Status::Created | Status::Running | Status::Paused | Status::BackOff { .. } | Status::Exiting => {
             return Err(ContainerError::AlreadyRunning(id.to_owned()))
         }
         Status::Creating | Status::Exited(_) => {}

@@ -138,6 +138,105 @@ pub fn start_clock() -> Result<(), Errno> {
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+/// The namespaces an OCI spec asks for (`linux.namespaces`): those with a `path` are
+/// joined (opened now, on the host's side, entered in the join stage), the others made
+/// new. A pid namespace, joined or new, applies to the init, which the join stage forks
+/// after `enter`.
+#[derive(Debug)]
+pub struct Plan {
+    /// Joined, in the order entered: a user namespace first, as setns requires for the
+    /// others to be its own.
+    pub join: Vec<(NsKind, std::os::fd::OwnedFd)>,
+    /// Made new, with one unshare.
+    pub new: CloneFlags,
+}
+
+/// Why a spec's namespaces cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("linux.namespaces[{index}]: {kind:?} is not a namespace type (use pid, network, mount, ipc, uts, user, cgroup or time)")]
+    Unknown { index: usize, kind: String },
+    #[error("linux.namespaces[{index}]: open {path}: {errno}")]
+    Open { index: usize, path: String, errno: Errno },
+    #[error("linux.namespaces[{index}]: {path} is not a namespace of type {kind}")]
+    NotThatKind { index: usize, path: String, kind: &'static str },
+    #[error("linux.namespaces[{index}]: {kind} is listed twice")]
+    Twice { index: usize, kind: &'static str },
+}
+
+impl NsKind {
+    /// The spec's word for it (`network`, `mount`; oci-spec writes `net`, `mnt`), and the
+    /// clone flag.
+    fn of_spec(word: &str) -> Option<(NsKind, CloneFlags)> {
+        Some(match word {
+            "pid" => (NsKind::Pid, CloneFlags::CLONE_NEWPID),
+            "network" | "net" => (NsKind::Net, CloneFlags::CLONE_NEWNET),
+            "mount" | "mnt" => (NsKind::Mnt, CloneFlags::CLONE_NEWNS),
+            "ipc" => (NsKind::Ipc, CloneFlags::CLONE_NEWIPC),
+            "uts" => (NsKind::Uts, CloneFlags::CLONE_NEWUTS),
+            "user" => (NsKind::User, CloneFlags::CLONE_NEWUSER),
+            "cgroup" => (NsKind::Cgroup, CloneFlags::CLONE_NEWCGROUP),
+            "time" => (NsKind::Time, CLONE_NEWTIME),
+            _ => return None,
+        })
+    }
+}
+
+impl Plan {
+    /// From the spec's list of (type, path): paths are opened and checked to be that kind
+    /// of namespace (NS_GET_NSTYPE) now, so a wrong path fails `create` with its name.
+    pub fn of_spec<'a>(
+        list: impl IntoIterator<Item = (String, Option<&'a std::path::Path>)>,
+    ) -> Result<Plan, PlanError> {
+        let mut plan = Plan { join: Vec::new(), new: CloneFlags::empty() };
+        let mut seen = CloneFlags::empty();
+        for (index, (word, path)) in list.into_iter().enumerate() {
+            let (kind, flag) = NsKind::of_spec(&word).ok_or(PlanError::Unknown { index, kind: word.clone() })?;
+            if seen.contains(flag) {
+                return Err(PlanError::Twice { index, kind: kind.name() });
+            }
+            seen |= flag;
+            let Some(path) = path else {
+                plan.new |= flag;
+                continue;
+            };
+            let shown = path.display().to_string();
+            let fd = nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|errno| PlanError::Open { index, path: shown.clone(), errno })?;
+            const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+            // SAFETY: an ioctl without argument on a descriptor we own.
+            let t = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+            if t != flag.bits() {
+                return Err(PlanError::NotThatKind { index, path: shown, kind: kind.name() });
+            }
+            plan.join.push((kind, fd));
+        }
+        plan.join.sort_by_key(|(k, _)| *k != NsKind::User);
+        Ok(plan)
+    }
+
+    /// Whether the init gets a namespace of `flag`'s kind of its own.
+    pub fn makes(&self, flag: CloneFlags) -> bool {
+        self.new.contains(flag)
+    }
+
+    /// In the join stage: setns into each joined one, then unshare the new ones.
+    pub fn enter(&self) -> Result<(), Errno> {
+        for (_, fd) in &self.join {
+            // SAFETY: setns on a namespace descriptor we own; 0: any type (checked above).
+            Errno::result(unsafe { libc::setns(fd.as_raw_fd(), 0) })?;
+        }
+        if !self.new.is_empty() {
+            nix::sched::unshare(self.new)?;
+        }
+        Ok(())
+    }
+}
+
 /// Enters every namespace of a container's init, for `podrun exec`; with `userns` (the
 /// init's user namespace is not ours) that one too, and with `clock` its time namespace,
 /// so that the exec'd process counts from the container's start as the others do.
@@ -179,6 +278,21 @@ mod tests {
         assert!(!own_flags(true, false, true).contains(time), "a shared pid namespace: the pod's clock");
         assert!(!own_flags(false, false, false).contains(time), "no view: the host's");
         assert!(sandbox_flags(true).contains(time) && !sandbox_flags(false).contains(time));
+    }
+
+    #[test]
+    fn a_specs_namespaces_are_joined_by_path_or_made_new() {
+        fn list<'a>(v: &[(&str, Option<&'a str>)]) -> Vec<(String, Option<&'a std::path::Path>)> {
+            v.iter().map(|(w, p)| (w.to_string(), p.map(std::path::Path::new))).collect()
+        }
+        let p = Plan::of_spec(list(&[("pid", None), ("network", Some("/proc/self/ns/net")), ("mount", None)])).unwrap();
+        assert_eq!(p.new, CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS);
+        assert_eq!(p.join.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![NsKind::Net]);
+        let err = |v: &[(&str, Option<&str>)]| Plan::of_spec(list(v)).unwrap_err().to_string();
+        assert!(err(&[("pid", None), ("nett", None)]).starts_with("linux.namespaces[1]: \"nett\""));
+        assert!(err(&[("ipc", Some("/proc/self/ns/net"))]).contains("is not a namespace of type ipc"));
+        assert!(err(&[("uts", Some("/nonexistent"))]).contains("open /nonexistent"));
+        assert!(err(&[("uts", None), ("uts", None)]).contains("listed twice"));
     }
 
     #[test]

@@ -256,24 +256,28 @@ fn environment(
 /// namespace, each hierarchy's root there is the container's own cgroup, so JVMs and Go
 /// read their limits from it.
 fn cgroup_mounts(h: &Hierarchy) -> Result<Vec<Mount>, SpecError> {
-    const OPTS: [&str; 4] = ["nosuid", "noexec", "nodev", "ro"];
+    cgroup_mounts_at(h, "/sys/fs/cgroup", true)
+}
+
+/// The mounts that give a container its cgroups at `dest` on this host: cgroup2 on a v2
+/// host; on a v1 (hybrid) one a tmpfs with a mount per hierarchy, as runc does for a spec's
+/// mount of type `cgroup` (which names no controller, so cannot be mounted as it is).
+pub(crate) fn cgroup_mounts_at(h: &Hierarchy, dest: &str, ro: bool) -> Result<Vec<Mount>, SpecError> {
+    let all: [&str; 4] = ["nosuid", "noexec", "nodev", "ro"];
+    let opts = if ro { &all[..] } else { &all[..3] };
+    let dest = dest.trim_end_matches('/');
     Ok(match h {
-        Hierarchy::V2 { .. } => vec![mount("/sys/fs/cgroup", "cgroup2", "cgroup", &OPTS)?],
+        Hierarchy::V2 { .. } => vec![mount(dest, "cgroup2", "cgroup", opts)?],
         Hierarchy::V1 { controllers, .. } => {
             let mut by_mount: std::collections::BTreeMap<&std::path::Path, Vec<&str>> = Default::default();
             for (name, m) in controllers {
                 by_mount.entry(m.as_path()).or_default().push(name.as_str());
             }
-            let mut v = vec![mount(
-                "/sys/fs/cgroup",
-                "tmpfs",
-                "cgroup",
-                &["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
-            )?];
+            let mut v = vec![mount(dest, "tmpfs", "cgroup", &["nosuid", "noexec", "nodev", "mode=755", "size=64k"])?];
             for (m, names) in by_mount {
                 let dir = m.file_name().map_or_else(|| names.join(","), |d| d.to_string_lossy().into_owned());
-                let opts: Vec<&str> = names.iter().copied().chain(OPTS).collect();
-                v.push(mount(&format!("/sys/fs/cgroup/{dir}"), "cgroup", "cgroup", &opts)?);
+                let opts: Vec<&str> = names.iter().copied().chain(opts.iter().copied()).collect();
+                v.push(mount(&format!("{dest}/{dir}"), "cgroup", "cgroup", &opts)?);
             }
             v
         }

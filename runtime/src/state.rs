@@ -75,8 +75,10 @@ pub struct ContainerState {
     pub id: String,
     /// The sandbox joined, or None for a container with namespaces of its own.
     pub sandbox: Option<String>,
+    /// The image it was made from ("" for a bundle's).
     pub image: String,
-    pub image_id: Digest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<Digest>,
     pub command: Vec<String>,
     pub created: u64,
     /// Set once the init stage runs.
@@ -113,6 +115,12 @@ pub struct ContainerState {
     /// Stopped by `podrun kill` or `rm`: not started again by its policy (`start` does).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// A bundle's container (the OCI commands'): the bundle's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<std::path::PathBuf>,
+    /// The spec's annotations (a bundle's container).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// Where it was read from (its directory, which holds its exec fifo while it is
     /// created and not started): not stored.
     #[serde(skip)]

@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod freezer;
 mod limits;
 mod tree;
 mod usage;
 
+pub use freezer::*;
 pub use limits::*;
 pub use tree::*;
 pub use usage::*;
@@ -104,6 +106,10 @@ pub enum CgroupError {
     Unsupported(&'static str),
     #[error("cgroup parent {0} does not exist; podrun creates cgroups only under its own `podrun` cgroup")]
     NoParent(PathBuf),
+    #[error("cgroup {0} has no freezer (v1 freezer controller or v2 cgroup.freeze)")]
+    NoFreezer(String),
+    #[error("cgroup {0} did not finish freezing or thawing within 5 s")]
+    FreezeTimeout(String),
 }
 
 fn unsupported_why(file: &str) -> &'static str {
@@ -154,7 +160,7 @@ impl Hierarchy {
         }
     }
 
-    fn dir_of(&self, controller: &str, path: &str) -> Option<PathBuf> {
+    pub(crate) fn dir_of(&self, controller: &str, path: &str) -> Option<PathBuf> {
         let rel = path.trim_start_matches('/');
         match self {
             Hierarchy::V2 { mount } => Some(mount.join(rel)),

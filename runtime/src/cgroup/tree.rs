@@ -80,6 +80,12 @@ pub fn create(h: &Hierarchy, top: &str, path: &str, limits: &Limits) -> Result<(
             cur = next;
         }
     }
+    set_limits(h, path, limits)
+}
+
+/// Writes `limits` into existing cgroup `path` (at create, and the OCI `update`); limits
+/// it does not name stay as they are.
+pub fn set_limits(h: &Hierarchy, path: &str, limits: &Limits) -> Result<(), CgroupError> {
     for (controller, file, value) in limit_files(h, limits) {
         let Some(dir) = h.dir_of(controller, path) else { continue };
         // Written without a look first: a missing file is the rare case.
@@ -221,6 +227,14 @@ impl Entry {
         }
         Ok(())
     }
+}
+
+/// The processes in cgroup `path` (in any hierarchy it is in; each once).
+pub fn pids(h: &Hierarchy, path: &str) -> Vec<i32> {
+    let mut v: Vec<i32> = h.dirs(path).iter().flat_map(|(_, d)| pids_in(d)).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn pids_in(dir: &Path) -> Vec<i32> {

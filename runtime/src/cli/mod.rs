@@ -6,6 +6,7 @@
 mod advice;
 mod image;
 mod manual;
+pub mod oci;
 mod pod;
 mod table;
 

@@ -63,6 +63,7 @@ pub(super) fn status_word(c: &ContainerState) -> String {
         Status::Creating => "creating".into(),
         Status::Created => "created".into(),
         Status::Running => "running".into(),
+        Status::Paused => "paused".into(),
         Status::BackOff { .. } => "back-off".into(),
         Status::Exiting => "exiting".into(),
         Status::Exited(e) => exit_word(e),
@@ -77,6 +78,7 @@ fn status_text(c: &ContainerState, now_ms: u64) -> String {
         Status::Created => "Created".to_owned(),
         Status::Running if c.detached && !container::supervised(c) => "Up (unsupervised)".to_owned(),
         Status::Running => "Up".to_owned(),
+        Status::Paused => "Up (Paused)".to_owned(),
         Status::BackOff { next_try_ms } => {
             format!("Back-off (next try in {})", human_ms(next_try_ms.saturating_sub(now_ms)))
         }

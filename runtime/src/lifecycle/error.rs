@@ -47,6 +47,10 @@ pub enum ContainerError {
     RestartWithRm,
     #[error("container {0} is already running")]
     AlreadyRunning(String),
+    #[error("container {0} is paused")]
+    Paused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
     #[error("container {0} ran with a terminal, and only a container without one is started again")]
     StartTerminal(String),
     #[error("{0} is the name of the sandbox's own pause process")]
@@ -55,6 +59,10 @@ pub enum ContainerError {
     NoVolumeSource(String),
     #[error(transparent)]
     Child(#[from] ChildError),
+    #[error(transparent)]
+    Bundle(#[from] crate::lifecycle::bundle::BundleError),
+    #[error("the spec asks for a terminal (process.terminal), and no console socket was given to send it to")]
+    NoConsoleSocket,
     #[error("cannot start container {id}: {source}")]
     Start { id: String, source: crate::lifecycle::fifo::StartError },
     #[error("{op}")]

@@ -10,7 +10,7 @@ use super::*;
 use crate::cgroup;
 use crate::clone::{self, Signals};
 use crate::ns;
-use crate::state::{self, ExitInfo, Paths};
+use crate::state::{self, ContainerState, ExitInfo, Paths};
 use crate::sync::Stage;
 use crate::sync::StageError;
 
@@ -25,7 +25,6 @@ pub fn exec_in(
     tty: bool,
 ) -> Result<ExitInfo, ContainerError> {
     let c = load(paths, id)?;
-    let init = c.init.filter(|i| i.alive()).ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
     let spec: Spec = state::read_json(&paths.container(id).join("config.json")).map_err(io("read config.json"))?;
     let mut process = spec.process().clone().ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
     let mut full_env = process.env().clone().unwrap_or_default();
@@ -39,6 +38,35 @@ pub fn exec_in(
     }
     process.set_args(Some(command));
     process.set_env(Some(full_env));
+    process.set_terminal(Some(tty));
+    match exec_into(&c, &spec, &paths.container(id), process, interactive, false)? {
+        Exec::Waited(exit) => Ok(exit),
+        Exec::Detached(_) => unreachable!("exec_into waits unless detached"),
+    }
+}
+
+/// How an exec ended, or (detached) what it started.
+pub enum Exec {
+    Waited(ExitInfo),
+    /// The process's pid, and its terminal's master (process.terminal).
+    Detached(clone::Spawned),
+}
+
+/// Runs `process` in container `c` (its state in `dir`, its spec `spec`): in every
+/// namespace of its init, its cgroup, its seccomp filter. Waits for it and returns how it
+/// ended, or with `detach` returns once it has exec'd (the OCI `exec --detach`: the
+/// caller's subreaper becomes its parent).
+pub fn exec_into(
+    c: &ContainerState,
+    spec: &Spec,
+    dir: &std::path::Path,
+    process: oci_spec::runtime::Process,
+    interactive: bool,
+    detach: bool,
+) -> Result<Exec, ContainerError> {
+    let id = c.id.as_str();
+    let init = c.init.filter(|i| i.alive()).ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
+    let tty = process.terminal().unwrap_or(false);
     let pidfd = init.pidfd().map_err(|_| ContainerError::NotRunning(id.to_owned()))?;
     // Its user namespace, when it is not ours (setns refuses to re-enter one's own).
     let userns = ns::inode(init.pid, ns::NsKind::User) != ns::inode(std::process::id() as i32, ns::NsKind::User);
@@ -48,9 +76,12 @@ pub fn exec_in(
         Some(cg) => Some(cgroup::Entry::open(&cgroup::Hierarchy::host()?, cg)?),
         None => None,
     };
-    let seccomp = crate::seccomp::Filter::prepare(&spec, id, &paths.container(id))?;
-    clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
-    let mut signals = Signals::block(true).map_err(|e| io("block signals")(e.into()))?;
+    let seccomp = crate::seccomp::Filter::prepare(spec, id, dir)?;
+    let mut signals = None;
+    if !detach {
+        clone::set_subreaper().map_err(|e| io("become a subreaper")(e.into()))?;
+        signals = Some(Signals::block(true).map_err(|e| io("block signals")(e.into()))?);
+    }
     let spawned = clone::spawn(
         entry.as_ref().and_then(|e| e.clone_into()),
         |placed| {
@@ -87,8 +118,9 @@ pub fn exec_in(
         },
         |_| Ok(()),
     )?;
-    Ok(match spawned.terminal {
+    let Some(mut signals) = signals else { return Ok(Exec::Detached(spawned)) };
+    Ok(Exec::Waited(match spawned.terminal {
         Some(master) => crate::terminal::proxy(master, &mut signals, spawned.pid),
         None => signals.wait(spawned.pid),
-    })
+    }))
 }

@@ -10,6 +10,7 @@
 //! `create` and `start` may run in separate processes: a created container's init waits on
 //! its exec fifo (fifo.rs), which `start` opens.
 
+pub mod bundle;
 mod error;
 pub mod exec;
 pub mod fifo;
@@ -59,4 +60,7 @@ pub(crate) struct Prepared {
     pub(crate) fresh: bool,
     /// OOM kills its cgroup has seen before this start (the kernel's count is cumulative).
     pub(crate) oom_before: u64,
+    /// A bundle's container: the namespaces its spec names (podrun's own containers get
+    /// theirs from `join` and `userns`).
+    pub(crate) namespaces: Option<crate::ns::Plan>,
 }

@@ -88,6 +88,7 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
         view_lock,
         fresh: false,
         oom_before,
+        namespaces: None,
         state: st,
     })
 }

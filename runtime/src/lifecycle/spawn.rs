@@ -4,6 +4,7 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 
 use super::*;
@@ -52,7 +53,7 @@ pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
 /// Spawns the container's init, which does everything but its exec and waits on the exec
 /// fifo (`fifo`, an O_PATH descriptor of it: lifecycle/fifo.rs) for `start`; returns once
 /// it waits, its pid recorded in the state.
-fn create(p: &Prepared, fifo: &OwnedFd) -> Result<clone::Spawned, ContainerError> {
+pub(crate) fn create(p: &Prepared, fifo: &OwnedFd) -> Result<clone::Spawned, ContainerError> {
     let pause_fd: Option<OwnedFd> = match &p.join {
         Some((pause, _)) => {
             Some(pause.pidfd().map_err(|_| ContainerError::SandboxDown(p.state.sandbox.clone().unwrap_or_default()))?)
@@ -74,6 +75,10 @@ fn create(p: &Prepared, fifo: &OwnedFd) -> Result<clone::Spawned, ContainerError
             // namespace), and before unsharing the cgroup namespace, so that cgroup is the
             // namespace's root.
             p.entry.join(placed).map_err(StageError::at(Stage::Join, "enter the container's cgroup"))?;
+            // A bundle's spec names its namespaces itself.
+            if let Some(plan) = &p.namespaces {
+                return plan.enter().map_err(StageError::at(Stage::Join, "enter the spec's namespaces"));
+            }
             if let Some(fd) = &pause_fd {
                 ns::join(fd, share_pid, p.join_userns, clock)
                     .map_err(StageError::at(Stage::Join, "setns into the sandbox"))?;
@@ -134,9 +139,16 @@ fn init_stage(
             // SAFETY: dup2 onto stdin.
             Errno::result(unsafe { libc::dup2(null.as_raw_fd(), 0) }).map_err(StageError::at(Stage::Init, "dup2"))?;
         }
-        if standalone {
-            let h = p.spec.hostname().clone().unwrap_or_default();
-            nix::unistd::sethostname(&h).map_err(StageError::at(Stage::Init, "sethostname"))?;
+        let (new_uts, new_net) = match &p.namespaces {
+            Some(plan) => (plan.makes(CloneFlags::CLONE_NEWUTS), plan.makes(CloneFlags::CLONE_NEWNET)),
+            None => (standalone, standalone),
+        };
+        if new_uts {
+            if let Some(h) = p.spec.hostname().as_deref().filter(|h| standalone || !h.is_empty()) {
+                nix::unistd::sethostname(h).map_err(StageError::at(Stage::Init, "sethostname"))?;
+            }
+        }
+        if new_net {
             sandbox_loopback()?;
         }
         let view = p.view.as_ref().map(|(d, f)| (d.as_path(), f.as_path()));

@@ -13,6 +13,8 @@ pub enum Status {
     /// Made, its init waiting for `start`.
     Created,
     Running,
+    /// Running, its processes frozen (the OCI `pause`).
+    Paused,
     /// Ended, and its restart policy starts it again at this time (Unix ms).
     BackOff {
         next_try_ms: u64,
@@ -30,6 +32,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::BackOff { .. } | Status::Exiting | Status::Exited(_) => "stopped",
         }
     }
@@ -42,6 +45,8 @@ pub struct Facts {
     pub init: Option<bool>,
     /// Its exec fifo exists: created, not started.
     pub waiting: bool,
+    /// Its cgroup is frozen (only a bundle's container can be paused).
+    pub frozen: bool,
     /// Its back-off's next start, if one is due.
     pub next_try_ms: Option<u64>,
     /// Stopped for good by `kill` or `rm` (no restart).
@@ -56,6 +61,10 @@ impl Facts {
         Facts {
             init: c.init.map(|i| i.alive()),
             waiting: c.dir.as_deref().is_some_and(crate::lifecycle::fifo::waiting),
+            frozen: c.bundle.is_some()
+                && c.cgroup
+                    .as_deref()
+                    .is_some_and(|cg| crate::cgroup::Hierarchy::host().is_ok_and(|h| crate::cgroup::is_frozen(&h, cg))),
             next_try_ms: c.next_try_ms,
             stopped: c.stopped,
             supervised: c.monitor.is_some_and(|m| m.alive()),
@@ -69,6 +78,7 @@ impl Facts {
         match (self.init, self.next_try_ms) {
             (None, _) => Status::Creating,
             (Some(true), _) if self.waiting => Status::Created,
+            (Some(true), _) if self.frozen => Status::Paused,
             (Some(true), _) => Status::Running,
             (_, Some(t)) if !self.stopped && self.supervised => Status::BackOff { next_try_ms: t },
             _ if self.exit.is_none() && self.supervised => Status::Exiting,
@@ -91,6 +101,8 @@ mod tests {
         assert_eq!((created.status(), created.status().oci()), (Status::Created, "created"));
         let running = Facts { waiting: false, ..created };
         assert_eq!((running.status(), running.status().oci()), (Status::Running, "running"));
+        let paused = Facts { frozen: true, ..running };
+        assert_eq!((paused.status(), paused.status().oci()), (Status::Paused, "paused"));
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub(crate) fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
 }
 
 /// A container's root filesystem: an image's layers (the store unpacks them) under a
-/// private upper and work dir.
+/// private upper and work dir; or, without layers, a directory taken as it is (an OCI
+/// bundle's `root.path`, which its caller has already made, e.g. containerd's snapshot).
 #[derive(Debug, Clone)]
 pub struct Rootfs {
     pub dir: PathBuf,
@@ -31,8 +32,21 @@ pub struct Rootfs {
     pub lowers: Vec<PathBuf>,
     pub upper: PathBuf,
     pub work: PathBuf,
-    /// Where `mount::overlay::mount_rootfs` mounts it unless told otherwise.
+    /// Where `mount::overlay::mount_rootfs` mounts it unless told otherwise; a bundle's
+    /// root directory.
     pub merged: PathBuf,
+}
+
+impl Rootfs {
+    /// A bundle's root: `merged` as it is, no layers, upper or work dir.
+    pub fn directory(dir: PathBuf, root: PathBuf) -> Rootfs {
+        Rootfs { dir, lowers: Vec::new(), upper: PathBuf::new(), work: PathBuf::new(), merged: root }
+    }
+
+    /// Whether it is a directory taken as it is (no overlay of image layers).
+    pub fn is_directory(&self) -> bool {
+        self.lowers.is_empty()
+    }
 }
 
 #[cfg(test)]

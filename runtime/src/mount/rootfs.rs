@@ -402,6 +402,14 @@ pub fn prepare(
             api::attach(fd.as_fd(), merged.as_fd()).map_err(at("attach the rootfs"))?;
             nix::unistd::dup(fd).map_err(at("dup the rootfs"))?
         }
+        // A bundle's root: bound onto itself, so that it is a mount point to pivot into
+        // (as runc does), with the mounts under it.
+        _ if rootfs.is_directory() => {
+            mount(Some(&rootfs.merged), &rootfs.merged, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(at(format!("bind {} onto itself", rootfs.merged.display())))?;
+            nix::fcntl::open(&rootfs.merged, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(at("open the rootfs"))?
+        }
         _ => {
             mount_rootfs(rootfs, &rootfs.merged).map_err(|e| StageError {
                 stage: STAGE,
@@ -428,11 +436,15 @@ pub fn prepare(
     if let Some(l) = lock {
         l.unlock();
     }
-    etc_files(
-        root.as_fd(),
-        spec.hostname().as_deref().unwrap_or("localhost"),
-        spec.mounts().as_deref().unwrap_or_default(),
-    )?;
+    // An image's container gets podrun's /etc files; a bundle's has what its caller put
+    // there (runc writes none either).
+    if !rootfs.is_directory() {
+        etc_files(
+            root.as_fd(),
+            spec.hostname().as_deref().unwrap_or("localhost"),
+            spec.mounts().as_deref().unwrap_or_default(),
+        )?;
+    }
     if let Some(linux) = spec.linux() {
         mask(root.as_fd(), linux.masked_paths().as_deref().unwrap_or_default())?;
         readonly(root.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
@@ -443,5 +455,10 @@ pub fn prepare(
     pivot_root(".", ".").map_err(at("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(at("unmount the old root"))?;
     nix::unistd::chdir("/").map_err(at("chdir /"))?;
+    if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+        // root.readonly: the root mount read-only, the mounts on it as they are.
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).map_err(at("make the root read-only"))?;
+    }
     Ok(())
 }

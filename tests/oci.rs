@@ -1,0 +1,356 @@
+//! podrun as runc: the OCI command line (create, start, state, kill, delete, run, list,
+//! features) on bundles made from the busybox fixture, as containerd's shim and conmon call
+//! it; runc's words in errors; `--log` in runc's JSON; bad input refused with nothing left.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{eventually, need_root, running};
+
+/// An OCI state root and a cgroup parent of the test's own, with bundles in a temp dir;
+/// whatever is left (containers, cgroups, mounts) goes when it is dropped.
+struct Oci {
+    dir: tempfile::TempDir,
+    /// The cgroup parent every bundle's cgroupsPath is under.
+    parent: String,
+}
+
+impl Oci {
+    fn new() -> Oci {
+        let dir = tempfile::Builder::new().prefix("podrun-oci-").tempdir().unwrap();
+        let parent = format!("/podrun-oci-test-{}", dir.path().file_name().unwrap().to_string_lossy());
+        Oci { dir, parent }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `podrun --root ROOT ARGS...` (runc's command line), stdio captured.
+    fn podrun(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.podrun(args);
+        assert!(out.status.success(), "podrun {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Fails as runc does (status 1); returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.podrun(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "podrun {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `create` with the container's stdout and stderr in `out` (a file: the init keeps
+    /// them open after create returns, as it does a shim's pipes).
+    fn create(&self, bundle: &Path, id: &str, out: &Path) -> i32 {
+        let pid_file = self.dir.path().join(format!("{id}.pid"));
+        let log = std::fs::File::create(out).unwrap();
+        let st = Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--root")
+            .arg(self.root())
+            .args(["create", "--bundle"])
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .status()
+            .unwrap();
+        assert!(st.success(), "create {id}: {st}: {}", std::fs::read_to_string(out).unwrap_or_default());
+        std::fs::read_to_string(pid_file).unwrap().parse().unwrap()
+    }
+
+    /// A bundle whose process is `sh -c SCRIPT`, in the test's cgroup parent; `edit`
+    /// changes its config.json first.
+    fn bundle(&self, name: &str, script: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+        let b = self.dir.path().join(name);
+        let rootfs = b.join("rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        let tar = common::fixtures().join("busybox/busybox-rootfs.tar.gz");
+        let st = Command::new("tar").arg("-xzf").arg(&tar).arg("-C").arg(&rootfs).status().unwrap();
+        assert!(st.success());
+        let mut spec = config(script, &format!("{}/{name}", self.parent));
+        edit(&mut spec);
+        std::fs::write(b.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        b
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    /// The cgroup directories of `path` that exist.
+    fn cgroups(&self, path: &str) -> Vec<PathBuf> {
+        let h = podrun::cgroup::Hierarchy::host().unwrap();
+        h.dirs(path).into_iter().map(|(_, d)| d).filter(|d| d.exists()).collect()
+    }
+
+    /// Nothing of container `name` left: no state, no cgroup, no mount under the bundles.
+    fn assert_gone(&self, name: &str) {
+        assert!(!self.root().join(name).exists(), "state of {name} left");
+        assert!(self.cgroups(&format!("{}/{name}", self.parent)).is_empty(), "cgroup of {name} left");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(self.dir.path().to_str().unwrap()), "mounts left");
+    }
+}
+
+impl Drop for Oci {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(self.root()).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let _ = self.podrun(&["delete", "--force", &id]);
+        }
+        // The parent cgroup create made (runc leaves it too); then the test's mounts.
+        for d in self.cgroups(&self.parent) {
+            for sub in std::fs::read_dir(&d).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(sub.path());
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+        let _ = podrun::mount::overlay::unmount_all_under(self.dir.path());
+    }
+}
+
+/// What `runc spec` writes, with the process `sh -c SCRIPT` and no terminal.
+fn config(script: &str, cgroup: &str) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            },
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "oci",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+        ],
+        "linux": {
+            "cgroupsPath": cgroup,
+            "resources": {"devices": [{"allow": false, "access": "rwm"}], "memory": {"limit": 67108864}, "pids": {"limit": 32}},
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "maskedPaths": ["/proc/kcore", "/sys/firmware"],
+            "readonlyPaths": ["/proc/sys"]
+        }
+    })
+}
+
+#[test]
+fn create_then_start_then_kill_then_delete_as_runc_does() {
+    if !need_root("create_then_start_then_kill_then_delete_as_runc_does") {
+        return;
+    }
+    let t = Oci::new();
+    let script = "echo pid $$; hostname; cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; \
+                  touch / 2>&1 | grep -q Read-only && echo ro; echo ready; exec sleep 600";
+    let b = t.bundle("c1", script, |_| {});
+    let out = t.dir.path().join("c1.out");
+    let pid = t.create(&b, "c1", &out);
+    // Created: its init waits (it has not run the script), the pid file names it.
+    let s = t.state("c1");
+    assert_eq!((s["status"].as_str(), s["pid"].as_i64()), (Some("created"), Some(pid as i64)), "{s}");
+    assert_eq!(s["bundle"].as_str(), Some(b.to_str().unwrap()));
+    assert!(running(pid));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "", "the process ran before start");
+    assert!(t.ok(&["list", "-q"]).lines().any(|l| l == "c1"));
+    let listed: serde_json::Value = serde_json::from_str(&t.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(listed[0]["id"].as_str(), Some("c1"));
+    // Its cgroup is the spec's, with the spec's limit.
+    assert_eq!(t.cgroups(&format!("{}/c1", t.parent)).len() > 0, true);
+    t.ok(&["start", "c1"]);
+    eventually(10, "the script to run", || std::fs::read_to_string(&out).unwrap().contains("ready"));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.starts_with("pid 1\noci\n67108864\nro\n"),
+        "PID 1 of its own pid namespace, its hostname, its limit, a read-only root:\n{text}"
+    );
+    assert_eq!(t.state("c1")["status"].as_str(), Some("running"));
+    let err = t.fails(&["start", "c1"]);
+    assert!(err.contains("already running"), "{err}");
+    let err = t.fails(&["delete", "c1"]);
+    assert!(err.contains("not stopped"), "{err}");
+    t.ok(&["kill", "c1", "KILL"]);
+    eventually(10, "the container to stop", || t.state("c1")["status"].as_str() == Some("stopped"));
+    assert_eq!(t.state("c1")["pid"].as_i64(), Some(0));
+    let err = t.fails(&["kill", "c1", "TERM"]);
+    assert!(err.contains("container not running"), "{err}");
+    t.ok(&["delete", "c1"]);
+    t.assert_gone("c1");
+    let err = t.fails(&["state", "c1"]);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn run_waits_and_returns_the_exit_status_and_delete_force_ends_a_running_one() {
+    if !need_root("run_waits_and_returns_the_exit_status_and_delete_force_ends_a_running_one") {
+        return;
+    }
+    let t = Oci::new();
+    let b = t.bundle("r1", "echo out; exit 3", |_| {});
+    let out = t.podrun(&["run", "--bundle", b.to_str().unwrap(), "r1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    t.assert_gone("r1");
+    // A running container, deleted with --force: its processes, cgroup and state go.
+    let b = t.bundle("r2", "sleep 600 & exec sleep 600", |_| {});
+    // (Its stdio is the caller's, kept by the container: a file, not the test's pipe.)
+    let log = std::fs::File::create(t.dir.path().join("r2.out")).unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .arg("--root")
+        .arg(t.root())
+        .args(["run", "--detach", "--bundle", b.to_str().unwrap(), "r2"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid = t.state("r2")["pid"].as_i64().unwrap() as i32;
+    assert!(running(pid));
+    t.ok(&["delete", "--force", "r2"]);
+    eventually(5, "the init to end", || !running(pid));
+    t.assert_gone("r2");
+}
+
+#[test]
+fn a_namespace_with_a_path_is_joined() {
+    if !need_root("a_namespace_with_a_path_is_joined") {
+        return;
+    }
+    let t = Oci::new();
+    // A network namespace held by a process of the test's.
+    let mut holder = Command::new("unshare").args(["--net", "sleep", "600"]).spawn().unwrap();
+    let ns = format!("/proc/{}/ns/net", holder.id());
+    eventually(5, "unshare to make its namespace", || {
+        std::fs::read_link(&ns).ok() != std::fs::read_link("/proc/self/ns/net").ok()
+    });
+    let want = std::fs::read_link(&ns).unwrap();
+    let b = t.bundle("n1", "readlink /proc/self/ns/net", |s| {
+        s["linux"]["namespaces"][1] = serde_json::json!({"type": "network", "path": ns});
+    });
+    let out = t.podrun(&["run", "--bundle", b.to_str().unwrap(), "n1"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want.to_str().unwrap());
+    t.assert_gone("n1");
+}
+
+#[test]
+fn bad_bundles_ids_and_calls_are_refused_with_runcs_words_and_leave_nothing() {
+    if !need_root("bad_bundles_ids_and_calls_are_refused_with_runcs_words_and_leave_nothing") {
+        return;
+    }
+    let t = Oci::new();
+    let good = t.bundle("good", "true", |_| {});
+    let g = good.to_str().unwrap();
+    let refused = |args: &[&str], words: &str| {
+        let err = t.fails(args);
+        assert!(err.contains(words), "{args:?}: expected {words:?} in: {err}");
+    };
+    // The bundle: no config.json, not JSON, no rootfs, what podrun does not do.
+    let empty = t.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    refused(&["create", "--bundle", empty.to_str().unwrap(), "x1"], "config.json");
+    std::fs::write(empty.join("config.json"), "{not json").unwrap();
+    refused(&["create", "--bundle", empty.to_str().unwrap(), "x1"], "not an OCI runtime spec");
+    let norootfs = t.bundle("norootfs", "true", |s| s["root"]["path"] = "missing".into());
+    refused(&["create", "--bundle", norootfs.to_str().unwrap(), "x1"], "root.path");
+    let systemd = t.bundle("systemd", "true", |s| s["linux"]["cgroupsPath"] = "system.slice:podrun:x1".into());
+    refused(&["create", "--bundle", systemd.to_str().unwrap(), "x1"], "linux.cgroupsPath");
+    let hooks = t.bundle("hooks", "true", |s| s["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/true"}]}));
+    refused(&["create", "--bundle", hooks.to_str().unwrap(), "x1"], "hooks");
+    let userns = t.bundle("userns", "true", |s| {
+        s["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"}))
+    });
+    refused(&["create", "--bundle", userns.to_str().unwrap(), "x1"], "linux.namespaces[6]");
+    let badns = t.bundle("badns", "true", |s| {
+        s["linux"]["namespaces"][1] = serde_json::json!({"type": "network", "path": "/proc/self/ns/ipc"})
+    });
+    refused(&["create", "--bundle", badns.to_str().unwrap(), "x1"], "not a namespace of type net");
+    // Ids that are no directory name.
+    refused(&["create", "--bundle", g, "../x"], "invalid container name");
+    refused(&["create", "--bundle", g, "a/b"], "invalid container name");
+    // Calls on containers that do not exist, a signal that does not.
+    // (start and kill are podrun's own commands too: a runc flag, or an id in the OCI
+    // root, makes them runc's, as containerd's and podman's calls always are.)
+    refused(&["--log-format", "json", "start", "nope"], "does not exist");
+    refused(&["delete", "nope"], "does not exist");
+    refused(&["--log-format", "json", "kill", "nope", "9"], "does not exist");
+    refused(&["--log-format", "json", "kill", "good", "SIGNOPE"], "invalid signal");
+    assert!(std::fs::read_dir(t.root()).map_or(true, |d| d.count() == 0), "state left by refused creates");
+    assert!(t.cgroups(&format!("{}/x1", t.parent)).is_empty(), "cgroup left by refused creates");
+    // An id in use.
+    let out = t.dir.path().join("good.out");
+    t.create(&good, "good", &out);
+    refused(&["create", "--bundle", g, "good"], "already exists");
+    t.ok(&["delete", "good"]);
+    t.assert_gone("good");
+    // delete --force of what is not there is no error (containerd's cleanup relies on it).
+    t.ok(&["delete", "--force", "good"]);
+}
+
+#[test]
+fn errors_go_to_the_log_in_runcs_json_also_for_bad_arguments() {
+    if !need_root("errors_go_to_the_log_in_runcs_json_also_for_bad_arguments") {
+        return;
+    }
+    let t = Oci::new();
+    let log = t.dir.path().join("log.json");
+    let l = log.to_str().unwrap();
+    t.fails(&["--log", l, "--log-format", "json", "start", "nope"]);
+    // Arguments clap refuses (create without an id) are logged too.
+    t.fails(&["--log", l, "--log-format", "json", "create", "--bundle", "/nonexistent"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for v in &lines {
+        assert_eq!(v["level"].as_str(), Some("error"), "{v}");
+        assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() >= 20), "{v}");
+    }
+    assert!(lines[0]["msg"].as_str().unwrap().contains("container nope does not exist"), "{text}");
+    assert!(
+        lines[1]["msg"].as_str().unwrap().contains("<ID>") || lines[1]["msg"].as_str().unwrap().contains("required"),
+        "{text}"
+    );
+    // features: what podrun does, as the runtime spec's JSON.
+    let f: serde_json::Value = serde_json::from_str(&t.ok(&["features"])).unwrap();
+    assert_eq!(f["linux"]["cgroup"]["systemd"].as_bool(), Some(false));
+    assert!(f["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "pid"));
+}
