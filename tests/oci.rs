@@ -354,3 +354,163 @@ fn errors_go_to_the_log_in_runcs_json_also_for_bad_arguments() {
     assert_eq!(f["linux"]["cgroup"]["systemd"].as_bool(), Some(false));
     assert!(f["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "pid"));
 }
+
+impl Oci {
+    /// `podrun --root ROOT ARGS...` with stdio on /dev/null (for what leaves a process
+    /// holding them), its status.
+    fn quiet(&self, args: &[&str]) -> std::process::ExitStatus {
+        Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    }
+
+    /// A cgroup file of container `name` (v2: the one directory; v1: `controller`'s).
+    fn cgroup_file(&self, name: &str, controller: &str, v1: &str, v2: &str) -> String {
+        let h = podrun::cgroup::Hierarchy::host().unwrap();
+        let path = format!("{}/{name}", self.parent);
+        let file = match &h {
+            podrun::cgroup::Hierarchy::V2 { mount } => mount.join(path.trim_start_matches('/')).join(v2),
+            podrun::cgroup::Hierarchy::V1 { controllers, .. } => {
+                controllers[controller].join(path.trim_start_matches('/')).join(v1)
+            }
+        };
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).trim().to_owned()
+    }
+}
+
+#[test]
+fn exec_ps_pause_resume_and_update_act_on_a_running_container() {
+    if !need_root("exec_ps_pause_resume_and_update_act_on_a_running_container") {
+        return;
+    }
+    let t = Oci::new();
+    let b = t.bundle("e1", "exec sleep 600", |_| {});
+    let init = t.create(&b, "e1", &t.dir.path().join("e1.out"));
+    t.ok(&["start", "e1"]);
+    // exec, waited for: in the container's pid namespace (PID 1 is its init), its status.
+    let out = t.podrun(&["exec", "e1", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; hostname; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep 600 oci\n");
+    // exec --detach with a process file, as the shim and conmon do: the pid file names a
+    // process of the container's cgroup, which ps lists.
+    let process = t.dir.path().join("process.json");
+    let p = serde_json::json!({"args": ["sleep", "300"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin:/usr/bin"], "terminal": false});
+    std::fs::write(&process, p.to_string()).unwrap();
+    let pid_file = t.dir.path().join("exec.pid");
+    let st = t.quiet(&[
+        "exec",
+        "--process",
+        process.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "e1",
+    ]);
+    assert!(st.success(), "exec --detach: {st}");
+    let exec_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(running(exec_pid));
+    let pids: Vec<i32> = serde_json::from_str(&t.ok(&["ps", "--format", "json", "e1"])).unwrap();
+    assert!(pids.contains(&init) && pids.contains(&exec_pid), "ps: {pids:?}, init {init}, exec {exec_pid}");
+    // pause and resume: the cgroup frozen, the state paused; then running again.
+    t.ok(&["pause", "e1"]);
+    assert_eq!(t.state("e1")["status"].as_str(), Some("paused"));
+    assert!(t.fails(&["pause", "e1"]).contains("paused"));
+    t.ok(&["resume", "e1"]);
+    assert_eq!(t.state("e1")["status"].as_str(), Some("running"));
+    assert!(t.fails(&["resume", "e1"]).contains("not paused"));
+    // update: the memory limit by flag, the pids limit from the spec's JSON on stdin.
+    t.ok(&["update", "--memory", "33554432", "e1"]);
+    assert_eq!(t.cgroup_file("e1", "memory", "memory.limit_in_bytes", "memory.max"), "33554432");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .arg("--root")
+        .arg(t.root())
+        .args(["update", "--resources", "-", "e1"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), br#"{"pids": {"limit": 20}}"#).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(t.cgroup_file("e1", "pids", "pids.max", "pids.max"), "20");
+    // kill --all: every process of the container.
+    t.ok(&["kill", "--all", "e1", "9"]);
+    eventually(10, "every process to end", || !running(init) && !running(exec_pid));
+    eventually(5, "stopped", || t.state("e1")["status"].as_str() == Some("stopped"));
+    let err = t.fails(&["exec", "e1", "true"]);
+    assert!(err.contains("container not running"), "{err}");
+    t.ok(&["delete", "e1"]);
+    t.assert_gone("e1");
+}
+
+#[test]
+fn a_terminal_is_sent_over_the_console_socket() {
+    if !need_root("a_terminal_is_sent_over_the_console_socket") {
+        return;
+    }
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let t = Oci::new();
+    let b = t.bundle("tty1", "tty; echo on-the-tty", |s| s["process"]["terminal"] = true.into());
+    let sock = t.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("a descriptor");
+        // SAFETY: received with SCM_RIGHTS: a new descriptor of ours.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    let pid_file = t.dir.path().join("tty1.pid");
+    t.ok(&[
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "tty1",
+    ]);
+    let master = std::fs::File::from(receiver.join().unwrap());
+    t.ok(&["start", "tty1"]);
+    let mut text = String::new();
+    let mut r = std::io::BufReader::new(master);
+    while !text.contains("on-the-tty") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut r, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        text.push_str(&line);
+    }
+    assert!(text.starts_with("/dev/pts/"), "the process's stdio is the pty: {text:?}");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    eventually(10, "the process to end", || !running(pid));
+    t.ok(&["delete", "tty1"]);
+    t.assert_gone("tty1");
+    // A terminal without a socket to send it to is refused, and leaves nothing.
+    let err = t.fails(&["create", "--bundle", b.to_str().unwrap(), "tty2"]);
+    assert!(err.contains("console socket"), "{err}");
+    t.assert_gone("tty2");
+}

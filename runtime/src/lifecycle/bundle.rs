@@ -190,6 +190,10 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
     if !rootfs_path.is_dir() {
         return Err(field("root.path", format!("{} is not a directory", rootfs_path.display())).into());
     }
+    let terminal = spec.process().as_ref().is_some_and(|p| p.terminal().unwrap_or(false));
+    if terminal && opts.console_socket.is_none() {
+        return Err(ContainerError::NoConsoleSocket);
+    }
     let cg = cgroup_path(&spec, &cid)?;
     let lim = limits(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
