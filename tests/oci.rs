@@ -514,3 +514,34 @@ fn a_terminal_is_sent_over_the_console_socket() {
     assert!(err.contains("console socket"), "{err}");
     t.assert_gone("tty2");
 }
+
+#[test]
+fn a_create_killed_at_any_point_leaves_nothing_delete_force_does_not_remove() {
+    if !need_root("a_create_killed_at_any_point_leaves_nothing_delete_force_does_not_remove") {
+        return;
+    }
+    let t = Oci::new();
+    let b = t.bundle("k1", "exec sleep 600", |_| {});
+    for round in 0..12u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--root")
+            .arg(t.root())
+            .args(["create", "--bundle", b.to_str().unwrap(), "k1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // From before it reads the bundle to after its init waits (create takes ~5-20 ms).
+        std::thread::sleep(std::time::Duration::from_micros(round * 2500));
+        let _ = child.kill();
+        let _ = child.wait();
+        let st = t.quiet(&["delete", "--force", "k1"]);
+        assert!(st.success(), "round {round}: delete --force: {st}");
+        t.assert_gone("k1");
+        // Neither podrun's stages nor the init (podrun's argv until it execs) are left.
+        eventually(5, &format!("round {round}: processes of the killed create left"), || {
+            common::processes_with(b.to_str().unwrap()).is_empty()
+        });
+    }
+}

@@ -211,12 +211,6 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
     let h = cgroup::Hierarchy::host();
     let made = h.as_ref().ok().map(|h| (h, cg.clone()));
     let result = (|| {
-        let h = cgroup::Hierarchy::host()?;
-        host_mounts(&mut spec, &h)?;
-        // Only the container's own cgroup is podrun's: its parents (containerd's namespace,
-        // a pod's) are made if missing, as runc does, and left alone on delete.
-        cgroup::create(&h, &first_level(&cg), &cg, &lim)?;
-        let entry = cgroup::Entry::open(&h, &cg)?;
         let state = ContainerState {
             id: id.to_owned(),
             sandbox: None,
@@ -241,6 +235,15 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
             annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
             dir: Some(dir.clone()),
         };
+        // Written first: a create killed from here on leaves a state naming the cgroup, so
+        // `delete --force` frees it ("creating" until the init is recorded).
+        state::write_json(&dir, "state.json", &state).map_err(io("write state.json"))?;
+        let h = cgroup::Hierarchy::host()?;
+        host_mounts(&mut spec, &h)?;
+        // Only the container's own cgroup is podrun's: its parents (containerd's namespace,
+        // a pod's) are made if missing, as runc does, and left alone on delete.
+        cgroup::create(&h, &first_level(&cg), &cg, &lim)?;
+        let entry = cgroup::Entry::open(&h, &cg)?;
         let p = Prepared {
             state,
             spec,
