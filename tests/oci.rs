@@ -545,3 +545,41 @@ fn a_create_killed_at_any_point_leaves_nothing_delete_force_does_not_remove() {
         });
     }
 }
+
+#[test]
+fn the_process_gets_its_rlimits_oom_score_umask_sysctl_and_ambient_capabilities() {
+    if !need_root("the_process_gets_its_rlimits_oom_score_umask_sysctl_and_ambient_capabilities") {
+        return;
+    }
+    let t = Oci::new();
+    let script = "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; umask; grep CapEff /proc/self/status; \
+                  cat /proc/sys/net/ipv4/ip_unprivileged_port_start; id -u";
+    let b = t.bundle("p1", script, |s| {
+        let p = &mut s["process"];
+        p["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]);
+        p["oomScoreAdj"] = 500.into();
+        p["user"] = serde_json::json!({"uid": 1000, "gid": 1000, "umask": 23});
+        let caps = serde_json::json!(["CAP_NET_BIND_SERVICE"]);
+        p["capabilities"] = serde_json::json!({"bounding": caps, "effective": caps, "permitted": caps,
+            "inheritable": caps, "ambient": caps});
+        s["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_unprivileged_port_start": "0"});
+    });
+    let out = t.podrun(&["run", "--bundle", b.to_str().unwrap(), "p1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "512\n1024\n500\n0027\nCapEff:\t0000000000000400\n0\n1000\n");
+    t.assert_gone("p1");
+    // A limit the kernel refuses (beyond nr_open) fails the create by its JSON path.
+    let b = t.bundle("p2", "true", |s| {
+        s["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1073741824u64}])
+    });
+    let err = t.fails(&["create", "--bundle", b.to_str().unwrap(), "p2"]);
+    assert!(err.contains("process.rlimits[0]"), "{err}");
+    t.assert_gone("p2");
+    // As do a sysctl that is no name, and what podrun does not do yet.
+    let b = t.bundle("p3", "true", |s| s["linux"]["sysctl"] = serde_json::json!({"../../x": "1"}));
+    assert!(t.fails(&["create", "--bundle", b.to_str().unwrap(), "p3"]).contains("linux.sysctl"));
+    let b = t.bundle("p4", "true", |s| s["linux"]["rootfsPropagation"] = "shared".into());
+    assert!(t.fails(&["create", "--bundle", b.to_str().unwrap(), "p4"]).contains("linux.rootfsPropagation"));
+    t.assert_gone("p3");
+    t.assert_gone("p4");
+}

@@ -111,6 +111,57 @@ fn caps_of(names: Option<&HashSet<oci_spec::runtime::Capability>>) -> CapsHashSe
         .collect()
 }
 
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The spec's process.rlimits, each set as asked (raising a hard limit needs
+/// CAP_SYS_RESOURCE: refused then, with the limit named).
+fn set_rlimits(p: &Process) -> Result<(), StageError> {
+    for (i, r) in p.rlimits().iter().flatten().enumerate() {
+        let name = serde_json::to_value(r.typ()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let resource = match name.as_str() {
+            "RLIMIT_AS" => libc::RLIMIT_AS,
+            "RLIMIT_CORE" => libc::RLIMIT_CORE,
+            "RLIMIT_CPU" => libc::RLIMIT_CPU,
+            "RLIMIT_DATA" => libc::RLIMIT_DATA,
+            "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+            "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+            "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+            "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+            "RLIMIT_NICE" => libc::RLIMIT_NICE,
+            "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+            "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+            "RLIMIT_RSS" => libc::RLIMIT_RSS,
+            "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+            "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+            "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+            "RLIMIT_STACK" => libc::RLIMIT_STACK,
+            _ => {
+                return Err(StageError::new(
+                    Stage::Process,
+                    Errno::EINVAL,
+                    format!("process.rlimits[{i}]: unknown type {name:?}"),
+                ))
+            }
+        };
+        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        // SAFETY: setrlimit with a valid resource and a pointer to a filled rlimit.
+        Errno::result(unsafe { libc::setrlimit(resource, &lim) }).map_err(|e| {
+            StageError::new(
+                Stage::Process,
+                e,
+                format!(
+                    "process.rlimits[{i}]: set {name} to soft {} hard {} (raising a hard limit needs CAP_SYS_RESOURCE)",
+                    r.soft(),
+                    r.hard()
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Identity, capabilities, seccomp, no_new_privs and cwd for the workload (STYLE: exec.rs
 /// order).
 pub fn setup_process(p: &Process, seccomp: Option<&crate::seccomp::Filter>) -> Result<(), StageError> {
@@ -146,26 +197,44 @@ pub fn setup_process(p: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
     if let Some(f) = seccomp {
         f.install()?;
     }
+    set_rlimits(p)?;
+    if let Some(adj) = p.oom_score_adj() {
+        // Raising it needs nothing; lowering it below the parent's needs CAP_SYS_RESOURCE.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            StageError::new(STAGE, errno_of(&e), format!("process.oomScoreAdj {adj}: write /proc/self/oom_score_adj"))
+        })?;
+    }
     let user = p.user();
+    if let Some(mask) = user.umask() {
+        // SAFETY: umask(2) takes a mode and cannot fail.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
     let groups: Vec<Gid> =
         user.additional_gids().as_deref().unwrap_or_default().iter().map(|&g| Gid::from_raw(g)).collect();
     nix::unistd::setgroups(&groups).map_err(StageError::at(STAGE, "setgroups"))?;
     let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
+    // Capabilities survive the change to another uid (as runc keeps them), so the spec's
+    // sets are its process's whatever its user: an engine that wants a non-root user
+    // without capabilities says so in the spec (spec.rs does, as docker).
+    // SAFETY: prctl with integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })
+        .map_err(StageError::at(STAGE, "keep capabilities"))?;
     nix::unistd::setresgid(gid, gid, gid).map_err(StageError::at(STAGE, format!("setgid {gid}")))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(StageError::at(STAGE, format!("setuid {uid}")))?;
-    // For uid 0 the sets are the spec's; setuid to another uid has already cleared them.
-    if user.uid() == 0 {
-        for (set, names) in [
-            (CapSet::Effective, caps.and_then(|c| c.effective().as_ref())),
-            (CapSet::Permitted, caps.and_then(|c| c.permitted().as_ref())),
-            (CapSet::Inheritable, caps.and_then(|c| c.inheritable().as_ref())),
-        ] {
-            caps::set(None, set, &caps_of(names)).map_err(|e| StageError {
-                stage: STAGE,
-                errno: Errno::EPERM,
-                message: format!("set capabilities: {e}"),
-            })?;
+    for (set, names) in [
+        (CapSet::Effective, caps.and_then(|c| c.effective().as_ref())),
+        (CapSet::Permitted, caps.and_then(|c| c.permitted().as_ref())),
+        (CapSet::Inheritable, caps.and_then(|c| c.inheritable().as_ref())),
+        (CapSet::Ambient, caps.and_then(|c| c.ambient().as_ref())),
+    ] {
+        if matches!(set, CapSet::Ambient) && names.is_none_or(|n| n.is_empty()) {
+            continue;
         }
+        caps::set(None, set, &caps_of(names)).map_err(|e| StageError {
+            stage: STAGE,
+            errno: Errno::EPERM,
+            message: format!("set capabilities ({set:?}): {e}"),
+        })?;
     }
     if p.no_new_privileges().unwrap_or(true) {
         // SAFETY: prctl with integer arguments.

@@ -337,6 +337,8 @@ pub fn build(
     }
     let cwd = opts.workdir.clone().or_else(|| cfg.working_dir.clone()).unwrap_or_else(|| "/".to_owned());
     let caps = DEFAULT_CAPS.iter().copied().collect::<std::collections::HashSet<_>>();
+    // A user other than root holds none (docker's rule); the bounding set is everyone's.
+    let held = if who.uid == 0 { caps.clone() } else { Default::default() };
     let process = ProcessBuilder::default()
         .terminal(opts.tty)
         .args(args)
@@ -345,10 +347,12 @@ pub fn build(
         .user(UserBuilder::default().uid(who.uid).gid(who.gid).additional_gids(who.groups.clone()).build()?)
         .capabilities(
             LinuxCapabilitiesBuilder::default()
-                .bounding(caps.clone())
-                .effective(caps.clone())
-                .permitted(caps.clone())
-                .inheritable(caps)
+                .bounding(caps)
+                .effective(held.clone())
+                .permitted(held.clone())
+                .inheritable(held)
+                // (oci-spec's default fills ambient too; podrun gives none.)
+                .ambient(std::collections::HashSet::new())
                 .build()?,
         )
         .no_new_privileges(true)

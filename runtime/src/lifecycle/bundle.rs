@@ -98,12 +98,33 @@ fn check(spec: &Spec) -> Result<(), BundleError> {
     if linux.time_offsets().is_some() {
         return Err(field("linux.timeOffsets", "not supported by podrun yet"));
     }
+    if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(field(
+            "linux.devices",
+            "not supported by podrun yet (every container gets null, zero, full, random, urandom, tty and ptmx)",
+        ));
+    }
+    if linux.personality().is_some() {
+        return Err(field("linux.personality", "not supported by podrun yet"));
+    }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(field("linux.mountLabel", "SELinux is not enabled on this host"));
+    }
+    if let Some(p) = linux.rootfs_propagation().as_deref().filter(|p| !matches!(*p, "" | "private" | "rprivate")) {
+        return Err(field("linux.rootfsPropagation", format!("{p:?}: podrun makes the root private (rprivate)")));
+    }
     let process = spec.process().as_ref().expect("checked above");
     if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
         return Err(field("process.apparmorProfile", "AppArmor is not enabled on this host"));
     }
     if process.selinux_label().as_ref().is_some_and(|p| !p.is_empty()) {
         return Err(field("process.selinuxLabel", "SELinux is not enabled on this host"));
+    }
+    if process.io_priority().is_some() {
+        return Err(field("process.ioPriority", "not supported by podrun yet"));
+    }
+    if process.scheduler().is_some() {
+        return Err(field("process.scheduler", "not supported by podrun yet"));
     }
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(field("process.args", "missing: the command to run"));

@@ -248,6 +248,24 @@ fn populate_dev(root: BorrowedFd<'_>, userns: bool) -> Result<(), StageError> {
 
 /// Replaces `path` in the rootfs with a regular file holding `content` (never writing
 /// through a symlink an image put there).
+/// Sets kernel parameter `key` (`net.ipv4.ping_group_range`) through the container's own
+/// /proc (so a namespaced one is its namespace's).
+fn sysctl(root: BorrowedFd<'_>, key: &str, value: &str) -> Result<(), StageError> {
+    let bad = || StageError::new(STAGE, Errno::EINVAL, format!("linux.sysctl: {key:?} is not a kernel parameter name"));
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(bad());
+    }
+    if key.split('.').any(|c| c.is_empty()) {
+        return Err(bad());
+    }
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let f = open_in(root, &path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW)
+        .map_err(|e| StageError::new(STAGE, e, format!("linux.sysctl: {key}: open {path}")))?;
+    nix::unistd::write(&f, value.as_bytes())
+        .map_err(|e| StageError::new(STAGE, e, format!("linux.sysctl: {key}: write {value:?}")))?;
+    Ok(())
+}
+
 fn write_file(root: BorrowedFd<'_>, path: &str, content: &[u8]) -> Result<(), StageError> {
     let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
     let dir = target(root, if parent.is_empty() { "/" } else { parent }, false)?;
@@ -446,6 +464,10 @@ pub fn prepare(
         )?;
     }
     if let Some(linux) = spec.linux() {
+        // Before /proc/sys is made read-only.
+        for (key, value) in linux.sysctl().iter().flatten() {
+            sysctl(root.as_fd(), key, value)?;
+        }
         mask(root.as_fd(), linux.masked_paths().as_deref().unwrap_or_default())?;
         readonly(root.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
     }
