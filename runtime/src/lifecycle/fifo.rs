@@ -105,7 +105,15 @@ pub fn finish_start(mut f: fs::File, dir: &Path, init: &ProcRef) -> Result<(), S
         let op = format!("{op} {}", p.display());
         move |source| StartError::Io { op, source }
     };
-    let pidfd = init.pidfd().map_err(|_| StartError::InitGone)?;
+    let Ok(pidfd) = init.pidfd() else {
+        // Gone already: it may have run and ended between the open and now (a workload
+        // that exits at once, reaped at once by the caller's subreaper), its byte left.
+        let mut byte = [0u8; 1];
+        return match f.read(&mut byte) {
+            Ok(1) => fs::remove_file(&p).map_err(io("remove")),
+            _ => Err(StartError::InitGone),
+        };
+    };
     // The init's byte, or its end (its pidfd becomes readable), whichever comes first.
     loop {
         let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
@@ -165,6 +173,23 @@ mod tests {
         assert!(matches!(start(dir.path(), &init), Err(StartError::InitGone)));
         child.wait().unwrap();
         assert!(waiting(dir.path()), "a failed start changes nothing");
+    }
+
+    #[test]
+    fn a_start_whose_init_ran_and_ended_before_it_looked_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = make(dir.path()).unwrap();
+        let (_parent, child) = crate::sync::pair().unwrap();
+        // A process that is gone (and reaped): its ProcRef names nothing now.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let init = ProcRef::of(gone.id() as i32).unwrap();
+        gone.wait().unwrap();
+        // Its byte is in the fifo, written before it ended.
+        let reader = open_start(dir.path()).unwrap();
+        let writer = std::thread::spawn(move || wait_for_start(&fifo, &child).is_ok());
+        assert!(writer.join().unwrap());
+        finish_start(reader, dir.path(), &init).unwrap();
+        assert!(!waiting(dir.path()), "started: the fifo is gone");
     }
 
     #[test]
