@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+pub mod daemons;
 
 /// The fixtures built by rootfs-fixtures/build.py (busybox from Debian's package, hostile
 /// layers, python and debian from Debian's packages), built once per test binary into
