@@ -225,16 +225,18 @@ pub fn setup_process(p: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
         (CapSet::Effective, caps.and_then(|c| c.effective().as_ref())),
         (CapSet::Permitted, caps.and_then(|c| c.permitted().as_ref())),
         (CapSet::Inheritable, caps.and_then(|c| c.inheritable().as_ref())),
-        (CapSet::Ambient, caps.and_then(|c| c.ambient().as_ref())),
     ] {
-        if matches!(set, CapSet::Ambient) && names.is_none_or(|n| n.is_empty()) {
-            continue;
-        }
         caps::set(None, set, &caps_of(names)).map_err(|e| StageError {
             stage: STAGE,
             errno: Errno::EPERM,
             message: format!("set capabilities ({set:?}): {e}"),
         })?;
+    }
+    // Ambient ones only where permitted and inheritable allow, each on its own, as runc
+    // and crun do (their own default specs list ambient capabilities without inheritable
+    // ones: those are skipped, not an error).
+    for cap in caps_of(caps.and_then(|c| c.ambient().as_ref())) {
+        let _ = caps::raise(None, CapSet::Ambient, cap);
     }
     if p.no_new_privileges().unwrap_or(true) {
         // SAFETY: prctl with integer arguments.
