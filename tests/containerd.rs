@@ -52,6 +52,21 @@ fn ctr_run_prints_returns_the_exit_status_and_gives_a_terminal() {
     assert_eq!(out, "hello\nsh\0-c\0echo hello; cat /proc/1/cmdline; true\0", "PID 1 of its own pid namespace");
     let o = c.ctr(["run", "--rm", BUSYBOX, "r2", "sh", "-c", "exit 3"]);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    // podrun's resource view, asked for with an annotation: the task's memory limit.
+    let out = c.ctr_ok([
+        "run",
+        "--rm",
+        "--annotation",
+        "run.podrun.procview=on",
+        "--memory-limit",
+        "67108864",
+        BUSYBOX,
+        "v1",
+        "sh",
+        "-c",
+        "free | awk '/Mem:/{print $2}'; grep MemTotal /proc/meminfo | tr -s ' '",
+    ]);
+    assert_eq!(out, "65536\nMemTotal: 65536 kB\n");
     // -t: the pty's master went to the shim over the console socket.
     let out = ctr_on_a_tty(&c, &format!("run {{fifo}} {{runc}} --rm -t {BUSYBOX} t1 sh -c 'tty; echo done'"));
     // (script may echo a control character of its own first.)

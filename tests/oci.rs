@@ -587,3 +587,35 @@ fn the_process_gets_its_rlimits_oom_score_umask_sysctl_and_ambient_capabilities(
     t.assert_gone("p3");
     t.assert_gone("p4");
 }
+
+#[test]
+fn the_resource_view_is_an_annotation_away() {
+    if !need_root("the_resource_view_is_an_annotation_away") {
+        return;
+    }
+    let t = Oci::new();
+    let script = "free | awk '/Mem:/{print $2}'; grep MemTotal /proc/meminfo | tr -s ' '; nproc; \
+                  cat /sys/devices/system/cpu/online; cut -d. -f1 /proc/uptime";
+    let b = t.bundle("v1", script, |s| {
+        s["annotations"] = serde_json::json!({"run.podrun.procview": "on"});
+        s["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 50000, "period": 100000});
+    });
+    let out = t.podrun(&["run", "--bundle", b.to_str().unwrap(), "v1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    // The spec's 64 MiB limit and half a CPU: sysinfo (busybox free), meminfo, nproc, the
+    // CPU list, and a clock that started with the container.
+    assert_eq!(&lines[..3], ["65536", "MemTotal: 65536 kB", "1"], "{text}");
+    assert!(lines[3].split(',').count() == 1 && !lines[3].contains('-'), "one CPU online: {text}");
+    assert!(lines[4].parse::<u64>().unwrap() < 5, "uptime from the container's start: {text}");
+    t.assert_gone("v1");
+    // The view of the root stops with its last container.
+    let view = podrun::state::Paths::new(t.root().join(".podrun"));
+    eventually(5, "the view to stop", || podrun::procview::keeper(&view).is_none());
+    // A value that is none of on, files, off is refused by its path.
+    let b = t.bundle("v2", "true", |s| s["annotations"] = serde_json::json!({"run.podrun.procview": "yes"}));
+    let err = t.fails(&["create", "--bundle", b.to_str().unwrap(), "v2"]);
+    assert!(err.contains("annotations[\"run.podrun.procview\"]"), "{err}");
+    t.assert_gone("v2");
+}

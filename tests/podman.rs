@@ -38,6 +38,23 @@ fn podman_run_returns_the_exit_status_and_gives_a_terminal() {
     assert!(tty.contains("/dev/pts/0"), "{tty:?}");
     let o = p.podman(["run", "--rm", "--memory", "32m", "busybox", "tail", "/dev/zero"]);
     assert_eq!(o.status.code(), Some(137), "{}", String::from_utf8_lossy(&o.stderr));
+    // podrun's resource view, asked for with an annotation: free, meminfo and nproc say
+    // the container's limits.
+    let out = p.ok([
+        "run",
+        "--rm",
+        "--annotation",
+        "run.podrun.procview=on",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sh",
+        "-c",
+        "free | awk '/Mem:/{print $2}'; grep MemTotal /proc/meminfo | tr -s ' '; nproc",
+    ]);
+    assert_eq!(out, "65536\nMemTotal: 65536 kB\n1\n");
     p.assert_clean();
 }
 

@@ -224,16 +224,19 @@ impl Plan {
         self.new.contains(flag)
     }
 
-    /// In the join stage: setns into each joined one, then unshare the new ones.
-    pub fn enter(&self) -> Result<(), Errno> {
+    /// In the join stage: setns into each joined one, then unshare the new ones, with
+    /// `clock` a time namespace too (the resource view's). Returns whether a clock was
+    /// made, for `start_clock`.
+    pub fn enter(&self, clock: bool) -> Result<bool, Errno> {
         for (_, fd) in &self.join {
             // SAFETY: setns on a namespace descriptor we own; 0: any type (checked above).
             Errno::result(unsafe { libc::setns(fd.as_raw_fd(), 0) })?;
         }
-        if !self.new.is_empty() {
-            nix::sched::unshare(self.new)?;
+        let flags = if clock { self.new | CLONE_NEWTIME } else { self.new };
+        if flags.is_empty() {
+            return Ok(false);
         }
-        Ok(())
+        unshare_with_clock(flags)
     }
 }
 

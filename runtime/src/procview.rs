@@ -321,6 +321,13 @@ pub fn release_if_unused(paths: &Paths) {
     }
 }
 
+/// Unmounts the view of `paths`' root and ends its keepers and server.
+pub fn stop(paths: &Paths) {
+    if let Ok(_lock) = state::lock(&paths.root) {
+        stop_locked(paths);
+    }
+}
+
 /// Unmounts the view and ends its keepers and server (the root is locked).
 fn stop_locked(paths: &Paths) {
     let dir = dir(paths);

@@ -284,6 +284,44 @@ pub(crate) fn cgroup_mounts_at(h: &Hierarchy, dest: &str, ro: bool) -> Result<Ve
     })
 }
 
+/// The resource view added to a bundle's spec (the annotation `run.podrun.procview`): a
+/// bind of each view file it serves over the spec's own /proc and /sys, and with `agent`
+/// the rule that hands the container's sysinfo calls to the view (first in the spec's
+/// seccomp, or the whole of a new one that allows everything else).
+pub(crate) fn add_view(
+    spec: &mut Spec,
+    view: &std::path::Path,
+    agent: Option<&std::path::Path>,
+    h: &Hierarchy,
+) -> Result<(), SpecError> {
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let roots = crate::procview::roots(h);
+    for f in podrun_procfs::caller::ViewFile::ALL.into_iter().filter(|f| f.served(&roots)) {
+        mounts.push(mount(f.target(), "bind", &view.join(f.name()).to_string_lossy(), &["bind"])?);
+    }
+    spec.set_mounts(Some(mounts));
+    let Some(agent) = agent else { return Ok(()) };
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut sc = match linux.seccomp().clone() {
+        Some(sc) => sc,
+        None => LinuxSeccompBuilder::default().default_action(LinuxSeccompAction::ScmpActAllow).build()?,
+    };
+    let mut rules = sc.syscalls().clone().unwrap_or_default();
+    if sc.listener_path().is_some() || rules.iter().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify) {
+        return Err(SpecError::NotifyConflict);
+    }
+    let sysinfo = LinuxSyscallBuilder::default()
+        .names(vec!["sysinfo".to_string()])
+        .action(LinuxSeccompAction::ScmpActNotify)
+        .build()?;
+    rules.insert(0, sysinfo);
+    sc.set_syscalls(Some(rules));
+    sc.set_listener_path(Some(agent.to_owned()));
+    linux.set_seccomp(Some(sc));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
 /// The container's `linux.seccomp`: the view's sysinfo rule first (when the view answers
 /// sysinfo), then the profile's rules; none when that leaves nothing to filter.
 fn seccomp(opts: &RunOptions) -> Result<Option<LinuxSeccomp>, SpecError> {

@@ -38,6 +38,43 @@ fn field(field: impl Into<String>, message: impl Into<String>) -> BundleError {
     BundleError::Field { field: field.into(), message: message.into() }
 }
 
+/// The annotation that gives a bundle's container podrun's resource view: `on` (the
+/// files, sysinfo(2) and CPU affinity cut to the view's count), `files`, or `off` (the
+/// default).
+pub const VIEW_ANNOTATION: &str = "run.podrun.procview";
+
+/// The view a spec's annotation asks for.
+fn view_mode(spec: &Spec) -> Result<crate::state::ViewMode, BundleError> {
+    use crate::state::ViewMode;
+    match spec.annotations().as_ref().and_then(|a| a.get(VIEW_ANNOTATION)).map(String::as_str) {
+        None | Some("off") => Ok(ViewMode::Off),
+        Some("on") => Ok(ViewMode::On),
+        Some("files") => Ok(ViewMode::Files),
+        Some(other) => {
+            Err(field(format!("annotations[\"{VIEW_ANNOTATION}\"]"), format!("{other:?}: use on, files or off")))
+        }
+    }
+}
+
+/// Where the view of the bundle containers under `root` lives (its own podrun root, a name
+/// no container id can have).
+pub fn view_paths(root: &Path) -> crate::state::Paths {
+    crate::state::Paths::new(root.join(".podrun"))
+}
+
+/// Stops the view of `root` once no container there asks for it.
+fn release_view(root: &Path) {
+    let users = list(root).iter().filter(|c| c.annotations.get(VIEW_ANNOTATION).is_some_and(|v| v != "off")).count();
+    let vp = view_paths(root);
+    if users == 0 && vp.root.exists() {
+        crate::procview::stop(&vp);
+        // Its directory too, so that the state root holds containers only. (A create
+        // that started the view again meanwhile keeps it: rmdir fails on what is in it.)
+        let _ = fs::remove_file(crate::procview::binds_lock(&vp));
+        let _ = fs::remove_dir(&vp.root);
+    }
+}
+
 /// What `create` is asked for, beside the id.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -216,6 +253,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
         return Err(ContainerError::NoConsoleSocket);
     }
     let cg = cgroup_path(&spec, &cid)?;
+    let view = view_mode(&spec)?;
     let lim = limits(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
     let plan = crate::ns::Plan::of_spec(namespaces.iter().map(|n| (n.typ().to_string(), n.path().as_deref())))
@@ -265,6 +303,29 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
         // a pod's) are made if missing, as runc does, and left alone on delete.
         cgroup::create(&h, &first_level(&cg), &cg, &lim)?;
         let entry = cgroup::Entry::open(&h, &cg)?;
+        let view_dirs = match view {
+            crate::state::ViewMode::Off => None,
+            mode => {
+                let vp = view_paths(root);
+                fs::create_dir_all(&vp.root).map_err(io(format!("create {}", vp.root.display())))?;
+                let dir = crate::procview::ensure(&vp)?;
+                let on = mode == crate::state::ViewMode::On;
+                let agent = crate::procview::agent_path(&vp);
+                crate::spec::add_view(&mut spec, &dir, on.then_some(agent.as_path()), &h)?;
+                let process = spec.process_mut().as_mut().expect("checked");
+                if on && process.exec_cpu_affinity().is_none() {
+                    if let Some(cpus) = crate::procview::affinity(&h, &cg, id) {
+                        let list = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+                        let a = oci_spec::runtime::ExecCPUAffinityBuilder::default()
+                            .cpu_affinity_final(list)
+                            .build()
+                            .map_err(|e| field("process.execCPUAffinity", e.to_string()))?;
+                        process.set_exec_cpu_affinity(Some(a));
+                    }
+                }
+                Some((dir, crate::procview::binds_lock(&vp)))
+            }
+        };
         let p = Prepared {
             state,
             spec,
@@ -276,7 +337,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
             userns: None,
             join_userns: false,
             premade: Default::default(),
-            view: None,
+            view: view_dirs,
             view_lock: None,
             fresh: true,
             oom_before: 0,
@@ -300,6 +361,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
             let _ = cgroup::remove(h, cg, cg);
         }
         let _ = fs::remove_dir_all(&dir);
+        if view != crate::state::ViewMode::Off {
+            release_view(root);
+        }
     })
 }
 
@@ -467,7 +531,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
         cgroup::remove(&cgroup::Hierarchy::host()?, cg, cg)?;
     }
     let dir = c.dir.clone().unwrap_or_else(|| root.join(id));
-    fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))
+    fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
+    if c.annotations.get(VIEW_ANNOTATION).is_some_and(|v| v != "off") {
+        release_view(root);
+    }
+    Ok(())
 }
 
 /// Removes what a `create` killed midway left under `root` for `id` (a directory without

@@ -77,7 +77,13 @@ pub(crate) fn create(p: &Prepared, fifo: &OwnedFd) -> Result<clone::Spawned, Con
             p.entry.join(placed).map_err(StageError::at(Stage::Join, "enter the container's cgroup"))?;
             // A bundle's spec names its namespaces itself.
             if let Some(plan) = &p.namespaces {
-                return plan.enter().map_err(StageError::at(Stage::Join, "enter the spec's namespaces"));
+                // With the view, a new pid namespace gets a clock of its own too.
+                let clock = clock && plan.makes(CloneFlags::CLONE_NEWPID);
+                if plan.enter(clock).map_err(StageError::at(Stage::Join, "enter the spec's namespaces"))? {
+                    ns::start_clock()
+                        .map_err(StageError::at(Stage::Join, "set the container's clock (timens_offsets)"))?;
+                }
+                return Ok(());
             }
             if let Some(fd) = &pause_fd {
                 ns::join(fd, share_pid, p.join_userns, clock)
