@@ -90,6 +90,9 @@ impl Podman {
             c.env_remove(v);
         }
         c.stdin(Stdio::null());
+        // conmon writes a file named `oom` into its working directory when the container
+        // was OOM-killed (podman 4.3 gives it no --persist-dir): the temp dir's, not ours.
+        c.current_dir(&self.path);
         c
     }
 
