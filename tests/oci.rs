@@ -619,3 +619,38 @@ fn the_resource_view_is_an_annotation_away() {
     assert!(err.contains("annotations[\"run.podrun.procview\"]"), "{err}");
     t.assert_gone("v2");
 }
+
+#[test]
+fn preserve_fds_passes_the_callers_descriptors_on() {
+    if !need_root("preserve_fds_passes_the_callers_descriptors_on") {
+        return;
+    }
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let t = Oci::new();
+    let b = t.bundle("f1", "echo through-fd3 >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '", |_| {});
+    let (r, w): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    let raw = w.as_raw_fd();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podrun"));
+    cmd.arg("--root").arg(t.root()).args(["run", "--preserve-fds", "1", "--bundle", b.to_str().unwrap(), "f1"]);
+    // SAFETY: between fork and exec: dup2 only, as the caller (a shim) hands a socket on.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    drop(w);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut got).unwrap();
+    assert_eq!(got, "through-fd3\n");
+    // Nothing else of podrun's reaches the process: 0, 1, 2, the one passed, and ls's own.
+    let fds = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(fds.split_whitespace().take(4).collect::<Vec<_>>(), ["0", "1", "2", "3"], "{fds}");
+    assert!(fds.split_whitespace().count() <= 5, "{fds}");
+    t.assert_gone("f1");
+}

@@ -705,13 +705,17 @@ fn a_sysinfo_call_received_by_a_server_killed_before_it_noted_it_is_answered_by_
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let t = common::TestRoot::new();
     t.import(&common::python_oci(), &[]);
-    // The container's init calls sysinfo once, 3 s after it starts: by then the server is
-    // stopped, and this test takes the call.
-    let script = "import ctypes, time; time.sleep(3); b = ctypes.create_string_buffer(112); \
+    // The container's init calls sysinfo once, when /sig/go appears: once the server is
+    // stopped, and this test takes the call. (A fixed 3 s once: on a loaded guest the server
+    // was stopped too late, after the call had been answered.)
+    let script = "import ctypes, os, time\nwhile not os.path.exists('/sig/go'): time.sleep(0.02)\n\
+                  b = ctypes.create_string_buffer(112); \
                   assert ctypes.CDLL(None).sysinfo(b) == 0; \
                   print(int.from_bytes(b[32:40], 'little') * int.from_bytes(b[104:108], 'little') >> 20, flush=True); \
                   time.sleep(600)";
-    t.ok(["run", "-d", "--name", "c", "--memory", "64m", "python", "python3", "-c", script]);
+    let sig = tempfile::tempdir().unwrap();
+    let volume = format!("{}:/sig", sig.path().display());
+    t.ok(["run", "-d", "--name", "c", "--memory", "64m", "-v", &volume, "python", "python3", "-c", script]);
     let server = view_server(&t).expect("a view server");
     common::eventually(2, "the server never took the container's listener", || listeners_of(server).len() == 1);
     // The server stops; this test takes the call off the listener as the server's RECV
@@ -725,6 +729,7 @@ fn a_sysinfo_call_received_by_a_server_killed_before_it_noted_it_is_answered_by_
         assert!(fd >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
         OwnedFd::from_raw_fd(fd)
     };
+    std::fs::write(sig.path().join("go"), "").unwrap();
     let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: poll of one live pollfd.
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "the container's sysinfo never came");

@@ -176,6 +176,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             fresh: true,
             oom_before: 0,
             namespaces: None,
+            preserve_fds: 0,
         })
     })();
     let p = match prepared {

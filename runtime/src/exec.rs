@@ -306,9 +306,21 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, StageError
 }
 
 /// Marks every fd from 3 up close-on-exec: only stdio crosses into the workload.
-pub fn close_fds_on_exec() -> Result<(), StageError> {
+pub fn close_fds_on_exec(keep: u32) -> Result<(), StageError> {
+    // The caller's descriptors 3 to 3+keep-1 (runc's --preserve-fds) go to the workload:
+    // they were inherited there, below anything podrun opened itself.
+    for fd in 3..3 + keep {
+        // SAFETY: clearing FD_CLOEXEC on a descriptor number; EBADF if it is not open.
+        if unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) } != 0 {
+            return Err(StageError::new(
+                Stage::Process,
+                Errno::last(),
+                format!("--preserve-fds: descriptor {fd} is not open"),
+            ));
+        }
+    }
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3 + keep, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     Errno::result(rc).map(drop).map_err(StageError::at(Stage::Process, "close_range"))
 }
 

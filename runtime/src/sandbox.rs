@@ -103,7 +103,7 @@ fn exec_pause(pause: &OwnedFd, root_dir: &OwnedFd, hostname: &str, sync: &crate:
         umount2(".", MntFlags::MNT_DETACH).map_err(StageError::at(S, "unmount the old root"))?;
         nix::unistd::chdir("/").map_err(StageError::at(S, "chdir /"))?;
         nix::unistd::setsid().map_err(StageError::at(S, "setsid"))?;
-        crate::exec::close_fds_on_exec()?;
+        crate::exec::close_fds_on_exec(0)?;
         clone::reset_signals();
         Ok(())
     };

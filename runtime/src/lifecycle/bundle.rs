@@ -84,6 +84,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// A unix socket to send the terminal's master to, for a spec with `process.terminal`.
     pub console_socket: Option<PathBuf>,
+    /// The caller's descriptors 3 to 3+N-1 that the process gets.
+    pub preserve_fds: u32,
 }
 
 /// The state root's directory of container `id`.
@@ -342,6 +344,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
             fresh: true,
             oom_before: 0,
             namespaces: Some(plan),
+            preserve_fds: opts.preserve_fds,
         };
         let fifo = fifo::make(&dir).map_err(io("make the exec fifo"))?;
         let spawned = spawn::create(&p, &fifo)?;
@@ -478,6 +481,7 @@ pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<(), C
 /// What `exec` is asked for, beside the process.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
+    pub preserve_fds: u32,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     /// Return once the process runs (its parent is then the caller's subreaper).
@@ -502,7 +506,7 @@ pub fn exec(
     if tty && opts.detach && opts.console_socket.is_none() {
         return Err(ContainerError::NoConsoleSocket);
     }
-    match super::exec::exec_into(&c, &spec, &dir, process, true, opts.detach)? {
+    match super::exec::exec_into(&c, &spec, &dir, process, true, opts.detach, opts.preserve_fds)? {
         super::exec::Exec::Waited(e) => Ok(e.code.clamp(0, 255) as u8),
         super::exec::Exec::Detached(spawned) => {
             if let (Some(master), Some(socket)) = (spawned.terminal, &opts.console_socket) {

@@ -39,7 +39,7 @@ pub fn exec_in(
     process.set_args(Some(command));
     process.set_env(Some(full_env));
     process.set_terminal(Some(tty));
-    match exec_into(&c, &spec, &paths.container(id), process, interactive, false)? {
+    match exec_into(&c, &spec, &paths.container(id), process, interactive, false, 0)? {
         Exec::Waited(exit) => Ok(exit),
         Exec::Detached(_) => unreachable!("exec_into waits unless detached"),
     }
@@ -63,6 +63,7 @@ pub fn exec_into(
     process: oci_spec::runtime::Process,
     interactive: bool,
     detach: bool,
+    preserve_fds: u32,
 ) -> Result<Exec, ContainerError> {
     let id = c.id.as_str();
     let init = c.init.filter(|i| i.alive()).ok_or_else(|| ContainerError::NotRunning(id.to_owned()))?;
@@ -114,7 +115,7 @@ pub fn exec_into(
                     return e;
                 }
             }
-            exec_process(Some(&process), seccomp.as_ref(), None, sync)
+            exec_process(Some(&process), seccomp.as_ref(), None, preserve_fds, sync)
         },
         |_| Ok(()),
     )?;

@@ -63,4 +63,6 @@ pub(crate) struct Prepared {
     /// A bundle's container: the namespaces its spec names (podrun's own containers get
     /// theirs from `join` and `userns`).
     pub(crate) namespaces: Option<crate::ns::Plan>,
+    /// The caller's descriptors from 3 on that the process gets (runc's --preserve-fds).
+    pub(crate) preserve_fds: u32,
 }

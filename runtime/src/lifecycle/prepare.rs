@@ -89,6 +89,7 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
         fresh: false,
         oom_before,
         namespaces: None,
+        preserve_fds: 0,
         state: st,
     })
 }

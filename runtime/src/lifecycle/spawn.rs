@@ -167,7 +167,7 @@ fn init_stage(
     if let Err(e) = run() {
         return e;
     }
-    exec_process(p.spec.process().as_ref(), seccomp, Some(fifo), sync)
+    exec_process(p.spec.process().as_ref(), seccomp, Some(fifo), p.preserve_fds, sync)
 }
 
 fn sandbox_loopback() -> Result<(), StageError> {
@@ -182,6 +182,7 @@ pub(crate) fn exec_process(
     process: Option<&oci_spec::runtime::Process>,
     seccomp: Option<&crate::seccomp::Filter>,
     fifo: Option<&OwnedFd>,
+    preserve_fds: u32,
     sync: &crate::sync::ChildEnd,
 ) -> StageError {
     let Some(process) = process else { return StageError::new(Stage::Exec, Errno::EINVAL, "the spec has no process") };
@@ -197,7 +198,7 @@ pub(crate) fn exec_process(
         Ok(f) => f,
         Err(e) => return e,
     };
-    if let Err(e) = exec::close_fds_on_exec() {
+    if let Err(e) = exec::close_fds_on_exec(preserve_fds) {
         return e;
     }
     if !sync.wait_go() {

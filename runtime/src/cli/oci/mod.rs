@@ -255,7 +255,7 @@ struct ExecArgs {
     cap: Vec<String>,
     #[arg(long)]
     no_new_privs: bool,
-    /// Refused unless 0 for now.
+    /// Pass the caller's descriptors 3 to 3+N-1 on to the process.
     #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
     id: String,
@@ -280,7 +280,7 @@ struct CreateArgs {
     /// Accepted: podrun makes no session keyring.
     #[arg(long)]
     no_new_keyring: bool,
-    /// Pass N more descriptors, from 3 on, to the process (refused unless 0 for now).
+    /// Pass the caller's descriptors 3 to 3+N-1 on to the process.
     #[arg(long, default_value_t = 0, value_name = "N")]
     preserve_fds: u32,
     id: String,
@@ -452,9 +452,6 @@ fn run(cli: OciCli) -> Result<u8> {
 /// `runc exec`: the process from --process, or the container's own with the command and
 /// the flags' changes.
 fn exec(root: &std::path::Path, a: ExecArgs) -> Result<u8> {
-    if a.preserve_fds > 0 {
-        bail!("--preserve-fds is not supported by podrun yet");
-    }
     let id = a.id.clone();
     let mut process: oci_spec::runtime::Process = match &a.process {
         Some(f) => {
@@ -523,7 +520,12 @@ fn exec(root: &std::path::Path, a: ExecArgs) -> Result<u8> {
     if a.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
-    let opts = bundle::ExecOptions { pid_file: a.pid_file, console_socket: a.console_socket, detach: a.detach };
+    let opts = bundle::ExecOptions {
+        preserve_fds: a.preserve_fds,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        detach: a.detach,
+    };
     bundle::exec(root, &id, process, &opts).map_err(|e| runc_words(e, &id))
 }
 
@@ -548,13 +550,11 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     if a.no_pivot {
         bail!("--no-pivot is not supported: podrun always pivots into the root filesystem");
     }
-    if a.preserve_fds > 0 {
-        bail!("--preserve-fds is not supported by podrun yet");
-    }
     Ok(CreateOptions {
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
     })
 }
 
