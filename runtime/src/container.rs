@@ -135,7 +135,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
         let view_paths = options.procview.clone().map(|d| (d, crate::procview::binds_lock(paths)));
         let (premade, view_lock) = premake(&rootfs, &spec, userns.as_ref(), options.idmaps.as_ref(), &view_paths)?;
         let state = ContainerState {
-            id: id.to_string(),
+            id: id.clone(),
             sandbox: sb.as_ref().map(|s| s.name.clone()),
             image: req.image.clone(),
             image_id: Some(image.id.clone()),

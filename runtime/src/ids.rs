@@ -4,8 +4,29 @@
 use std::fmt;
 
 /// A container name or id: `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}` (docker's rule, length-capped).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ContainerId(String);
+
+impl TryFrom<String> for ContainerId {
+    type Error = BadId;
+    fn try_from(s: String) -> Result<ContainerId, BadId> {
+        ContainerId::parse(&s)
+    }
+}
+
+impl From<ContainerId> for String {
+    fn from(id: ContainerId) -> String {
+        id.0
+    }
+}
+
+impl std::ops::Deref for ContainerId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid {kind} name {name:?}: use 1-64 of [A-Za-z0-9_.-], starting with a letter or digit")]
@@ -94,6 +115,13 @@ impl fmt::Debug for ContainerId {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_id_read_from_json_is_checked_once_there() {
+        let ok: ContainerId = serde_json::from_str("\"c1\"").unwrap();
+        assert_eq!((ok.as_str(), serde_json::to_string(&ok).unwrap().as_str()), ("c1", "\"c1\""));
+        assert!(serde_json::from_str::<ContainerId>("\"../etc\"").is_err(), "a path is no id");
+    }
+
     use super::*;
 
     #[test]

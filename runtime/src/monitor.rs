@@ -36,7 +36,7 @@ fn undo(paths: &Paths, store: &Store, p: &ContainerState, fresh: bool) {
 /// Forks a monitor that starts the container with its output going to the log, tells us
 /// the result, then supervises it. Returns the container's name once it runs.
 pub(crate) fn run_detached(paths: &Paths, store: &Store, p: Prepared) -> Result<String, ContainerError> {
-    let id = p.state.id.clone();
+    let id = p.state.id.to_string();
     let (p_state, fresh) = (p.state.clone(), p.fresh);
     // SAFETY: single-threaded; the monitor ends with _exit.
     let forked = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).and_then(|(rd, wr)| Ok((rd, wr, unsafe { fork() }?)));
@@ -457,7 +457,7 @@ fn adopt(
     lock: nix::fcntl::Flock<fs::File>,
 ) -> Result<(), ContainerError> {
     let id = st.id.clone();
-    let not_running = || ContainerError::NotRunning(id.clone());
+    let not_running = || ContainerError::NotRunning(id.to_string());
     let pidfd = st.init.ok_or_else(not_running)?.pidfd().map_err(|_| not_running())?;
     let oom = match (&st.cgroup, crate::cgroup::Hierarchy::host()) {
         (Some(cg), Ok(h)) => crate::cgroup::oom_kills(&h, cg),

@@ -327,7 +327,7 @@ pub fn remove(
     let mut removed = Vec::new();
     for c in &members {
         if crate::lifecycle::remove_state(paths, store, c, true).is_ok() {
-            removed.push(c.id.clone());
+            removed.push(c.id.to_string());
         }
     }
     let _lock = state::lock(&dir).ok();
@@ -408,7 +408,7 @@ pub fn matrix(paths: &Paths, sb: &SandboxState) -> Vec<NsRow> {
     }
     for c in containers_of(paths, &sb.name) {
         if let Some(init) = c.init.filter(|i| i.alive()) {
-            rows.push(row(c.id.clone(), init.pid, false));
+            rows.push(row(c.id.to_string(), init.pid, false));
         }
     }
     rows

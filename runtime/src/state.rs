@@ -72,7 +72,8 @@ pub struct ExitInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerState {
-    pub id: String,
+    /// Checked when read (a state file naming a path is refused), never parsed again.
+    pub id: crate::ids::ContainerId,
     /// The sandbox joined, or None for a container with namespaces of its own.
     pub sandbox: Option<String>,
     /// The image it was made from ("" for a bundle's).

@@ -157,7 +157,7 @@ pub(super) fn ps(paths: &Paths, all: bool, format: Format, quiet: bool) -> Resul
                     cmd.push_str("...");
                 }
                 t.push([
-                    c.id.clone(),
+                    c.id.to_string(),
                     c.image.clone(),
                     format!("\"{cmd}\""),
                     ago(now, c.created),
@@ -186,11 +186,11 @@ fn stat_targets(paths: &Paths, names: &[String], sandbox: Option<&str>) -> Resul
         let wanted = if names.is_empty() {
             sandbox.is_none_or(|sb| c.sandbox.as_deref() == Some(sb))
         } else {
-            names.contains(&c.id)
+            names.iter().any(|n| n == &*c.id)
         };
         if wanted && container::status(&c) == Status::Running {
             if let Some(cg) = c.cgroup.clone() {
-                out.push((c.id.clone(), cg));
+                out.push((c.id.to_string(), cg));
             }
         }
     }
@@ -375,8 +375,11 @@ fn sandbox_ls(paths: &Paths, format: Format, quiet: bool) -> Result<()> {
                     let mut v = serde_json::to_value(s).unwrap_or_default();
                     v["status"] = if s.pause.alive() { "ready" } else { "notready" }.into();
                     v["shared"] = shared(s).into();
-                    v["containers"] =
-                        sandbox::containers_of(paths, &s.name).iter().map(|c| c.id.clone()).collect::<Vec<_>>().into();
+                    v["containers"] = sandbox::containers_of(paths, &s.name)
+                        .iter()
+                        .map(|c| c.id.to_string())
+                        .collect::<Vec<_>>()
+                        .into();
                     v
                 })
                 .collect();

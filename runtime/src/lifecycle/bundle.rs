@@ -273,7 +273,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
     let made = h.as_ref().ok().map(|h| (h, cg.clone()));
     let result = (|| {
         let state = ContainerState {
-            id: id.to_owned(),
+            id: cid.clone(),
             sandbox: None,
             image: String::new(),
             image_id: None,

@@ -23,9 +23,7 @@ pub(crate) fn discard(paths: &Paths, store: &Store, state: &ContainerState) {
     if let (Some(cg), Ok(h)) = (&state.cgroup, cgroup::Hierarchy::host()) {
         let _ = cgroup::remove(&h, &top_of(paths, state), cg);
     }
-    if let Ok(id) = ContainerId::parse(&state.id) {
-        let _ = store.remove_rootfs(&id);
-    }
+    let _ = store.remove_rootfs(&state.id);
     release_userns(paths, state);
     crate::procview::release_if_unused(paths);
 }
@@ -183,8 +181,8 @@ pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: boo
     let fresh = state::read_json::<ContainerState>(&dir.join("state.json"));
     let c = fresh.as_ref().unwrap_or(c);
     match status(c) {
-        Status::Running if !force => return Err(ContainerError::Running(c.id.clone())),
-        Status::BackOff { .. } if !force => return Err(ContainerError::BackingOff(c.id.clone())),
+        Status::Running if !force => return Err(ContainerError::Running(c.id.to_string())),
+        Status::BackOff { .. } if !force => return Err(ContainerError::BackingOff(c.id.to_string())),
         _ => {}
     }
     if let Some(init) = c.init.filter(|i| i.alive()) {
@@ -195,7 +193,7 @@ pub fn remove_state(paths: &Paths, store: &Store, c: &ContainerState, force: boo
     if let Some(cg) = &c.cgroup {
         cgroup::remove(&cgroup::Hierarchy::host()?, &top_of(paths, c), cg)?;
     }
-    store.remove_rootfs(&ContainerId::parse(&c.id)?)?;
+    store.remove_rootfs(&c.id)?;
     release_userns(paths, c);
     crate::procview::release_if_unused(paths);
     Ok(())

@@ -8,7 +8,6 @@ use oci_spec::runtime::Spec;
 
 use super::*;
 use crate::cgroup;
-use crate::ids::ContainerId;
 use crate::image::{Rootfs, Store};
 use crate::mount::rootfs;
 use crate::state::{self, ContainerState, Paths};
@@ -33,11 +32,11 @@ pub(crate) fn premake(
 /// start`), from its rootfs and config.json: into its sandbox again (which must still
 /// run), in its own cgroup (emptied first), in a user namespace with the same maps.
 pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) -> Result<Prepared, ContainerError> {
-    let cid = ContainerId::parse(&st.id)?;
+    let cid = st.id.clone();
     let spec: Spec = state::read_json(&paths.container(cid.as_str()).join("config.json"))
         .map_err(io(format!("read config.json of container {cid}")))?;
     if spec.process().as_ref().is_some_and(|p| p.terminal().unwrap_or(false)) {
-        return Err(ContainerError::StartTerminal(st.id.clone()));
+        return Err(ContainerError::StartTerminal(st.id.to_string()));
     }
     let rootfs = store.rootfs(&cid)?;
     let sb = match &st.sandbox {
@@ -52,7 +51,7 @@ pub(crate) fn prepare_again(paths: &Paths, store: &Store, st: ContainerState) ->
         None => None,
     };
     let h = cgroup::Hierarchy::host()?;
-    let cg = st.cgroup.clone().ok_or_else(|| ContainerError::NotFound(st.id.clone()))?;
+    let cg = st.cgroup.clone().ok_or_else(|| ContainerError::NotFound(st.id.to_string()))?;
     // What the last run left (its orphans, with a shared pid namespace) goes first.
     cgroup::kill_all(&h, &cg)?;
     let entry = cgroup::Entry::open(&h, &cg)?;

@@ -23,7 +23,7 @@ use crate::sync::{ChildError, Stage, StageError};
 pub(crate) fn launch(p: &Prepared) -> Result<clone::Spawned, ContainerError> {
     use crate::lifecycle::fifo::{self, StartError};
     let dir = &p.rootfs.dir;
-    let start_err = |source| ContainerError::Start { id: p.state.id.clone(), source };
+    let start_err = |source| ContainerError::Start { id: p.state.id.to_string(), source };
     let created = fifo::make(dir)
         .map_err(io("make the exec fifo"))
         .and_then(|path| Ok((fifo::open_start(dir).map_err(start_err)?, path)))
