@@ -380,9 +380,11 @@ impl Oci {
         let path = format!("{}/{name}", self.parent);
         let file = match &h {
             podrun::cgroup::Hierarchy::V2 { mount } => mount.join(path.trim_start_matches('/')).join(v2),
-            podrun::cgroup::Hierarchy::V1 { controllers, .. } => {
-                controllers[controller].join(path.trim_start_matches('/')).join(v1)
-            }
+            podrun::cgroup::Hierarchy::V1 { controllers, .. } => controllers
+                .get(controller)
+                .unwrap_or_else(|| panic!("no {controller} hierarchy"))
+                .join(path.trim_start_matches('/'))
+                .join(v1),
         };
         std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).trim().to_owned()
     }

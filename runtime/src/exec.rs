@@ -168,7 +168,7 @@ pub fn setup_process(p: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
     const STAGE: Stage = Stage::Process;
     if let Some(list) = p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().as_deref()) {
         let mut set = nix::sched::CpuSet::new();
-        for cpu in podrun_procfs::snapshot::parse_cpulist(list).unwrap_or_default() {
+        for cpu in podrun_cgroup::parse_cpulist(list).unwrap_or_default() {
             set.set(cpu as usize).map_err(StageError::at(STAGE, format!("CPU {cpu} in {list}")))?;
         }
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)

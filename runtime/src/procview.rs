@@ -108,11 +108,11 @@ pub fn roots(h: &Hierarchy) -> CgroupRoots {
     match h {
         Hierarchy::V2 { mount } => CgroupRoots { v2: Some(mount.clone()), ..Default::default() },
         Hierarchy::V1 { controllers, unified } => CgroupRoots {
-            memory: controllers.get("memory").cloned(),
-            cpu: controllers.get("cpu").cloned(),
-            cpuacct: controllers.get("cpuacct").cloned(),
-            cpuset: controllers.get("cpuset").cloned(),
-            blkio: controllers.get("blkio").cloned(),
+            memory: controllers.get("memory").map(Path::to_path_buf),
+            cpu: controllers.get("cpu").map(Path::to_path_buf),
+            cpuacct: controllers.get("cpuacct").map(Path::to_path_buf),
+            cpuset: controllers.get("cpuset").map(Path::to_path_buf),
+            blkio: controllers.get("blkio").map(Path::to_path_buf),
             unified: unified.clone(),
             ..Default::default()
         },
@@ -124,8 +124,8 @@ pub fn roots(h: &Hierarchy) -> CgroupRoots {
 /// cpuset (or podrun's own affinity), starting at a place that depends on `key` so pods
 /// spread over the CPUs. None when that is all of them.
 pub fn affinity(h: &Hierarchy, cgroup: &str, key: &str) -> Option<Vec<u32>> {
-    use podrun_procfs::{caller, snapshot};
-    let snap = caller::cpu_snapshot(&roots(h), &caller::Cgroups::at(cgroup));
+    use podrun_cgroup::snapshot;
+    let snap = snapshot::cpu(h, &podrun_cgroup::Cgroups::at(cgroup)).value;
     let allowed: Vec<u32> = match &snap.cpuset {
         Some(s) => s.clone(),
         None => {
@@ -137,7 +137,7 @@ pub fn affinity(h: &Hierarchy, cgroup: &str, key: &str) -> Option<Vec<u32>> {
     if n >= allowed.len() {
         return None;
     }
-    let start = (podrun_procfs::fnv1a(key.as_bytes()) % allowed.len() as u64) as usize;
+    let start = (podrun_cgroup::fnv1a(key.as_bytes()) % allowed.len() as u64) as usize;
     let mut cpus: Vec<u32> = (0..n).map(|i| allowed[(start + i) % allowed.len()]).collect();
     cpus.sort_unstable();
     Some(cpus)

@@ -43,6 +43,8 @@ pub enum SandboxError {
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(transparent)]
+    Hierarchy(#[from] crate::cgroup::HostError),
+    #[error(transparent)]
     IdMap(#[from] crate::idmap::IdMapError),
     #[error("{op} {path}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },

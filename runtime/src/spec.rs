@@ -270,8 +270,8 @@ pub(crate) fn cgroup_mounts_at(h: &Hierarchy, dest: &str, ro: bool) -> Result<Ve
         Hierarchy::V2 { .. } => vec![mount(dest, "cgroup2", "cgroup", opts)?],
         Hierarchy::V1 { controllers, .. } => {
             let mut by_mount: std::collections::BTreeMap<&std::path::Path, Vec<&str>> = Default::default();
-            for (name, m) in controllers {
-                by_mount.entry(m.as_path()).or_default().push(name.as_str());
+            for (name, m) in controllers.iter() {
+                by_mount.entry(m).or_default().push(name);
             }
             let mut v = vec![mount(dest, "tmpfs", "cgroup", &["nosuid", "noexec", "nodev", "mode=755", "size=64k"])?];
             for (m, names) in by_mount {

@@ -164,7 +164,7 @@ impl Paths {
         if self.root == Path::new(DEFAULT_ROOT) {
             return "/podrun".into();
         }
-        format!("/podrun-{:08x}", podrun_procfs::fnv1a(self.root.as_os_str().as_encoded_bytes()) as u32)
+        format!("/podrun-{:08x}", podrun_cgroup::fnv1a(self.root.as_os_str().as_encoded_bytes()) as u32)
     }
 
     pub fn sandboxes(&self) -> PathBuf {

@@ -1,6 +1,8 @@
 //! Limit values parsed the way docker reads them, and the files and values each becomes in
 //! either cgroup world.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 /// Resource limits of a sandbox or container, as docker's flags give them.
@@ -172,6 +174,7 @@ pub fn limit_files(h: &Hierarchy, l: &Limits) -> Vec<(&'static str, &'static str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use podrun_cgroup::detect;
 
     /// This development VM: v1 controllers (cpu and cpuacct apart) plus an empty cgroup2.
     const HYBRID: &str = "\
@@ -188,26 +191,6 @@ mod tests {
     const PURE_V2: &str = "\
 25 22 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
 ";
-    /// Debian's older layout: cpu and cpuacct co-mounted.
-    const COMOUNTED: &str = "\
-32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-";
-
-    #[test]
-    fn detect_tells_pure_v2_from_hybrid_and_v1() {
-        assert_eq!(detect(PURE_V2).unwrap(), Hierarchy::V2 { mount: "/sys/fs/cgroup".into() });
-        let Hierarchy::V1 { controllers, unified } = detect(HYBRID).unwrap() else { panic!("not v1") };
-        assert_eq!(controllers["cpu"], PathBuf::from("/sys/fs/cgroup/cpu"));
-        assert_eq!(controllers["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpuacct"));
-        assert!(!controllers.contains_key("name=systemd"));
-        assert_eq!(unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        let Hierarchy::V1 { controllers, unified } = detect(COMOUNTED).unwrap() else { panic!("not v1") };
-        assert_eq!(controllers["cpu"], controllers["cpuacct"]);
-        assert_eq!(unified, None);
-        assert_eq!(detect(""), Err(LimitError::NoHierarchy));
-    }
-
     #[test]
     fn sizes_read_like_docker() {
         assert_eq!(parse_size("256m"), Ok(256 << 20));

@@ -6,15 +6,14 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use podrun_cgroup::{UNIFIED, V2_CONTROLLERS};
+
 use super::*;
 
 /// The cgroup of a sandbox's pause: `<top>/<sandbox>/pause`, beside its containers'.
 pub const PAUSE: &str = "pause";
 /// Prefix of the cgroup of a container without a sandbox: `<top>/container@<name>`.
 pub const LONE_PREFIX: &str = "container@";
-
-/// The v2 controllers podrun uses, enabled in subtree_control along the path.
-const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
 
 /// Creates cgroup `path` (absolute in the hierarchy, under podrun's own `top`), with every
 /// missing level, and writes `limits`. Only directories at or below `top` are created;

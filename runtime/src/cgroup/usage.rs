@@ -36,7 +36,7 @@ pub struct Usage {
 }
 
 // Kernel files are parsed in one place, shared with the resource view.
-use podrun_procfs::snapshot::{keyed_value as keyed, limit as limit_value};
+use podrun_cgroup::{keyed_value as keyed, limit as limit_value};
 
 pub fn usage(h: &Hierarchy, path: &str) -> Usage {
     let r = |c: &str, f: &str| read(h, c, path, f).unwrap_or_default();
@@ -73,30 +73,5 @@ pub fn usage(h: &Hierarchy, path: &str) -> Usage {
 /// The smallest memory limit over `path` and its ancestors, read as the view reads it
 /// (v2: each ancestor's memory.max; v1: the kernel's hierarchical_memory_limit).
 fn effective_memory_limit(h: &Hierarchy, path: &str) -> Option<u64> {
-    use podrun_procfs::snapshot;
-    match h {
-        Hierarchy::V2 { mount } => snapshot::memory_v2(mount, path).limit,
-        Hierarchy::V1 { controllers, .. } => snapshot::memory_v1(controllers.get("memory")?, path).limit,
-    }
-}
-
-#[cfg(test)]
-mod usage_tests {
-    use super::*;
-
-    #[test]
-    fn flat_keyed_files_are_read_by_exact_key() {
-        let stat = "usage_usec 1500\nuser_usec 1000\nnr_throttled 7\nthrottled_usec 900\n";
-        assert_eq!(keyed(stat, "usage_usec"), Some(1500));
-        assert_eq!(keyed(stat, "throttled_usec"), Some(900));
-        assert_eq!(keyed(stat, "usage"), None, "no prefix matching");
-        assert_eq!(keyed("oom 0\noom_kill 2\n", "oom_kill"), Some(2));
-    }
-
-    #[test]
-    fn unlimited_reads_as_none_in_both_worlds() {
-        assert_eq!(limit_value("max\n"), None);
-        assert_eq!(limit_value("9223372036854771712"), None);
-        assert_eq!(limit_value("33554432"), Some(32 << 20));
-    }
+    podrun_cgroup::snapshot::memory(h, &podrun_cgroup::Cgroups::at(path)).value.limit
 }

@@ -22,6 +22,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
+    Hierarchy(#[from] cgroup::HostError),
+    #[error(transparent)]
     View(#[from] crate::procview::ViewError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),

@@ -163,7 +163,7 @@ pub fn unmount_all_under(dir: &Path) -> io::Result<()> {
     let mut points: Vec<PathBuf> = info
         .split(|&b| b == b'\n')
         .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|p| PathBuf::from(OsStr::from_bytes(&super::unescape_mountinfo(p))))
+        .map(|p| PathBuf::from(OsStr::from_bytes(&podrun_cgroup::unescape_mountinfo(p))))
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
