@@ -37,7 +37,7 @@ fn a_reader_sees_its_own_cgroups_limits_and_an_outsider_the_host() {
     }
     let h = Hierarchy::host().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let session = podrun_procfs::fuse::serve(podrun::procview::roots(&h), dir.path()).expect("mount the view");
+    let session = podrun_procfs::fuse::serve(h.clone(), dir.path()).expect("mount the view");
     let top = format!("/podrun-procview-test-{}", std::process::id());
     let cg = TestCgroup { h: &h, top: top.clone(), path: format!("{top}/c") };
     let limits = Limits { memory: Some(256 << 20), cpu_quota: Some((50_000, 100_000)), ..Limits::default() };
@@ -782,7 +782,8 @@ fn diskstats_and_pressure_are_the_cgroups() {
     }
     let t = common::TestRoot::with_busybox();
     let h = Hierarchy::host().unwrap();
-    let roots = podrun::procview::roots(&h);
+    // The view's model of the host is the runtime's.
+    let roots = h.clone();
     let v2 = matches!(h, Hierarchy::V2 { .. });
     // Exactly the files this host serves are mounted: diskstats from io.stat or blkio,
     // pressure from the cgroup2 cgroup (a hybrid host's controller-less one).
@@ -809,7 +810,7 @@ fn diskstats_and_pressure_are_the_cgroups() {
         let rule = format!("{}:{} 0", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
         let pod: serde_json::Value =
             serde_json::from_str(&t.ok(["sandbox", "inspect", "iopod", "--format", "json"])).unwrap();
-        let dir = roots.blkio.as_ref().unwrap().join(pod["cgroup"].as_str().unwrap().trim_start_matches('/'));
+        let dir = roots.dir_of("blkio", pod["cgroup"].as_str().unwrap()).unwrap();
         std::fs::write(dir.join("blkio.throttle.read_bps_device"), rule).unwrap();
     }
     let disk = format!("{dev}:/disk:r");

@@ -1,86 +1,25 @@
 //! Who is reading: the reader's cgroup in each hierarchy, from /proc/<pid>/cgroup (paths are
 //! relative to the server's cgroup namespace, which is the host's), and the view computed
-//! for it. Each controller is looked up at the reader's own path in its own hierarchy.
+//! for it from podrun-cgroup's numbers, each controller read at the reader's own path in
+//! its own hierarchy, and kept for a moment (`Recent`).
 //! A file that cannot be made from what the kernel gives is an error (`render_for`);
 //! sysinfo(2) is answered all the same, from what could be read (`sysinfo_for`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+
+use podrun_cgroup::snapshot::{self, Checked};
+use podrun_cgroup::{Cgroups, Hierarchy};
 
 use crate::clock::{container_uptime, ticks_per_second};
 use crate::error::ViewError;
 use crate::recent::Recent;
 use crate::render::sysinfo::Asker;
 use crate::render::{cpu, meminfo, uptime};
-use crate::snapshot::{self, Checked};
 
-/// Where the cgroup hierarchies are mounted, as podrun's runtime found them.
-#[derive(Debug, Clone, Default)]
-pub struct CgroupRoots {
-    /// The cgroup2 mount of a pure v2 host.
-    pub v2: Option<PathBuf>,
-    /// The v1 memory, cpu and cpuset mounts of a v1 or hybrid host.
-    pub memory: Option<PathBuf>,
-    pub cpu: Option<PathBuf>,
-    pub cpuacct: Option<PathBuf>,
-    pub cpuset: Option<PathBuf>,
-    /// The v1 blkio mount (diskstats).
-    pub blkio: Option<PathBuf>,
-    /// A hybrid host's controller-less cgroup2 mount, where the kernel keeps each cgroup's
-    /// pressure (PSI).
-    pub unified: Option<PathBuf>,
-}
-
-impl CgroupRoots {
-    /// Where the readers' pressure files are: the cgroup2 mount, or a hybrid host's.
-    fn pressure(&self) -> Option<&PathBuf> {
-        self.v2.as_ref().or(self.unified.as_ref())
-    }
-}
-
-/// A process's cgroup in each hierarchy: its v2 path (`0::`), and its path per v1
-/// controller.
-#[derive(Debug, Clone, Default)]
-pub struct Cgroups {
-    v2: Option<String>,
-    v1: Vec<(String, String)>,
-}
-
-impl Cgroups {
-    /// From /proc/<pid>/cgroup (as `cgroup_file` keeps it).
-    pub fn of_pid(pid: u32) -> Result<Cgroups, ViewError> {
-        cgroup_file(pid).map(|text| Cgroups::parse(&text))
-    }
-
-    fn parse(text: &str) -> Cgroups {
-        let mut c = Cgroups::default();
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (_, ctrls, path) = match (parts.next(), parts.next(), parts.next()) {
-                (Some(a), Some(b), Some(c)) => (a, b, c),
-                _ => continue,
-            };
-            if ctrls.is_empty() {
-                c.v2 = Some(path.to_owned());
-            } else {
-                for n in ctrls.split(',') {
-                    c.v1.push((n.to_owned(), path.to_owned()));
-                }
-            }
-        }
-        c
-    }
-
-    /// The same path in every hierarchy, as podrun makes a container's.
-    pub fn at(path: &str) -> Cgroups {
-        let v1 =
-            ["memory", "cpu", "cpuacct", "cpuset", "blkio"].iter().map(|n| (n.to_string(), path.to_owned())).collect();
-        Cgroups { v2: Some(path.to_owned()), v1 }
-    }
-
-    fn v1_path(&self, controller: &str) -> Option<&str> {
-        self.v1.iter().find(|(n, _)| n == controller).map(|(_, p)| p.as_str())
-    }
+/// The cgroups of process `pid`, from its /proc/<pid>/cgroup (as `cgroup_file` keeps it).
+pub fn cgroups_of(pid: u32) -> Result<Cgroups, ViewError> {
+    cgroup_file(pid).map(|text| Cgroups::parse(&text))
 }
 
 /// /proc/<pid>/cgroup, read at most once per FRESH: a reader's open, its reads from offset 0
@@ -89,7 +28,7 @@ impl Cgroups {
 /// (A process gone, or not in the pid namespace of the view's mount, has none.)
 pub fn cgroup_file(pid: u32) -> Result<Arc<String>, ViewError> {
     static FILES: Recent<Result<Arc<String>, ViewError>> = Recent::new();
-    FILES.get(&pid.to_string(), || match crate::read_kernel_file(format!("/proc/{pid}/cgroup")) {
+    FILES.get(&pid.to_string(), || match podrun_cgroup::read_kernel_file(format!("/proc/{pid}/cgroup")) {
         Ok(text) => Ok(Arc::new(text)),
         Err(e) => Err(ViewError::Reader { pid, errno: crate::error::errno_of(&e) }),
     })
@@ -103,44 +42,36 @@ fn host_file(path: &str) -> Result<Arc<String>, ViewError> {
 
 /// A host file, read now.
 fn host_file_now(path: &str) -> Result<String, ViewError> {
-    crate::read_kernel_file(path).map_err(|e| ViewError::read(Path::new(path), None, &e))
+    podrun_cgroup::read_kernel_file(path).map_err(|e| ViewError::read(Path::new(path), None, &e))
 }
 
 /// The cgroup's memory numbers, looked at most once per FRESH.
-fn memory_recent(roots: &CgroupRoots, c: &Cgroups) -> Arc<Checked<snapshot::MemorySnapshot>> {
+fn memory_recent(h: &Hierarchy, c: &Cgroups) -> Arc<Checked<snapshot::MemorySnapshot>> {
     static MEMORY: Recent<Arc<Checked<snapshot::MemorySnapshot>>> = Recent::new();
-    let key = format!("{:?}{:?}", c.v2, c.v1_path("memory"));
-    MEMORY.get(&key, || Arc::new(memory_snapshot(roots, c)))
-}
-
-pub fn memory_snapshot(roots: &CgroupRoots, c: &Cgroups) -> Checked<snapshot::MemorySnapshot> {
-    match (&roots.v2, &roots.memory, &c.v2, c.v1_path("memory")) {
-        (Some(root), _, Some(p), _) => snapshot::checked_memory_v2(root, p),
-        (_, Some(root), _, Some(p)) => snapshot::checked_memory_v1(root, p),
-        _ => Checked::default(),
-    }
+    let key = format!("{:?}{:?}", c.v2_path(), c.v1_path("memory"));
+    MEMORY.get(&key, || Arc::new(snapshot::memory(h, c)))
 }
 
 /// Where the cgroup's tasks are listed, for its load average.
-pub fn task_list(roots: &CgroupRoots, c: &Cgroups) -> Option<crate::load::TaskList> {
+pub fn task_list(h: &Hierarchy, c: &Cgroups) -> Option<crate::load::TaskList> {
     use crate::load::TaskList;
-    match (&roots.v2, &c.v2, &roots.cpu, c.v1_path("cpu")) {
-        (Some(root), Some(p), _, _) => {
-            Some(TaskList { dir: root.join(p.trim_start_matches('/')), file: "cgroup.threads" })
+    match (h, c.v2_path()) {
+        (Hierarchy::V2 { mount }, Some(p)) => {
+            Some(TaskList { dir: mount.join(p.trim_start_matches('/')), file: "cgroup.threads" })
         }
-        (_, _, Some(root), Some(p)) => Some(TaskList { dir: root.join(p.trim_start_matches('/')), file: "tasks" }),
+        (Hierarchy::V1 { .. }, _) => Some(TaskList { dir: h.dir_of("cpu", c.v1_path("cpu")?)?, file: "tasks" }),
         _ => None,
     }
 }
 
 /// The cgroup's I/O as v2's io.stat says it (v1's blkio counters put in that form); empty
 /// where neither is.
-fn io_stat(roots: &CgroupRoots, groups: &Cgroups) -> Result<String, ViewError> {
-    match (&roots.v2, &roots.blkio, groups.v1_path("blkio")) {
-        (Some(_), _, _) => v2_file(roots, groups, "io.stat"),
-        (None, Some(root), Some(p)) => {
-            let dir = root.join(p.trim_start_matches('/'));
-            let read = |f: &str| crate::read_if_present(&dir.join(f), Some(p)).map(Option::unwrap_or_default);
+fn io_stat(h: &Hierarchy, groups: &Cgroups) -> Result<String, ViewError> {
+    let blkio = groups.v1_path("blkio").and_then(|p| Some((h.dir_of("blkio", p)?, p)));
+    match (h, blkio) {
+        (Hierarchy::V2 { .. }, _) => v2_file(h, groups, "io.stat"),
+        (Hierarchy::V1 { .. }, Some((dir, p))) => {
+            let read = |f: &str| podrun_cgroup::read_if_present(&dir.join(f), Some(p)).map(Option::unwrap_or_default);
             Ok(crate::render::io::io_stat_from_blkio(
                 &read("blkio.throttle.io_service_bytes_recursive")?,
                 &read("blkio.throttle.io_serviced_recursive")?,
@@ -154,30 +85,6 @@ fn io_stat(roots: &CgroupRoots, groups: &Cgroups) -> Result<String, ViewError> {
 fn tasks(list: &crate::load::TaskList, reader: u32) -> uptime::Tasks {
     static STATES: Recent<std::sync::Arc<crate::load::States>> = Recent::new();
     STATES.get(&list.dir.to_string_lossy(), || std::sync::Arc::new(crate::load::States::of(list))).seen_by(reader)
-}
-
-/// CPU time used by the cgroup (and its descendants): (user, system) in microseconds.
-pub fn cpu_usage(roots: &CgroupRoots, c: &Cgroups) -> Result<(u64, u64), ViewError> {
-    match (&roots.v2, &c.v2, &roots.cpuacct, c.v1_path("cpuacct")) {
-        (Some(root), Some(p), _, _) => snapshot::checked_cpu_usage_v2(root, p).into_result(),
-        (_, _, Some(root), Some(p)) => snapshot::checked_cpu_usage_v1(root, p, ticks_per_second()).into_result(),
-        _ => Ok((0, 0)),
-    }
-}
-
-/// The cgroup's CPU limits, as far as its files could be read (the runtime's numbers).
-pub fn cpu_snapshot(roots: &CgroupRoots, c: &Cgroups) -> snapshot::CpuSnapshot {
-    checked_cpu_snapshot(roots, c).value
-}
-
-fn checked_cpu_snapshot(roots: &CgroupRoots, c: &Cgroups) -> Checked<snapshot::CpuSnapshot> {
-    match (&roots.v2, &c.v2) {
-        (Some(root), Some(p)) => snapshot::checked_cpu_v2(root, p),
-        _ => match (&roots.cpu, c.v1_path("cpu"), &roots.cpuset, c.v1_path("cpuset")) {
-            (Some(cr), Some(cp), Some(sr), Some(sp)) => snapshot::checked_cpu_v1(cr, cp, sr, sp),
-            _ => Checked::default(),
-        },
-    }
 }
 
 /// The files the view serves: the name in the view's directory, and where a container
@@ -267,15 +174,15 @@ impl ViewFile {
 }
 
 impl ViewFile {
-    /// Whether a container on a host with cgroup mounts `roots` gets the file: diskstats
+    /// Whether a container on a host with cgroup hierarchy `h` gets the file: diskstats
     /// comes from cgroup v2's io.stat or v1's blkio, pressure from the reader's cgroup2
     /// cgroup (on a hybrid host, the controller-less one) where the kernel has PSI. Where
     /// neither is, the container keeps the host's file.
-    pub fn served(self, roots: &CgroupRoots) -> bool {
+    pub fn served(self, h: &Hierarchy) -> bool {
         match self {
-            ViewFile::Diskstats => roots.v2.is_some() || roots.blkio.is_some(),
+            ViewFile::Diskstats => h.mount_of("blkio").is_some(),
             ViewFile::PressureCpu | ViewFile::PressureMemory | ViewFile::PressureIo => {
-                roots.pressure().is_some() && std::path::Path::new("/proc/pressure/cpu").exists()
+                h.cgroup2().is_some() && std::path::Path::new("/proc/pressure/cpu").exists()
             }
             // lscpu's "NUMA node0 CPU(s)". Other nodes of a NUMA host keep theirs.
             ViewFile::NodeCpumap | ViewFile::NodeCpulist => std::path::Path::new(NODE0_CPUMAP).exists(),
@@ -292,17 +199,17 @@ const NODE0_CPUMAP: &str = "/sys/devices/system/node/node0/cpumap";
 const CPUS_KEPT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A cgroup's CPU limits, made at most once per CPUS_KEPT.
-fn cpu_snapshot_cached(roots: &CgroupRoots, c: &Cgroups) -> Checked<snapshot::CpuSnapshot> {
+fn cpu_snapshot_cached(h: &Hierarchy, c: &Cgroups) -> Checked<snapshot::CpuSnapshot> {
     static SNAPSHOTS: Recent<Checked<snapshot::CpuSnapshot>> = Recent::kept_for(CPUS_KEPT);
-    let key = format!("{:?}{:?}{:?}", c.v2, c.v1_path("cpu"), c.v1_path("cpuset"));
-    SNAPSHOTS.get(&key, || checked_cpu_snapshot(roots, c))
+    let key = format!("{:?}{:?}{:?}", c.v2_path(), c.v1_path("cpu"), c.v1_path("cpuset"));
+    SNAPSHOTS.get(&key, || snapshot::cpu(h, c))
 }
 
 /// The view's CPUs for the thread `tid` (snapshot::cpu_ids): of the host's online CPUs,
 /// those its affinity allows (which the kernel keeps within its cpuset; podrun sets it to
 /// the view's count of them, spread over the CPUs by pod).
-fn cpu_ids(roots: &CgroupRoots, c: &Cgroups, tid: u32) -> Result<Vec<u32>, ViewError> {
-    let limits = cpu_snapshot_cached(roots, c).into_result()?;
+fn cpu_ids(h: &Hierarchy, c: &Cgroups, tid: u32) -> Result<Vec<u32>, ViewError> {
+    let limits = cpu_snapshot_cached(h, c).into_result()?;
     let online = host_cpus();
     let allowed: Vec<u32> = match affinity(tid) {
         Some(mask) => online.iter().copied().filter(|c| mask.contains(c)).collect(),
@@ -328,10 +235,12 @@ fn affinity(tid: u32) -> Option<Vec<u32>> {
 
 /// A file of the reader's cgroup2 cgroup (on a hybrid host, in the controller-less mount;
 /// "" where there is none).
-fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> Result<String, ViewError> {
-    match (roots.pressure(), &c.v2) {
-        (Some(root), Some(p)) => crate::read_if_present(&root.join(p.trim_start_matches('/')).join(name), Some(p))
-            .map(Option::unwrap_or_default),
+fn v2_file(h: &Hierarchy, c: &Cgroups, name: &str) -> Result<String, ViewError> {
+    match (h.cgroup2(), c.v2_path()) {
+        (Some(root), Some(p)) => {
+            Ok(podrun_cgroup::read_if_present(&root.join(p.trim_start_matches('/')).join(name), Some(p))?
+                .unwrap_or_default())
+        }
         _ => Ok(String::new()),
     }
 }
@@ -341,9 +250,9 @@ fn v2_file(roots: &CgroupRoots, c: &Cgroups, name: &str) -> Result<String, ViewE
 fn host_cpus() -> Vec<u32> {
     static ONLINE: Recent<Vec<u32>> = Recent::kept_for(CPUS_KEPT);
     ONLINE.get("", || {
-        crate::read_kernel_file("/sys/devices/system/cpu/online")
+        podrun_cgroup::read_kernel_file("/sys/devices/system/cpu/online")
             .ok()
-            .and_then(|t| snapshot::parse_cpulist(&t))
+            .and_then(|t| podrun_cgroup::parse_cpulist(&t))
             .filter(|l| !l.is_empty())
             .unwrap_or_else(|| (0..std::thread::available_parallelism().map_or(1, |n| n.get()) as u32).collect())
     })
@@ -351,15 +260,10 @@ fn host_cpus() -> Vec<u32> {
 
 /// Renders `file` for the process `pid`: an error where a file it is made from exists
 /// and could not be read, or the reader's cgroups could not be (no text is made up).
-pub fn render_for(
-    roots: &CgroupRoots,
-    loads: &crate::load::Loads,
-    pid: u32,
-    file: ViewFile,
-) -> Result<String, ViewError> {
-    let groups = Cgroups::of_pid(pid)?;
-    let mem = || memory_recent(roots, &groups);
-    let cpus = || cpu_ids(roots, &groups, pid);
+pub fn render_for(h: &Hierarchy, loads: &crate::load::Loads, pid: u32, file: ViewFile) -> Result<String, ViewError> {
+    let groups = cgroups_of(pid)?;
+    let mem = || memory_recent(h, &groups);
+    let cpus = || cpu_ids(h, &groups, pid);
     Ok(match file {
         ViewFile::Meminfo => meminfo::render_meminfo(&host_file("/proc/meminfo")?, mem().result()?),
         ViewFile::Cpuinfo => cpu::render_cpuinfo(&host_file("/proc/cpuinfo")?, &cpus()?),
@@ -370,28 +274,21 @@ pub fn render_for(
         ViewFile::Uptime => uptime::render_uptime(container_uptime(pid), cpus()?.len()),
         ViewFile::Diskstats => {
             let host = host_file_now("/proc/diskstats")?;
-            crate::render::io::render_diskstats(&host, &io_stat(roots, &groups)?)
+            crate::render::io::render_diskstats(&host, &io_stat(h, &groups)?)
         }
         ViewFile::Vmstat => {
             let m = mem();
             let m = m.result()?;
             let host = host_file("/proc/meminfo")?;
             let view = meminfo::mem_view(&host, m);
-            crate::render::vmstat::render_vmstat(
-                &host_file("/proc/vmstat")?,
-                m,
-                view.as_ref(),
-                &io_stat(roots, &groups)?,
-            )
+            crate::render::vmstat::render_vmstat(&host_file("/proc/vmstat")?, m, view.as_ref(), &io_stat(h, &groups)?)
         }
-        ViewFile::PressureCpu => crate::render::io::render_pressure(&v2_file(roots, &groups, "cpu.pressure")?, false),
-        ViewFile::PressureMemory => {
-            crate::render::io::render_pressure(&v2_file(roots, &groups, "memory.pressure")?, true)
-        }
-        ViewFile::PressureIo => crate::render::io::render_pressure(&v2_file(roots, &groups, "io.pressure")?, true),
+        ViewFile::PressureCpu => crate::render::io::render_pressure(&v2_file(h, &groups, "cpu.pressure")?, false),
+        ViewFile::PressureMemory => crate::render::io::render_pressure(&v2_file(h, &groups, "memory.pressure")?, true),
+        ViewFile::PressureIo => crate::render::io::render_pressure(&v2_file(h, &groups, "io.pressure")?, true),
         ViewFile::Loadavg => {
             let host = host_file("/proc/loadavg")?;
-            let list = task_list(roots, &groups);
+            let list = task_list(h, &groups);
             let now = list.as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
             let load = list.map(|l| loads.read(l)).unwrap_or_default();
             crate::load::render_loadavg(&host, &load, now)
@@ -399,10 +296,11 @@ pub fn render_for(
         ViewFile::Stat => {
             let host = host_file("/proc/stat")?;
             static USAGE: Recent<Result<(u64, u64), ViewError>> = Recent::new();
-            let key = format!("{:?}{:?}", groups.v2, groups.v1_path("cpuacct"));
-            let (user, system) = USAGE.get(&key, || cpu_usage(roots, &groups))?;
+            let key = format!("{:?}{:?}", groups.v2_path(), groups.v1_path("cpuacct"));
+            let usage = || snapshot::cpu_usage(h, &groups, ticks_per_second()).into_result().map_err(ViewError::from);
+            let (user, system) = USAGE.get(&key, usage)?;
             let up = container_uptime(pid);
-            let now = task_list(roots, &groups).as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
+            let now = task_list(h, &groups).as_ref().map(|l| tasks(l, pid)).unwrap_or_default();
             uptime::render_stat(&host, &cpus()?, user, system, up, ticks_per_second(), now)
         }
         ViewFile::Swaps => meminfo::render_swaps(&host_file("/proc/swaps")?, mem().result()?),
@@ -412,15 +310,15 @@ pub fn render_for(
 /// sysinfo(2) for the process `pid`: the same numbers as its meminfo, uptime and loadavg
 /// (see `render::sysinfo`). A call must be answered: what cannot be read counts as absent
 /// (the host's numbers where the reader's cgroups are unknown).
-pub fn sysinfo_for(roots: &CgroupRoots, loads: &crate::load::Loads, pid: u32) -> libc::sysinfo {
+pub fn sysinfo_for(h: &Hierarchy, loads: &crate::load::Loads, pid: u32) -> libc::sysinfo {
     // SAFETY: an all-zero sysinfo is a valid value; sysinfo(2) fills it.
     let mut host: libc::sysinfo = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to a sysinfo struct.
     unsafe { libc::sysinfo(&mut host) };
-    let groups = Cgroups::of_pid(pid).unwrap_or_default();
+    let groups = cgroups_of(pid).unwrap_or_default();
     let meminfo = host_file("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo::mem_view(&meminfo, &memory_recent(roots, &groups).value);
-    let load = task_list(roots, &groups).map(|l| loads.read(l));
+    let mem = meminfo::mem_view(&meminfo, &memory_recent(h, &groups).value);
+    let load = task_list(h, &groups).map(|l| loads.read(l));
     let asker = if maps_jvm(pid) { Asker::Jvm } else { Asker::Any };
     crate::render::sysinfo::render_sysinfo(host, mem.as_ref(), container_uptime(pid), load.as_ref(), asker)
 }
@@ -441,6 +339,7 @@ mod tests {
     use super::*;
     use crate::error::ToErrno;
     use std::fs;
+    use std::path::PathBuf;
 
     fn write(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);
@@ -449,71 +348,19 @@ mod tests {
     }
 
     #[test]
-    fn a_readers_cgroups_are_its_path_in_each_hierarchy() {
-        // A hybrid host: v1 controllers (some mounted together), a named hierarchy, and
-        // the controller-less cgroup2 line.
-        let hybrid = "12:memory:/podrun/pod/c1\n11:cpu,cpuacct:/podrun/pod/c1\n5:cpuset:/other\n\
-                      1:name=systemd:/user.slice\n0::/podrun/pod/c1\n";
-        let c = Cgroups::parse(hybrid);
-        assert_eq!(c.v2.as_deref(), Some("/podrun/pod/c1"));
-        assert_eq!(
-            (c.v1_path("memory"), c.v1_path("cpu"), c.v1_path("cpuacct")),
-            (Some("/podrun/pod/c1"), Some("/podrun/pod/c1"), Some("/podrun/pod/c1"))
-        );
-        assert_eq!(c.v1_path("cpuset"), Some("/other"), "each controller at its own path");
-        assert_eq!(c.v1_path("blkio"), None, "a controller the host does not mount");
-        assert_eq!(c.v1_path("name=systemd"), Some("/user.slice"));
-        // Pure v2; a cgroup's name may hold a colon; lines that are not "id:controllers:path" are skipped.
-        let c = Cgroups::parse("garbage\n\n0::/pod/we:ird\n");
-        assert_eq!((c.v2.as_deref(), c.v1.len()), (Some("/pod/we:ird"), 0));
-        let none = Cgroups::parse("");
-        assert_eq!((none.v2, none.v1.len()), (None, 0), "no text: no cgroups (the host's numbers)");
-        let c = Cgroups::at("/podrun/pod/c2");
-        for ctrl in ["memory", "cpu", "cpuacct", "cpuset", "blkio"] {
-            assert_eq!(c.v1_path(ctrl), Some("/podrun/pod/c2"), "{ctrl}");
-        }
-        assert_eq!(c.v2.as_deref(), Some("/podrun/pod/c2"));
-    }
-
-    #[test]
     fn tasks_are_listed_in_cgroup_threads_on_v2_and_tasks_on_v1() {
         let c = Cgroups::at("/pod/c1");
-        let v2 = CgroupRoots { v2: Some("/sys/fs/cgroup".into()), cpu: Some("/v1/cpu".into()), ..Default::default() };
+        let v2 = Hierarchy::V2 { mount: "/sys/fs/cgroup".into() };
         let l = task_list(&v2, &c).unwrap();
         assert_eq!((l.dir, l.file), (PathBuf::from("/sys/fs/cgroup/pod/c1"), "cgroup.threads"));
-        let v1 = CgroupRoots { cpu: Some("/v1/cpu".into()), unified: Some("/v1/unified".into()), ..Default::default() };
+        let v1 = Hierarchy::V1 {
+            controllers: [("cpu", "/v1/cpu".into())].into_iter().collect(),
+            unified: Some("/v1/unified".into()),
+        };
         let l = task_list(&v1, &c).unwrap();
         assert_eq!((l.dir, l.file), (PathBuf::from("/v1/cpu/pod/c1"), "tasks"));
-        assert!(task_list(&CgroupRoots::default(), &c).is_none());
+        assert!(task_list(&Hierarchy::default(), &c).is_none());
         assert!(task_list(&v1, &Cgroups::parse("0::/pod/c1\n")).is_none(), "no cpu hierarchy path");
-    }
-
-    #[test]
-    fn a_file_that_exists_and_cannot_be_read_fails_the_snapshot_an_absent_one_does_not() {
-        // ```text
-        // root/pod        memory.max 256M
-        //   c1            memory.max max, memory.current 100M, memory.stat a directory (EISDIR)
-        //   c2            memory.max max, no memory.stat (a controller's file the host lacks)
-        // expected: c1's snapshot failed on memory.stat, its limit still the pod's; c2's did not fail
-        // ```
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        write(r, "pod/memory.max", "268435456\n");
-        write(r, "pod/c1/memory.max", "max\n");
-        write(r, "pod/c1/memory.current", "104857600\n");
-        fs::create_dir_all(r.join("pod/c1/memory.stat")).unwrap();
-        write(r, "pod/c2/memory.max", "max\n");
-        let roots = CgroupRoots { v2: Some(r.to_owned()), ..Default::default() };
-        let c1 = memory_snapshot(&roots, &Cgroups::at("/pod/c1"));
-        let stat = r.join("pod/c1/memory.stat");
-        let failed = ViewError::Read { path: stat, cgroup: Some("/pod/c1".into()), errno: libc::EISDIR };
-        assert_eq!(c1.failed, Some(failed.clone()));
-        assert_eq!(c1.value.limit, Some(256 << 20), "the numbers that could be read stay (sysinfo's)");
-        assert_eq!(c1.result(), Err(failed));
-        let c2 = memory_snapshot(&roots, &Cgroups::at("/pod/c2"));
-        assert_eq!((c2.failed, c2.value.limit, c2.value.usage), (None, Some(256 << 20), 0));
-        let outside = memory_snapshot(&roots, &Cgroups::default());
-        assert_eq!(outside, Checked::default(), "a reader with no cgroup2 path: the host's");
     }
 
     #[test]
@@ -531,8 +378,10 @@ mod tests {
         write(r, "blkio/pod/c1/blkio.throttle.io_serviced_recursive", "8:0 Read 1\n8:0 Write 0\nTotal 1\n");
         fs::create_dir_all(r.join("blkio/pod/c2")).unwrap();
         fs::create_dir_all(r.join("blkio/pod/c3/blkio.throttle.io_service_bytes_recursive")).unwrap();
-        let roots =
-            CgroupRoots { unified: Some(r.join("unified")), blkio: Some(r.join("blkio")), ..Default::default() };
+        let roots = Hierarchy::V1 {
+            controllers: [("blkio", r.join("blkio"))].into_iter().collect(),
+            unified: Some(r.join("unified")),
+        };
         let c1 = Cgroups::at("/pod/c1");
         assert!(v2_file(&roots, &c1, "cpu.pressure").unwrap().starts_with("some avg10=1.00"));
         let e = v2_file(&roots, &c1, "memory.pressure").unwrap_err();
@@ -547,9 +396,9 @@ mod tests {
     fn a_reader_whose_cgroups_cannot_be_read_gets_no_text() {
         // pid 0: what the kernel says for a reader outside the view's pid namespace.
         let loads = crate::load::Loads::new(None);
-        let e = render_for(&CgroupRoots::default(), &loads, 0, ViewFile::Meminfo).unwrap_err();
+        let e = render_for(&Hierarchy::default(), &loads, 0, ViewFile::Meminfo).unwrap_err();
         assert_eq!(e, ViewError::Reader { pid: 0, errno: libc::ENOENT });
-        assert_eq!(Cgroups::of_pid(0).unwrap_or_default().v2, None, "sysinfo takes it as the host's");
+        assert_eq!(cgroups_of(0).unwrap_or_default().v2_path(), None, "sysinfo takes it as the host's");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub(crate) fn ticks_per_second() -> u64 {
 
 /// (parent pid, start time in ticks after boot) from /proc/<pid>/stat.
 fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
-    let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
+    let stat = podrun_cgroup::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     // After the command's closing parenthesis: state, ppid, ... starttime is field 22.
     let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     Some((rest.get(1)?.parse().ok()?, rest.get(19)?.parse().ok()?))
@@ -86,7 +86,7 @@ pub(crate) fn container_uptime(pid: u32) -> f64 {
 fn clock_offset(pid: u32) -> Option<f64> {
     static RECENT: Recent<Option<f64>> = Recent::new();
     RECENT.get(&pid.to_string(), || {
-        let text = crate::read_kernel_file(format!("/proc/{pid}/timens_offsets")).ok()?;
+        let text = podrun_cgroup::read_kernel_file(format!("/proc/{pid}/timens_offsets")).ok()?;
         parse_boottime_offset(&text).filter(|&o| o != 0.0)
     })
 }

@@ -56,10 +56,13 @@ impl ViewError {
     }
 }
 
-/// `e`'s errno. read_kernel_file's only error that is not the kernel's is text that is
-/// not UTF-8: EILSEQ.
-pub fn errno_of(e: &std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EILSEQ)
+pub use podrun_cgroup::errno_of;
+
+/// A cgroup file that exists and could not be read, as podrun-cgroup's snapshots say it.
+impl From<podrun_cgroup::ReadError> for ViewError {
+    fn from(e: podrun_cgroup::ReadError) -> ViewError {
+        ViewError::Read { path: e.path, cgroup: e.cgroup, errno: e.errno }
+    }
 }
 
 /// " of cgroup C" where the file is one of a reader's cgroups.

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::caller::{CgroupRoots, ViewFile};
+use crate::caller::ViewFile;
 use crate::error::{LogLimit, ViewError};
 use proto::{Valid, FUSE_NOTIFY_RESEND, ROOT};
 
@@ -113,9 +113,9 @@ impl Node {
     }
 }
 
-/// What a server needs: the cgroup mounts to read, and the open files' rendered copies.
+/// What a server needs: the cgroup hierarchies to read, and the open files' rendered copies.
 pub struct ProcView {
-    roots: CgroupRoots,
+    hierarchy: podrun_cgroup::Hierarchy,
     loads: crate::load::Loads,
     /// Per open file: how it reads (see Held). The next file handle first.
     handles: Mutex<(u64, HashMap<u64, Held>)>,
@@ -142,14 +142,14 @@ pub struct ProcView {
 }
 
 impl ProcView {
-    pub fn new(roots: CgroupRoots) -> ProcView {
-        ProcView::with_kept_loads(roots, None)
+    pub fn new(hierarchy: podrun_cgroup::Hierarchy) -> ProcView {
+        ProcView::with_kept_loads(hierarchy, None)
     }
 
     /// A view whose load averages go on from, and are kept in, `kept` (memory the keeper holds).
-    pub fn with_kept_loads(roots: CgroupRoots, kept: Option<&'static crate::load::Kept>) -> ProcView {
+    pub fn with_kept_loads(hierarchy: podrun_cgroup::Hierarchy, kept: Option<&'static crate::load::Kept>) -> ProcView {
         ProcView {
-            roots,
+            hierarchy,
             loads: crate::load::Loads::new(kept),
             // File handles outlive a server (the kernel keeps them across a restart): each
             // server numbers its own from its pid up, so a new one never reads an old
@@ -305,7 +305,7 @@ impl ProcView {
     /// sysinfo(2) for process `pid`, from the same numbers as its files.
     pub fn sysinfo_for(&self, pid: u32) -> libc::sysinfo {
         self.touch();
-        crate::caller::sysinfo_for(&self.roots, &self.loads, pid)
+        crate::caller::sysinfo_for(&self.hierarchy, &self.loads, pid)
     }
 }
 
@@ -316,7 +316,8 @@ impl ProcView {
 /// the file is in the number.
 fn node_of(file: usize, pid: u32) -> u64 {
     // A reader whose cgroups cannot be read (gone) gets the inodes of the empty text's hash.
-    let h = crate::caller::cgroup_file(pid).map_or(crate::fnv1a(b""), |text| crate::fnv1a(text.as_bytes()));
+    let h =
+        crate::caller::cgroup_file(pid).map_or(podrun_cgroup::fnv1a(b""), |text| podrun_cgroup::fnv1a(text.as_bytes()));
     ((h >> 16) << 8) | (file as u64 + ROOT + 1)
 }
 
@@ -423,10 +424,10 @@ impl Drop for BackgroundView {
 }
 
 /// Mounts a view on `dir` and serves it from a background thread.
-pub fn serve(roots: CgroupRoots, dir: &Path) -> io::Result<BackgroundView> {
+pub fn serve(hierarchy: podrun_cgroup::Hierarchy, dir: &Path) -> io::Result<BackgroundView> {
     let fd = mount(dir)?;
     let thread = std::thread::spawn(move || {
-        ProcView::new(roots).serve(std::os::fd::AsFd::as_fd(&fd), 2, false, |_| {});
+        ProcView::new(hierarchy).serve(std::os::fd::AsFd::as_fd(&fd), 2, false, |_| {});
     });
     Ok(BackgroundView { dir: dir.to_owned(), thread: Some(thread) })
 }

@@ -57,7 +57,8 @@ pub struct Kept {
 
 impl Kept {
     fn key(list: &TaskList) -> u64 {
-        let mut k = crate::fnv1a(list.dir.as_os_str().as_encoded_bytes()) ^ crate::fnv1a(list.file.as_bytes());
+        let mut k =
+            podrun_cgroup::fnv1a(list.dir.as_os_str().as_encoded_bytes()) ^ podrun_cgroup::fnv1a(list.file.as_bytes());
         if k == 0 {
             k = 1;
         }
@@ -184,10 +185,10 @@ impl States {
         let mut s = States::default();
         let mut dirs = vec![list.dir.clone()];
         while let Some(d) = dirs.pop() {
-            for tid in crate::read_kernel_file(d.join(list.file)).unwrap_or_default().lines() {
+            for tid in podrun_cgroup::read_kernel_file(d.join(list.file)).unwrap_or_default().lines() {
                 let Ok(tid) = tid.trim().parse::<u32>() else { continue };
                 s.total += 1;
-                let stat = crate::read_kernel_file(format!("/proc/{tid}/stat")).unwrap_or_default();
+                let stat = podrun_cgroup::read_kernel_file(format!("/proc/{tid}/stat")).unwrap_or_default();
                 match stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()) {
                     Some('R') => s.running.push(tid),
                     Some('D') => s.blocked.push(tid),

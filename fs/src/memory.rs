@@ -20,7 +20,7 @@ pub fn trim_heap() {
 ///
 /// Returns how many kB were mapped in what it unmapped.
 pub fn unmap_code() -> usize {
-    let Ok(smaps) = crate::read_kernel_file("/proc/self/smaps") else { return 0 };
+    let Ok(smaps) = podrun_cgroup::read_kernel_file("/proc/self/smaps") else { return 0 };
     let mut unmapped = 0;
     for (range, rss) in code_mappings(&smaps) {
         // SAFETY: MADV_DONTNEED on a read-only private file mapping without anonymous pages
@@ -125,7 +125,7 @@ Anonymous:             0 kB
     }
 
     fn code_rss() -> usize {
-        code_mappings(&crate::read_kernel_file("/proc/self/smaps").unwrap()).iter().map(|(_, kb)| kb).sum()
+        code_mappings(&podrun_cgroup::read_kernel_file("/proc/self/smaps").unwrap()).iter().map(|(_, kb)| kb).sum()
     }
 
     #[test]
@@ -138,6 +138,6 @@ Anonymous:             0 kB
         let after = code_rss();
         assert!(after < before, "{after} kB mapped after unmapping, {before} kB before");
         assert_eq!(format!("{:.2}", 0.5f64), "0.50");
-        assert!(crate::read_kernel_file("/proc/self/stat").unwrap().contains(')'));
+        assert!(podrun_cgroup::read_kernel_file("/proc/self/stat").unwrap().contains(')'));
     }
 }

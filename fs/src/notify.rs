@@ -81,7 +81,7 @@ pub fn restart_waiting_calls() {
             continue;
         }
         for t in std::fs::read_dir(p.path().join("task")).into_iter().flatten().flatten() {
-            let read = |f: &str| crate::read_kernel_file(t.path().join(f)).unwrap_or_default();
+            let read = |f: &str| podrun_cgroup::read_kernel_file(t.path().join(f)).unwrap_or_default();
             // A thread's system call shows there only while it is blocked in it, and
             // sysinfo blocks nowhere but in the notification.
             if read("syscall").split(' ').next() != Some(&libc::SYS_sysinfo.to_string()) {

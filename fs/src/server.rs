@@ -21,32 +21,31 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::caller::CgroupRoots;
+use podrun_cgroup::{Controllers, Hierarchy, UNIFIED};
+
 use crate::fuse::ProcView;
 use crate::{notify, rescue};
 
 // Here too, where podrun's procview.rs names them.
 pub use crate::fds::{AGENT_FD, FUSE_FD, KEEPER_EXE_FD, LISTEN_FD, LOCK_FD, SERVER_EXE_FD, SHARED_FD};
 
-/// A server's command line: `podrun-view --root ROOT` and, for each cgroup mount the view
-/// reads, `--v2 DIR`, `--memory DIR`, `--cpu DIR`, `--cpuacct DIR`, `--cpuset DIR`,
-/// `--blkio DIR`, `--unified DIR`, and last `--resume 0`, which the keeper turns into
-/// `--resume 1` once a server has run before. The root is there to tell the view's
-/// processes of different roots apart in `ps`.
-pub fn args(root: &std::path::Path, roots: &CgroupRoots) -> Vec<std::ffi::OsString> {
+/// A server's command line: `podrun-view --root ROOT`, the hierarchy podrun found (`--v2
+/// DIR` on a pure v2 host; else `--CONTROLLER DIR` for each v1 controller, by its name in
+/// V1_CONTROLLERS, and `--unified DIR` for a hybrid host's cgroup2 mount), and last
+/// `--resume 0`, which the keeper turns into `--resume 1` once a server has run before.
+/// The root is there to tell the view's processes of different roots apart in `ps`.
+pub fn args(root: &std::path::Path, h: &Hierarchy) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = vec!["podrun-view".into(), "--root".into(), root.into()];
-    for (flag, dir) in [
-        ("--v2", &roots.v2),
-        ("--memory", &roots.memory),
-        ("--cpu", &roots.cpu),
-        ("--cpuacct", &roots.cpuacct),
-        ("--cpuset", &roots.cpuset),
-        ("--blkio", &roots.blkio),
-        ("--unified", &roots.unified),
-    ] {
-        if let Some(d) = dir {
-            a.push(flag.into());
-            a.push(d.into());
+    let mut dir = |name: &str, d: &std::path::Path| a.extend([format!("--{name}").into(), d.into()]);
+    match h {
+        Hierarchy::V2 { mount } => dir("v2", mount),
+        Hierarchy::V1 { controllers, unified } => {
+            for (name, d) in controllers.iter() {
+                dir(name, d);
+            }
+            if let Some(u) = unified {
+                dir(UNIFIED, u);
+            }
         }
     }
     a.extend(["--resume".into(), "0".into()]);
@@ -56,36 +55,41 @@ pub fn args(root: &std::path::Path, roots: &CgroupRoots) -> Vec<std::ffi::OsStri
 /// What a server's command line (`args`) says.
 #[derive(Debug, Default)]
 pub struct Args {
-    pub roots: CgroupRoots,
+    pub hierarchy: Hierarchy,
     /// A server ran before this one: have the kernel resend what it had read.
     pub resume: bool,
 }
 
-/// `args`' command line (the first word is the program).
+/// `args`' command line (the first word is the program). Never inlined: its caller,
+/// podrun-view's main, is podrun's code, built for speed (opt-level 3), where this code,
+/// run once per server, would take more room than at the view's opt-level z.
+#[inline(never)]
 pub fn parse_args(argv: &[std::ffi::OsString]) -> Result<Args, String> {
     let mut a = Args::default();
-    let roots = &mut a.roots;
+    let (mut v2, mut controllers, mut unified) = (None, Controllers::default(), None);
     let mut it = argv.iter().skip(1);
     let mut root = false;
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{} needs a value", flag.to_string_lossy()))?;
-        let dir = Some(std::path::PathBuf::from(value));
-        match flag.to_str() {
-            Some("--root") => root = true,
-            Some("--v2") => roots.v2 = dir,
-            Some("--memory") => roots.memory = dir,
-            Some("--cpu") => roots.cpu = dir,
-            Some("--cpuacct") => roots.cpuacct = dir,
-            Some("--cpuset") => roots.cpuset = dir,
-            Some("--blkio") => roots.blkio = dir,
-            Some("--unified") => roots.unified = dir,
-            Some("--resume") if value == "0" || value == "1" => a.resume = value == "1",
-            _ => return Err(format!("unknown argument {}", flag.to_string_lossy())),
+        let dir = std::path::PathBuf::from(value);
+        let unknown = || format!("unknown argument {}", flag.to_string_lossy());
+        match flag.to_str().and_then(|f| f.strip_prefix("--")) {
+            Some("root") => root = true,
+            Some("v2") => v2 = Some(dir),
+            Some(UNIFIED) => unified = Some(dir),
+            Some("resume") if value == "0" || value == "1" => a.resume = value == "1",
+            Some(name) if controllers.add(name, dir) => {}
+            _ => return Err(unknown()),
         }
     }
     if !root {
         return Err("--root is missing".into());
     }
+    a.hierarchy = match v2 {
+        None => Hierarchy::V1 { controllers, unified },
+        Some(mount) if controllers.is_empty() && unified.is_none() => Hierarchy::V2 { mount },
+        Some(_) => return Err("--v2 with v1 hierarchies".into()),
+    };
     Ok(a)
 }
 
@@ -138,7 +142,7 @@ pub struct ServerSlot {
 
 /// Field 22 of /proc/`pid`/stat: when it started, in ticks after boot.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
+    let stat = podrun_cgroup::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
@@ -234,7 +238,7 @@ pub fn run(args: Args) -> i32 {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
     }
-    let view = Arc::new(ProcView::with_kept_loads(args.roots, Some(&shared.kept)));
+    let view = Arc::new(ProcView::with_kept_loads(args.hierarchy, Some(&shared.kept)));
     view.set_predecessors(record_server(&shared.servers));
     let v = view.clone();
     // Held while a sysinfo call is taken and answered, and by an idle exit: so the server
@@ -290,35 +294,30 @@ mod tests {
 
     #[test]
     fn the_command_line_carries_the_mounts_both_ways() {
-        let v1 = CgroupRoots {
-            memory: Some("/sys/fs/cgroup/memory".into()),
-            cpu: Some("/sys/fs/cgroup/cpu".into()),
-            cpuacct: Some("/sys/fs/cgroup/cpuacct".into()),
-            cpuset: Some("/sys/fs/cgroup/cpuset".into()),
-            blkio: Some("/sys/fs/cgroup/blkio".into()),
+        let v1 = Hierarchy::V1 {
+            controllers: ["memory", "cpu", "cpuacct", "cpuset", "blkio"]
+                .map(|c| (c, std::path::PathBuf::from(format!("/sys/fs/cgroup/{c}"))))
+                .into_iter()
+                .collect(),
             unified: Some("/sys/fs/cgroup/unified".into()),
-            ..Default::default()
         };
         let a = args(std::path::Path::new("/run/podrun"), &v1);
         assert_eq!(a[..3], ["podrun-view", "--root", "/run/podrun"]);
         assert_eq!(a[a.len() - 2..], ["--resume", "0"], "last, for the keeper to turn into 1");
         let back = parse_args(&a).unwrap();
         assert!(!back.resume);
-        let back = back.roots;
-        assert_eq!(
-            (back.memory, back.cpu, back.cpuacct, back.cpuset, back.blkio, back.unified),
-            (v1.memory, v1.cpu, v1.cpuacct, v1.cpuset, v1.blkio, v1.unified)
-        );
-        assert_eq!(back.v2, None);
-        let v2 = CgroupRoots { v2: Some("/sys/fs/cgroup".into()), ..Default::default() };
+        assert_eq!(back.hierarchy, v1, "each controller's mount and the unified one; no v2");
+        let v2 = Hierarchy::V2 { mount: "/sys/fs/cgroup".into() };
         let mut a = args(std::path::Path::new("/r"), &v2);
         *a.last_mut().unwrap() = "1".into();
         let back = parse_args(&a).unwrap();
-        assert_eq!((back.roots.v2, back.resume), (v2.v2, true));
+        assert_eq!((back.hierarchy, back.resume), (v2, true));
         *a.last_mut().unwrap() = "yes".into();
         assert!(parse_args(&a).is_err(), "--resume is 0 or 1");
         assert!(parse_args(&["podrun-view".into(), "--v2".into()]).is_err(), "a flag without a value");
         assert!(parse_args(&["podrun-view".into(), "--bogus".into(), "x".into()]).is_err());
         assert!(parse_args(&["podrun-view".into()]).is_err(), "no root");
+        let both = ["podrun-view", "--root", "/r", "--v2", "/a", "--memory", "/b"].map(std::ffi::OsString::from);
+        assert!(parse_args(&both).is_err(), "one world or the other");
     }
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
-use podrun_procfs::caller::CgroupRoots;
 use podrun_procfs::server;
 
 use crate::cgroup::Hierarchy;
@@ -103,22 +102,6 @@ fn keeper_soon(paths: &Paths) -> Option<Keeper> {
     None
 }
 
-/// Where the view reads each controller: the cgroup2 mount, or the v1 hierarchies.
-pub fn roots(h: &Hierarchy) -> CgroupRoots {
-    match h {
-        Hierarchy::V2 { mount } => CgroupRoots { v2: Some(mount.clone()), ..Default::default() },
-        Hierarchy::V1 { controllers, unified } => CgroupRoots {
-            memory: controllers.get("memory").map(Path::to_path_buf),
-            cpu: controllers.get("cpu").map(Path::to_path_buf),
-            cpuacct: controllers.get("cpuacct").map(Path::to_path_buf),
-            cpuset: controllers.get("cpuset").map(Path::to_path_buf),
-            blkio: controllers.get("blkio").map(Path::to_path_buf),
-            unified: unified.clone(),
-            ..Default::default()
-        },
-    }
-}
-
 /// The CPUs a container with the view gets, so that `nproc` (which counts affinity) says
 /// what /sys/devices/system/cpu/online says: the view's count of them, from its cgroup's
 /// cpuset (or podrun's own affinity), starting at a place that depends on `key` so pods
@@ -163,7 +146,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf, ViewError> {
     })?;
     // The keeper's argv: its name, then the server's.
     let argv: Vec<std::ffi::CString> = std::iter::once("podrun-keeper".into())
-        .chain(server::args(&paths.root, &roots(&h)))
+        .chain(server::args(&paths.root, &h))
         .filter_map(|a| std::ffi::CString::new(a.into_encoded_bytes()).ok())
         .collect();
     let keeper_bin = crate::pause::sealed_memfd(c"podrun-keeper", crate::pause::KEEPER_ELF)

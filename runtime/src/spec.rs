@@ -295,8 +295,7 @@ pub(crate) fn add_view(
     h: &Hierarchy,
 ) -> Result<(), SpecError> {
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    let roots = crate::procview::roots(h);
-    for f in podrun_procfs::caller::ViewFile::ALL.into_iter().filter(|f| f.served(&roots)) {
+    for f in podrun_procfs::caller::ViewFile::ALL.into_iter().filter(|f| f.served(h)) {
         mounts.push(mount(f.target(), "bind", &view.join(f.name()).to_string_lossy(), &["bind"])?);
     }
     spec.set_mounts(Some(mounts));
@@ -456,8 +455,7 @@ pub fn build(
         }
     }
     if let Some(view) = &opts.procview {
-        let roots = crate::procview::roots(cgroups);
-        for f in podrun_procfs::caller::ViewFile::ALL.into_iter().filter(|f| f.served(&roots)) {
+        for f in podrun_procfs::caller::ViewFile::ALL.into_iter().filter(|f| f.served(cgroups)) {
             // No "ro": the view is mounted read-only, and a clone keeps that.
             mounts.push(mount(f.target(), "bind", &view.join(f.name()).to_string_lossy(), &["bind"])?);
         }

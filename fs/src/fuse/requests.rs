@@ -99,7 +99,7 @@ impl ProcView {
 
     /// `file` rendered for the process `pid`.
     pub(super) fn render(&self, pid: u32, file: ViewFile) -> Result<Vec<u8>, ViewError> {
-        render_for(&self.roots, &self.loads, pid, file).map(String::into_bytes)
+        render_for(&self.hierarchy, &self.loads, pid, file).map(String::into_bytes)
     }
 
     fn lookup(&self, fd: RawFd, head: Header, body: &[u8]) -> Result<(), ViewError> {
@@ -297,7 +297,6 @@ mod tests {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     use super::*;
-    use crate::caller::CgroupRoots;
     use crate::fuse::proto::tests::{at32, at64, body, request, F::*};
     use crate::fuse::Node;
 
@@ -308,7 +307,7 @@ mod tests {
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) }, 0);
         // SAFETY: both were just made and are owned by nothing else.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        (ProcView::new(CgroupRoots::default()), r, w)
+        (ProcView::new(podrun_cgroup::Hierarchy::default()), r, w)
     }
 
     /// The reply to `req`: (errno, unique, body); None if none was written.

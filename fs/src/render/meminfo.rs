@@ -4,7 +4,7 @@
 //! has no slab counters); lines podrun cannot attribute to the cgroup are the host's, as
 //! in LXCFS.
 
-use crate::snapshot::MemorySnapshot;
+use podrun_cgroup::snapshot::MemorySnapshot;
 
 fn kb(bytes: u64) -> u64 {
     bytes / 1024

@@ -3,7 +3,7 @@
 //! not the host's totals over the container's uptime. Must not read any file.
 
 use crate::render::meminfo::MemView;
-use crate::snapshot::MemorySnapshot;
+use podrun_cgroup::snapshot::MemorySnapshot;
 
 const PAGE: u64 = 4096;
 
