@@ -656,3 +656,41 @@ fn preserve_fds_passes_the_callers_descriptors_on() {
     assert!(fds.split_whitespace().count() <= 5, "{fds}");
     t.assert_gone("f1");
 }
+
+#[test]
+fn linux_devices_are_made_and_allowed_by_the_cgroup_only_when_the_spec_says() {
+    if !need_root("linux_devices_are_made_and_allowed_by_the_cgroup_only_when_the_spec_says") {
+        return;
+    }
+    let t = Oci::new();
+    // /dev/fuse (10:229) is none of the standard devices: made with the spec's mode, and
+    // opened only where linux.resources.devices allows it.
+    let script = "stat -c '%a %t:%T' /dev/myfuse; dd if=/dev/myfuse of=/dev/null bs=1 count=0 2>&1 && echo opened";
+    let node = serde_json::json!([{"path": "/dev/myfuse", "type": "c", "major": 10, "minor": 229, "fileMode": 416, "uid": 0, "gid": 0}]);
+    let allowed = t.bundle("d1", script, |s| {
+        s["linux"]["devices"] = node.clone();
+        s["linux"]["resources"]["devices"] = serde_json::json!([{"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]);
+    });
+    let out = t.podrun(&["run", "--bundle", allowed.to_str().unwrap(), "d1"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("640 a:e5\n") && text.contains("opened"), "{text}");
+    let denied = t.bundle("d2", script, |s| s["linux"]["devices"] = node.clone());
+    let out = t.podrun(&["run", "--bundle", denied.to_str().unwrap(), "d2"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("640 a:e5\n") && !text.contains("opened") && text.contains("not permitted"), "{text}");
+    // A node outside /dev, and a rule podrun does not take, are refused by their paths.
+    let b = t.bundle("d3", "true", |s| {
+        s["linux"]["devices"] = serde_json::json!([{"path": "/etc/x", "type": "c", "major": 1, "minor": 3}])
+    });
+    assert!(t.fails(&["create", "--bundle", b.to_str().unwrap(), "d3"]).contains("linux.devices[0].path"));
+    let b = t.bundle("d4", "true", |s| {
+        s["linux"]["resources"]["devices"] =
+            serde_json::json!([{"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rwm"}])
+    });
+    assert!(t.fails(&["create", "--bundle", b.to_str().unwrap(), "d4"]).contains("linux.resources.devices[0]"));
+    for id in ["d1", "d2", "d3", "d4"] {
+        t.assert_gone(id);
+    }
+}

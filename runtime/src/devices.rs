@@ -86,6 +86,31 @@ impl Device {
         Ok(Device { host: host.into(), target: target.to_owned(), block, major, minor, access })
     }
 
+    /// An allow rule of an OCI spec (`linux.resources.devices`) for one device number:
+    /// nothing to bind, only the cgroup's permission.
+    pub fn allowed(block: bool, major: u32, minor: u32, access: &str) -> Option<Device> {
+        let mut a = 0;
+        for c in access.chars() {
+            a |= match c {
+                'r' => READ,
+                'w' => WRITE,
+                'm' => MKNOD,
+                _ => return None,
+            };
+        }
+        Some(Device { host: std::path::PathBuf::new(), target: String::new(), block, major, minor, access: a })
+    }
+
+    /// Whether the standard list already allows `access` to this device (or number range):
+    /// an OCI client's copy of the defaults (containerd's, podman's) needs nothing more.
+    pub fn standard(block: bool, major: Option<u32>, minor: Option<u32>, access: &str) -> bool {
+        let Some(want) = Device::allowed(block, 0, 0, access).map(|d| d.access) else { return false };
+        let t = if block { BLOCK } else { CHAR };
+        RULES.iter().any(|&(rt, rmaj, rmin, racc)| {
+            rt == t && (rmaj.is_none() || rmaj == major) && (rmin.is_none() || rmin == minor) && racc & want == want
+        })
+    }
+
     fn rule(&self) -> Rule {
         (if self.block { BLOCK } else { CHAR }, Some(self.major), Some(self.minor), self.access)
     }

@@ -137,11 +137,11 @@ fn check(spec: &Spec) -> Result<(), BundleError> {
     if linux.time_offsets().is_some() {
         return Err(field("linux.timeOffsets", "not supported by podrun yet"));
     }
-    if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(field(
-            "linux.devices",
-            "not supported by podrun yet (every container gets null, zero, full, random, urandom, tty and ptmx)",
-        ));
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        let path = d.path().to_string_lossy();
+        if !path.starts_with("/dev/") || path.split('/').any(|c| c == "..") {
+            return Err(field(format!("linux.devices[{i}].path"), format!("{path:?}: a device goes under /dev")));
+        }
     }
     if linux.personality().is_some() {
         return Err(field("linux.personality", "not supported by podrun yet"));
@@ -190,14 +190,44 @@ fn limits(r: Option<&LinuxResources>) -> Result<cgroup::Limits, BundleError> {
         l.pids = u64::try_from(p.limit()).ok().filter(|&v| v > 0);
     }
     // A rule allowing every device (a privileged container's) lifts the allow-list; the
-    // usual list (deny all, then the standard devices) is podrun's own default one.
-    if r.devices()
-        .iter()
-        .flatten()
-        .any(|d| d.allow() && d.typ().is_none_or(|t| t.as_str() == "a") && d.major().is_none() && d.minor().is_none())
-    {
-        l.devices = None;
+    // usual list (deny all, then the standard devices) is podrun's own default one, and
+    // a rule allowing one device number (linux.devices' nodes, a device plugin's) is added
+    // to it, unless the standard list allows it already (clients copy it). Other rules (a
+    // deny of one device, a number range beyond the standard ones) are refused.
+    let mut extra = Vec::new();
+    for (i, d) in r.devices().iter().flatten().enumerate() {
+        let typ = d.typ().map(|t| t.as_str().to_owned()).unwrap_or_else(|| "a".into());
+        let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+        match (d.allow(), typ.as_str(), d.major(), d.minor()) {
+            (true, "a", None, None) => {
+                l.devices = None;
+                return Ok(l);
+            }
+            (false, "a", None, None) => {}
+            // The standard devices, as clients list them too (c *:* m, c 136:* rwm, ...).
+            (true, t @ ("c" | "b"), maj, min)
+                if crate::devices::Device::standard(
+                    t == "b",
+                    maj.and_then(|m| u32::try_from(m).ok()),
+                    min.and_then(|m| u32::try_from(m).ok()),
+                    &access,
+                ) => {}
+            (true, t @ ("c" | "b"), Some(maj), Some(min)) if maj >= 0 && min >= 0 => {
+                let dev =
+                    crate::devices::Device::allowed(t == "b", maj as u32, min as u32, &access).ok_or_else(|| {
+                        field(format!("linux.resources.devices[{i}].access"), format!("{access:?}: use r, w and m"))
+                    })?;
+                extra.push(dev);
+            }
+            _ => {
+                return Err(field(
+                    format!("linux.resources.devices[{i}]"),
+                    "podrun takes a deny of all, an allow of all, or an allow of one c or b device number",
+                ))
+            }
+        }
     }
+    l.devices = Some(extra);
     Ok(l)
 }
 
@@ -594,6 +624,19 @@ mod tests {
             spec(r#"{"ociVersion":"1.0.2","linux":{"resources":{"devices":[{"allow":true,"access":"rwm"}]}}}"#)
                 .unwrap();
         assert_eq!(limits(privileged.linux().as_ref().unwrap().resources().as_ref()).unwrap().devices, None);
+        // A client's copy of the standard list needs nothing more; a device of its own is
+        // added; a range beyond the standard ones, or a deny of one device, is refused.
+        let of = |rules: &str| {
+            let s =
+                spec(&format!(r#"{{"ociVersion":"1.0.2","linux":{{"resources":{{"devices":{rules}}}}}}}"#)).unwrap();
+            limits(s.linux().as_ref().unwrap().resources().as_ref()).map(|l| l.devices.map(|d| d.len()))
+        };
+        let standard = r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","access":"m"},
+            {"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"},{"allow":true,"type":"c","major":136,"access":"rwm"}]"#;
+        assert_eq!(of(standard).unwrap(), Some(0));
+        assert_eq!(of(r#"[{"allow":true,"type":"c","major":10,"minor":200,"access":"rwm"}]"#).unwrap(), Some(1));
+        assert!(of(r#"[{"allow":true,"type":"c","major":10,"access":"rwm"}]"#).is_err());
+        assert!(of(r#"[{"allow":false,"type":"c","major":1,"minor":3,"access":"rwm"}]"#).is_err());
     }
 
     #[test]

@@ -248,6 +248,38 @@ fn populate_dev(root: BorrowedFd<'_>, userns: bool) -> Result<(), StageError> {
 
 /// Replaces `path` in the rootfs with a regular file holding `content` (never writing
 /// through a symlink an image put there).
+/// A node of the spec's `linux.devices` (a bundle's), made in the container's /dev with its
+/// mode and owner; one already there (a standard device) is replaced.
+fn make_device(root: BorrowedFd<'_>, d: &oci_spec::runtime::LinuxDevice) -> Result<(), StageError> {
+    use oci_spec::runtime::LinuxDeviceType;
+    let path = d.path().to_string_lossy().into_owned();
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(StageError::new(STAGE, Errno::EINVAL, format!("linux.devices: {path}: type a is no node")))
+        }
+    };
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", &path));
+    let dir = target(root, if parent.is_empty() { "/" } else { parent }, false)?;
+    let dir = openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(at(format!("open {parent}")))?;
+    match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(at(format!("replace {path}"))(e)),
+    }
+    let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
+    let dev = makedev(d.major() as u64, d.minor() as u64);
+    mknodat(&dir, name, kind, mode, dev).map_err(at(format!("linux.devices: mknod {path}")))?;
+    let (uid, gid) = (d.uid().map(nix::unistd::Uid::from_raw), d.gid().map(nix::unistd::Gid::from_raw));
+    if uid.is_some() || gid.is_some() {
+        nix::unistd::fchownat(&dir, name, uid, gid, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(at(format!("linux.devices: chown {path}")))?;
+    }
+    Ok(())
+}
+
 /// Sets kernel parameter `key` (`net.ipv4.ping_group_range`) through the container's own
 /// /proc (so a namespaced one is its namespace's).
 fn sysctl(root: BorrowedFd<'_>, key: &str, value: &str) -> Result<(), StageError> {
@@ -450,6 +482,9 @@ pub fn prepare(
         if m.destination() == Path::new("/dev") {
             populate_dev(root.as_fd(), premade.userns)?;
         }
+    }
+    for d in spec.linux().as_ref().and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        make_device(root.as_fd(), d)?;
     }
     if let Some(l) = lock {
         l.unlock();
