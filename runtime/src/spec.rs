@@ -284,6 +284,19 @@ pub(crate) fn cgroup_mounts_at(h: &Hierarchy, dest: &str, ro: bool) -> Result<Ve
     })
 }
 
+/// The rule that hands sysinfo(2) to the view's agent (busybox `free` and `uptime` ask it,
+/// not /proc), to go first among `rules`; a profile with a notify rule of its own cannot
+/// have it (one listener per filter).
+fn sysinfo_rule(rules: &[oci_spec::runtime::LinuxSyscall]) -> Result<oci_spec::runtime::LinuxSyscall, SpecError> {
+    if rules.iter().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify) {
+        return Err(SpecError::NotifyConflict);
+    }
+    Ok(LinuxSyscallBuilder::default()
+        .names(vec!["sysinfo".to_string()])
+        .action(LinuxSeccompAction::ScmpActNotify)
+        .build()?)
+}
+
 /// The resource view added to a bundle's spec (the annotation `run.podrun.procview`): a
 /// bind of each view file it serves over the spec's own /proc and /sys, and with `agent`
 /// the rule that hands the container's sysinfo calls to the view (first in the spec's
@@ -306,14 +319,10 @@ pub(crate) fn add_view(
         None => LinuxSeccompBuilder::default().default_action(LinuxSeccompAction::ScmpActAllow).build()?,
     };
     let mut rules = sc.syscalls().clone().unwrap_or_default();
-    if sc.listener_path().is_some() || rules.iter().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify) {
+    if sc.listener_path().is_some() {
         return Err(SpecError::NotifyConflict);
     }
-    let sysinfo = LinuxSyscallBuilder::default()
-        .names(vec!["sysinfo".to_string()])
-        .action(LinuxSeccompAction::ScmpActNotify)
-        .build()?;
-    rules.insert(0, sysinfo);
+    rules.insert(0, sysinfo_rule(&rules)?);
     sc.set_syscalls(Some(rules));
     sc.set_listener_path(Some(agent.to_owned()));
     linux.set_seccomp(Some(sc));
@@ -335,15 +344,7 @@ fn seccomp(opts: &RunOptions) -> Result<Option<LinuxSeccomp>, SpecError> {
         ),
     };
     if let Some(agent) = &opts.sysinfo_agent {
-        if rules.iter().any(|r| r.action() == LinuxSeccompAction::ScmpActNotify) {
-            return Err(SpecError::NotifyConflict);
-        }
-        // busybox `free` and `uptime` ask sysinfo(2), not /proc: the view answers it too.
-        let sysinfo = LinuxSyscallBuilder::default()
-            .names(vec!["sysinfo".to_string()])
-            .action(LinuxSeccompAction::ScmpActNotify)
-            .build()?;
-        rules.insert(0, sysinfo);
+        rules.insert(0, sysinfo_rule(&rules)?);
         listener = Some(agent.clone());
     }
     if rules.is_empty() && default == LinuxSeccompAction::ScmpActAllow {

@@ -261,14 +261,7 @@ fn make_device(root: BorrowedFd<'_>, d: &oci_spec::runtime::LinuxDevice) -> Resu
             return Err(StageError::new(STAGE, Errno::EINVAL, format!("linux.devices: {path}: type a is no node")))
         }
     };
-    let (parent, name) = path.rsplit_once('/').unwrap_or(("", &path));
-    let dir = target(root, if parent.is_empty() { "/" } else { parent }, false)?;
-    let dir = openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(at(format!("open {parent}")))?;
-    match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => {}
-        Err(e) => return Err(at(format!("replace {path}"))(e)),
-    }
+    let (dir, name) = cleared(root, &path)?;
     let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
     let dev = makedev(d.major() as u64, d.minor() as u64);
     mknodat(&dir, name, kind, mode, dev).map_err(at(format!("linux.devices: mknod {path}")))?;
@@ -298,15 +291,21 @@ fn sysctl(root: BorrowedFd<'_>, key: &str, value: &str) -> Result<(), StageError
     Ok(())
 }
 
-fn write_file(root: BorrowedFd<'_>, path: &str, content: &[u8]) -> Result<(), StageError> {
+/// The directory of `path` in the rootfs (made if missing), opened, with `path`'s last
+/// component removed from it if it was there: where a new file or node takes its place.
+fn cleared<'p>(root: BorrowedFd<'_>, path: &'p str) -> Result<(OwnedFd, &'p str), StageError> {
     let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
     let dir = target(root, if parent.is_empty() { "/" } else { parent }, false)?;
     let dir = openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(at(format!("open {parent}")))?;
     match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => {}
-        Err(e) => return Err(at(format!("replace {path}"))(e)),
+        Ok(()) | Err(Errno::ENOENT) => Ok((dir, name)),
+        Err(e) => Err(at(format!("replace {path}"))(e)),
     }
+}
+
+fn write_file(root: BorrowedFd<'_>, path: &str, content: &[u8]) -> Result<(), StageError> {
+    let (dir, name) = cleared(root, path)?;
     let fd = openat(
         &dir,
         name,
