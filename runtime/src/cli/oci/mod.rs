@@ -12,7 +12,9 @@
 //! always pass, when the id names a container in the OCI state root, or (run) with a
 //! `--bundle`.
 
+mod exec;
 mod log;
+mod output;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,7 +24,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::Signal;
 use podrun::container::ContainerError;
 use podrun::lifecycle::bundle::{self, CreateOptions};
-use podrun::lifecycle::{status, Status};
+use podrun::lifecycle::status;
 
 pub use log::LogFormat;
 
@@ -226,41 +228,7 @@ enum OciCommand {
     },
     /// Run a process in a running container: --process FILE (the runtime spec's process
     /// JSON), or the container's process with COMMAND and these changes.
-    Exec(Box<ExecArgs>),
-}
-
-#[derive(clap::Args)]
-struct ExecArgs {
-    #[arg(short, long, value_name = "FILE")]
-    process: Option<PathBuf>,
-    #[arg(short, long)]
-    detach: bool,
-    #[arg(long, value_name = "FILE")]
-    pid_file: Option<PathBuf>,
-    #[arg(long, value_name = "SOCKET")]
-    console_socket: Option<PathBuf>,
-    #[arg(short, long)]
-    tty: bool,
-    #[arg(long, value_name = "DIR")]
-    cwd: Option<String>,
-    #[arg(short, long, value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// UID[:GID] (numbers).
-    #[arg(short, long, value_name = "UID[:GID]")]
-    user: Option<String>,
-    #[arg(short = 'g', long, value_name = "GID")]
-    additional_gids: Vec<u32>,
-    /// Add a capability (CAP_NET_ADMIN) to the process's sets.
-    #[arg(short, long, value_name = "CAP")]
-    cap: Vec<String>,
-    #[arg(long)]
-    no_new_privs: bool,
-    /// Pass the caller's descriptors 3 to 3+N-1 on to the process.
-    #[arg(long, default_value_t = 0)]
-    preserve_fds: u32,
-    id: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    Exec(Box<exec::ExecArgs>),
 }
 
 #[derive(clap::Args)]
@@ -363,7 +331,7 @@ fn run(cli: OciCli) -> Result<u8> {
         }
         OciCommand::State { id } => {
             let c = bundle::load(root, &id).map_err(|e| runc_words(e, &id))?;
-            println!("{}", serde_json::to_string_pretty(&state_json(&c))?);
+            println!("{}", serde_json::to_string_pretty(&output::state_json(&c))?);
             Ok(0)
         }
         OciCommand::Kill { all, id, signal } => {
@@ -383,12 +351,12 @@ fn run(cli: OciCli) -> Result<u8> {
                     println!("{}", c.id);
                 }
             } else if format == "json" {
-                let v: Vec<serde_json::Value> = all.iter().map(state_json).collect();
+                let v: Vec<serde_json::Value> = all.iter().map(output::state_json).collect();
                 println!("{}", serde_json::to_string(&v)?);
             } else {
                 println!("{:<12} {:<10} {:<10} {:<30} {:<20} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
                 for c in &all {
-                    let s = state_json(c);
+                    let s = output::state_json(c);
                     println!(
                         "{:<12} {:<10} {:<10} {:<30} {:<20} {}",
                         c.id,
@@ -408,7 +376,7 @@ fn run(cli: OciCli) -> Result<u8> {
                 println!("{}", serde_json::to_string(&pids)?);
                 return Ok(0);
             }
-            ps_table(&pids, &ps_args)?;
+            output::ps_table(&pids, &ps_args)?;
             Ok(0)
         }
         OciCommand::Pause { id } => bundle::pause(root, &id, true).map(|()| 0).map_err(|e| runc_words(e, &id)),
@@ -441,109 +409,12 @@ fn run(cli: OciCli) -> Result<u8> {
             }
             bundle::update(root, &id, &r).map(|()| 0).map_err(|e| runc_words(e, &id))
         }
-        OciCommand::Exec(a) => exec(root, *a),
+        OciCommand::Exec(a) => exec::exec(root, *a),
         OciCommand::Features => {
-            println!("{}", serde_json::to_string_pretty(&features())?);
+            println!("{}", serde_json::to_string_pretty(&output::features())?);
             Ok(0)
         }
     }
-}
-
-/// `runc exec`: the process from --process, or the container's own with the command and
-/// the flags' changes.
-fn exec(root: &std::path::Path, a: ExecArgs) -> Result<u8> {
-    let id = a.id.clone();
-    let mut process: oci_spec::runtime::Process = match &a.process {
-        Some(f) => {
-            let text = std::fs::read(f).with_context(|| format!("--process {}", f.display()))?;
-            serde_json::from_slice(&text)
-                .with_context(|| format!("--process {}: not the runtime spec's process JSON", f.display()))?
-        }
-        None => {
-            if a.command.is_empty() {
-                bail!("exec needs a command, or --process FILE");
-            }
-            let c = bundle::load(root, &id).map_err(|e| runc_words(e, &id))?;
-            let spec = bundle::read_spec(&c.bundle.unwrap_or_default()).map_err(|e| runc_words(e.into(), &id))?;
-            let mut p = spec.process().clone().unwrap_or_default();
-            p.set_args(Some(a.command.clone()));
-            p.set_terminal(Some(a.tty));
-            p
-        }
-    };
-    if a.tty {
-        process.set_terminal(Some(true));
-    }
-    if let Some(cwd) = &a.cwd {
-        process.set_cwd(cwd.into());
-    }
-    if !a.env.is_empty() {
-        let mut env = process.env().clone().unwrap_or_default();
-        for e in &a.env {
-            let key = e.split('=').next().unwrap_or(e);
-            env.retain(|x| x.split('=').next() != Some(key));
-            env.push(e.clone());
-        }
-        process.set_env(Some(env));
-    }
-    if let Some(u) = &a.user {
-        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
-        let bad = || anyhow::anyhow!("--user {u:?}: give UID[:GID] as numbers");
-        let mut user = process.user().clone();
-        user.set_uid(uid.parse().map_err(|_| bad())?);
-        user.set_gid(gid.parse().map_err(|_| bad())?);
-        process.set_user(user);
-    }
-    if !a.additional_gids.is_empty() {
-        let mut user = process.user().clone();
-        user.set_additional_gids(Some(a.additional_gids.clone()));
-        process.set_user(user);
-    }
-    if !a.cap.is_empty() {
-        let mut caps = process.capabilities().clone().unwrap_or_default();
-        for name in &a.cap {
-            let cap: oci_spec::runtime::Capability =
-                name.parse().map_err(|_| anyhow::anyhow!("--cap {name:?}: not a capability (CAP_NET_ADMIN, ...)"))?;
-            for set in [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone()].iter().enumerate()
-            {
-                let mut v = set.1.clone().unwrap_or_default();
-                v.insert(cap);
-                match set.0 {
-                    0 => caps.set_bounding(Some(v)),
-                    1 => caps.set_effective(Some(v)),
-                    _ => caps.set_permitted(Some(v)),
-                };
-            }
-        }
-        process.set_capabilities(Some(caps));
-    }
-    if a.no_new_privs {
-        process.set_no_new_privileges(Some(true));
-    }
-    let opts = bundle::ExecOptions {
-        preserve_fds: a.preserve_fds,
-        pid_file: a.pid_file,
-        console_socket: a.console_socket,
-        detach: a.detach,
-    };
-    bundle::exec(root, &id, process, &opts).map_err(|e| runc_words(e, &id))
-}
-
-/// `runc ps` as a table: ps(1) with `args` (default -ef), the rows of the container's pids.
-fn ps_table(pids: &[i32], args: &[String]) -> Result<()> {
-    let args: Vec<String> = if args.is_empty() { vec!["-ef".into()] } else { args.to_vec() };
-    let out = std::process::Command::new("ps").args(&args).output().context("run ps")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or_default();
-    let col = header.split_whitespace().position(|h| h == "PID").context("ps printed no PID column")?;
-    println!("{header}");
-    for l in lines {
-        if l.split_whitespace().nth(col).and_then(|p| p.parse().ok()).is_some_and(|p: i32| pids.contains(&p)) {
-            println!("{l}");
-        }
-    }
-    Ok(())
 }
 
 fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
@@ -582,51 +453,6 @@ fn parse_signal(s: &str) -> Result<Signal> {
     let name = s.to_ascii_uppercase();
     let full = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
     full.parse::<Signal>().map_err(|_| anyhow::anyhow!("invalid signal {s:?}: use a name (TERM, SIGKILL) or a number"))
-}
-
-/// The runtime spec's state, with runc's additions (rootfs, created, owner).
-fn state_json(c: &podrun::state::ContainerState) -> serde_json::Value {
-    let st = status(c);
-    let pid = match st {
-        Status::Created | Status::Running => c.init.map_or(0, |i| i.pid),
-        _ => 0,
-    };
-    let rootfs = c.bundle.as_ref().map(|b| b.join("rootfs").display().to_string()).unwrap_or_default();
-    let mut v = serde_json::json!({
-        "ociVersion": "1.0.2",
-        "id": c.id,
-        "pid": pid,
-        "status": st.oci(),
-        "bundle": c.bundle.as_ref().map(|b| b.display().to_string()).unwrap_or_default(),
-        "rootfs": rootfs,
-        "created": log::rfc3339(c.created, 0),
-        "owner": "",
-    });
-    if !c.annotations.is_empty() {
-        v["annotations"] = serde_json::to_value(&c.annotations).unwrap_or_default();
-    }
-    v
-}
-
-/// What podrun supports, truthfully (runtime-spec features.md).
-fn features() -> serde_json::Value {
-    serde_json::json!({
-        "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.2.0",
-        "hooks": [],
-        "mountOptions": ["ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime", "norelatime",
-            "strictatime", "noatime", "bind", "rbind", "private", "rprivate", "slave", "rslave", "shared", "rshared"],
-        "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
-            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": true, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
-                "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"]},
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
-        },
-        "annotations": {"run.podrun.version": env!("CARGO_PKG_VERSION")},
-    })
 }
 
 impl ValueEnum for LogFormat {
