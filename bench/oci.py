@@ -215,13 +215,20 @@ def main():
             print(f"{k:<6} podrun {p:7.2f} ms   crun {med(v['crun']):7.2f} ms   runc {med(v['runc']):7.2f} ms   "
                   f"podrun/crun {p / med(v['crun']):.2f}   podrun/runc {p / med(v['runc']):.2f}")
     finally:
+        # Each step on its own: one that fails must not leave the rest (the work dir) behind.
         if c:
-            c.stop()
+            try:
+                c.stop()
+            except Exception as e:
+                print(f"bench/oci.py: stopping containerd: {e}", file=sys.stderr)
         for n, rt in RUNTIMES.items():
             root = os.path.join(work, "state-" + n)
             for cid in (os.listdir(root) if os.path.isdir(root) else []):
                 subprocess.run([rt, "--root", root, "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cleanup_cgroups()
+        try:
+            cleanup_cgroups()
+        except OSError as e:
+            print(f"bench/oci.py: removing /{PARENT}: {e}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
 
 
