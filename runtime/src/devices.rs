@@ -60,18 +60,7 @@ impl Device {
     pub fn parse(s: &str) -> Result<Device, DeviceError> {
         let bad = || DeviceError(s.to_owned());
         let parts: Vec<&str> = s.split(':').collect();
-        let perms = |p: &str| -> Option<u32> {
-            let mut a = 0;
-            for c in p.chars() {
-                a |= match c {
-                    'r' => READ,
-                    'w' => WRITE,
-                    'm' => MKNOD,
-                    _ => return None,
-                };
-            }
-            (a != 0).then_some(a)
-        };
+        let perms = |p: &str| access_bits(p).filter(|&a| a != 0);
         let (host, target, access) = match parts[..] {
             [h] => (h, h, READ | WRITE | MKNOD),
             [h, t] if t.starts_with('/') => (h, t, READ | WRITE | MKNOD),
@@ -89,16 +78,8 @@ impl Device {
     /// An allow rule of an OCI spec (`linux.resources.devices`) for one device number:
     /// nothing to bind, only the cgroup's permission.
     pub fn allowed(block: bool, major: u32, minor: u32, access: &str) -> Option<Device> {
-        let mut a = 0;
-        for c in access.chars() {
-            a |= match c {
-                'r' => READ,
-                'w' => WRITE,
-                'm' => MKNOD,
-                _ => return None,
-            };
-        }
-        Some(Device { host: std::path::PathBuf::new(), target: String::new(), block, major, minor, access: a })
+        let access = access_bits(access)?;
+        Some(Device { host: std::path::PathBuf::new(), target: String::new(), block, major, minor, access })
     }
 
     /// Whether the standard list already allows `access` to this device (or number range):
@@ -114,6 +95,20 @@ impl Device {
     fn rule(&self) -> Rule {
         (if self.block { BLOCK } else { CHAR }, Some(self.major), Some(self.minor), self.access)
     }
+}
+
+/// "rwm" (or part of it) as access bits; None for another letter.
+fn access_bits(letters: &str) -> Option<u32> {
+    letters.chars().try_fold(0, |a, c| {
+        Some(
+            a | match c {
+                'r' => READ,
+                'w' => WRITE,
+                'm' => MKNOD,
+                _ => return None,
+            },
+        )
+    })
 }
 
 /// A device node's (is it a block device, major, minor); None for anything else.
