@@ -615,6 +615,35 @@ fn the_resource_view_is_an_annotation_away() {
     // The view of the root stops with its last container.
     let view = podrun::state::Paths::new(t.root().join(".podrun"));
     eventually(5, "the view to stop", || podrun::procview::keeper(&view).is_none());
+    // podrun's configuration gives the view to a spec that does not ask; an annotation's
+    // "off" still turns it off; a configuration that is wrong says where.
+    let config = t.dir.path().join("config.json");
+    std::fs::write(&config, r#"{"oci": {"procview": "on"}}"#).unwrap();
+    let with_config = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .env("PODRUN_CONFIG", &config)
+            .arg("--root")
+            .arg(t.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let plain = t.bundle("v3", "free | awk '/Mem:/{print $2}'", |_| {});
+    let out = with_config(&["run", "--bundle", plain.to_str().unwrap(), "v3"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "65536\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let off = t.bundle("v4", "free | awk '/Mem:/{print $2}'", |s| {
+        s["annotations"] = serde_json::json!({"run.podrun.procview": "off"})
+    });
+    let out = with_config(&["run", "--bundle", off.to_str().unwrap(), "v4"]);
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "65536\n", "off: the host's memory");
+    std::fs::write(&config, r#"{"oci": {"procview": "always"}}"#).unwrap();
+    let out = with_config(&["create", "--bundle", plain.to_str().unwrap(), "v5"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oci.procview"), "{}", String::from_utf8_lossy(&out.stderr));
+    for id in ["v3", "v4", "v5"] {
+        t.assert_gone(id);
+    }
+    eventually(5, "the view to stop", || podrun::procview::keeper(&view).is_none());
     // A value that is none of on, files, off is refused by its path.
     let b = t.bundle("v2", "true", |s| s["annotations"] = serde_json::json!({"run.podrun.procview": "yes"}));
     let err = t.fails(&["create", "--bundle", b.to_str().unwrap(), "v2"]);

@@ -155,6 +155,7 @@ pub fn run(paths: &Paths, store: &Store, req: RunRequest) -> Result<RunOutcome, 
             monitor: None,
             stopped: false,
             bundle: None,
+            view: None,
             annotations: Default::default(),
             dir: Some(rootfs.dir.clone()),
         };

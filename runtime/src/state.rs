@@ -119,6 +119,10 @@ pub struct ContainerState {
     /// A bundle's container (the OCI commands'): the bundle's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<std::path::PathBuf>,
+    /// A bundle's container: the resource view it was given (its annotation's, or the
+    /// configured default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<ViewMode>,
     /// The spec's annotations (a bundle's container).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,

@@ -44,10 +44,11 @@ fn field(field: impl Into<String>, message: impl Into<String>) -> BundleError {
 pub const VIEW_ANNOTATION: &str = "run.podrun.procview";
 
 /// The view a spec's annotation asks for.
-fn view_mode(spec: &Spec) -> Result<crate::state::ViewMode, BundleError> {
+fn view_mode(spec: &Spec, default: Option<crate::state::ViewMode>) -> Result<crate::state::ViewMode, BundleError> {
     use crate::state::ViewMode;
     match spec.annotations().as_ref().and_then(|a| a.get(VIEW_ANNOTATION)).map(String::as_str) {
-        None | Some("off") => Ok(ViewMode::Off),
+        None => Ok(default.unwrap_or(ViewMode::Off)),
+        Some("off") => Ok(ViewMode::Off),
         Some("on") => Ok(ViewMode::On),
         Some("files") => Ok(ViewMode::Files),
         Some(other) => {
@@ -62,9 +63,13 @@ pub fn view_paths(root: &Path) -> crate::state::Paths {
     crate::state::Paths::new(root.join(".podrun"))
 }
 
+fn uses_view(c: &ContainerState) -> bool {
+    c.view.is_some_and(|v| v != crate::state::ViewMode::Off)
+}
+
 /// Stops the view of `root` once no container there asks for it.
 fn release_view(root: &Path) {
-    let users = list(root).iter().filter(|c| c.annotations.get(VIEW_ANNOTATION).is_some_and(|v| v != "off")).count();
+    let users = list(root).iter().filter(|c| uses_view(c)).count();
     let vp = view_paths(root);
     if users == 0 && vp.root.exists() {
         crate::procview::stop(&vp);
@@ -86,6 +91,8 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// The caller's descriptors 3 to 3+N-1 that the process gets.
     pub preserve_fds: u32,
+    /// The resource view of a spec without the annotation (podrun's configuration; none: off).
+    pub default_view: Option<crate::state::ViewMode>,
 }
 
 /// The state root's directory of container `id`.
@@ -285,7 +292,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
         return Err(ContainerError::NoConsoleSocket);
     }
     let cg = cgroup_path(&spec, &cid)?;
-    let view = view_mode(&spec)?;
+    let view = view_mode(&spec, opts.default_view)?;
     let lim = limits(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
     let plan = crate::ns::Plan::of_spec(namespaces.iter().map(|n| (n.typ().to_string(), n.path().as_deref())))
@@ -323,6 +330,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
             monitor: None,
             stopped: false,
             bundle: Some(bundle.clone()),
+            view: Some(view),
             annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
             dir: Some(dir.clone()),
         };
@@ -566,7 +574,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     }
     let dir = c.dir.clone().unwrap_or_else(|| root.join(id));
     fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
-    if c.annotations.get(VIEW_ANNOTATION).is_some_and(|v| v != "off") {
+    if uses_view(&c) {
         release_view(root);
     }
     Ok(())

@@ -426,7 +426,28 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
+        default_view: default_view()?,
     })
+}
+
+/// podrun's configuration file (PODRUN_CONFIG, default /etc/podrun/config.json).
+const CONFIG: &str = "/etc/podrun/config.json";
+
+/// The resource view of an OCI container whose spec does not ask (`oci.procview` in the
+/// configuration: on, files or off); none without a configuration file.
+fn default_view() -> Result<Option<podrun::state::ViewMode>> {
+    let path = std::env::var_os("PODRUN_CONFIG").map_or_else(|| PathBuf::from(CONFIG), PathBuf::from);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let Some(word) = v.get("oci").and_then(|o| o.get("procview")) else { return Ok(None) };
+    serde_json::from_value(word.clone())
+        .map(Some)
+        .with_context(|| format!("{}: oci.procview is {word}: use \"on\", \"files\" or \"off\"", path.display()))
 }
 
 /// The errors clients match on, in runc's words.
