@@ -612,6 +612,13 @@ fn the_resource_view_is_an_annotation_away() {
     assert!(lines[3].split(',').count() == 1 && !lines[3].contains('-'), "one CPU online: {text}");
     assert!(lines[4].parse::<u64>().unwrap() < 5, "uptime from the container's start: {text}");
     t.assert_gone("v1");
+    // An exec'd process gets what the init got: its sysinfo answered by the view too.
+    let b = t.bundle("v6", "exec sleep 600", |s| s["annotations"] = serde_json::json!({"run.podrun.procview": "on"}));
+    t.create(&b, "v6", &t.dir.path().join("v6.out"));
+    t.ok(&["start", "v6"]);
+    assert_eq!(t.ok(&["exec", "v6", "sh", "-c", "free | awk '/Mem:/{print $2}'"]), "65536\n");
+    t.ok(&["delete", "--force", "v6"]);
+    t.assert_gone("v6");
     // The view of the root stops with its last container.
     let view = podrun::state::Paths::new(t.root().join(".podrun"));
     eventually(5, "the view to stop", || podrun::procview::keeper(&view).is_none());

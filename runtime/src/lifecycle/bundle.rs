@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! <root>/<id>/state.json   ContainerState (with the bundle and its annotations)
+//! <root>/<id>/config.json  the spec as run (the bundle's, with what podrun added)
 //! <root>/<id>/exec.fifo    while created and not started
 //! ```
 //! The init is not podrun's child once `create` returns: it is the caller's (a subreaper,
@@ -366,6 +367,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<ContainerSt
                 Some((dir, crate::procview::binds_lock(&vp)))
             }
         };
+        // The spec as run (the host's cgroup mounts, the view's binds and sysinfo rule),
+        // which `exec` reads: an exec'd process gets what the init got.
+        state::write_json(&dir, "config.json", &spec).map_err(io("write config.json"))?;
         let p = Prepared {
             state,
             spec,
@@ -516,6 +520,12 @@ pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<(), C
     Ok(cgroup::set_limits(&cgroup::Hierarchy::host()?, cg, &l)?)
 }
 
+/// The spec a container was created with, as run (create wrote it to its directory).
+pub fn run_spec(c: &ContainerState) -> Result<Spec, ContainerError> {
+    let path = c.dir.clone().unwrap_or_default().join("config.json");
+    state::read_json(&path).map_err(io(format!("read {}", path.display())))
+}
+
 /// What `exec` is asked for, beside the process.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
@@ -537,9 +547,8 @@ pub fn exec(
     if status(&c) != Status::Running {
         return Err(ContainerError::NotRunning(id.to_owned()));
     }
-    let bundle = c.bundle.clone().unwrap_or_default();
-    let spec = read_spec(&bundle)?;
     let dir = c.dir.clone().unwrap_or_default();
+    let spec = run_spec(&c)?;
     let tty = process.terminal().unwrap_or(false);
     if tty && opts.detach && opts.console_socket.is_none() {
         return Err(ContainerError::NoConsoleSocket);

@@ -57,7 +57,7 @@ pub(super) fn exec(root: &std::path::Path, a: ExecArgs) -> Result<u8> {
                 bail!("exec needs a command, or --process FILE");
             }
             let c = bundle::load(root, &id).map_err(|e| runc_words(e, &id))?;
-            let spec = bundle::read_spec(&c.bundle.unwrap_or_default()).map_err(|e| runc_words(e.into(), &id))?;
+            let spec = bundle::run_spec(&c).map_err(|e| runc_words(e, &id))?;
             let mut p = spec.process().clone().unwrap_or_default();
             p.set_args(Some(a.command.clone()));
             p.set_terminal(Some(a.tty));
